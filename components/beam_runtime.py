@@ -1,0 +1,21 @@
+"""Beam pipeline options shared by every Beam step.
+
+Components never choose a runner: they take the pipeline's `beam_args` and
+pass them through, so the same code runs in-process (DirectRunner, the
+default), on several local processes
+(`--direct_running_mode=multi_processing --direct_num_workers=2`), or on
+Flink, Spark or Dataflow by adding that runner's flags to the config.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:
+  args = list(beam_args)
+  if not any(a.startswith("--runner") for a in args):
+    args.append("--runner=DirectRunner")
+  return PipelineOptions(args)

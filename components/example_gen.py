@@ -1,0 +1,408 @@
+"""ExampleGen: raw rows in, validated and split tf.Examples out, on Beam.
+
+Steps: read every unit of the source in parallel; parse and validate each row
+(components.parsing), sending bad rows with their reason to quarantine; join
+item and user side features; drop exact duplicate events; split train/eval;
+write gzip TFRecords of tf.Example per split, in TFX's `Split-<name>` layout.
+
+Nothing is lost silently: every input row ends in exactly one of train, eval,
+quarantine or duplicates, and the counts written to metadata.json reconcile
+(`rows_in == train + eval + quarantined + duplicates_dropped`). A run whose
+interactions are all bad, or more bad than the configured share, fails with
+the first reasons in the message, after the quarantine artifact is published
+so the bad rows can be inspected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+
+from components import artifacts
+from components import beam_runtime
+from components import parsing
+from components import records as r
+from components import schema
+from components.readers.base import Reader
+
+TRAIN = "train"
+EVAL = "eval"
+ITEMS = "items"
+USERS = "users"
+QUARANTINE_FILE_PREFIX = "quarantined"
+
+
+class ExampleGenError(RuntimeError):
+  """The input cannot produce a usable dataset; the message says why."""
+
+
+# ---------------------------------------------------------------------------
+# Per-row functions (pure; run on Beam workers).
+
+
+def _parse_interactions(raw: r.RawRow, rules: parsing.ValidationRules,
+                        catalog_ids: Optional[Mapping[str, Any]]):
+  parsed = parsing.parse_interaction(raw, rules)
+  if isinstance(parsed, parsing.Quarantined):
+    yield beam.pvalue.TaggedOutput("bad", parsed)
+  elif catalog_ids is not None and parsed[r.ITEM_ID] not in catalog_ids:
+    yield beam.pvalue.TaggedOutput("bad", parsing.Quarantined(
+        "interaction", raw.source, raw.row, r.ITEM_ID,
+        f"item_id {parsed[r.ITEM_ID]!r} is not in the item catalog",
+        dict(raw.fields)))
+  else:
+    yield parsed
+
+
+def _parse_entity(raw: r.RawRow, kind: str, user_features: Sequence[str]):
+  parsed = (parsing.parse_item(raw) if kind == ITEMS else
+            parsing.parse_user(raw, user_features))
+  if isinstance(parsed, parsing.Quarantined):
+    yield beam.pvalue.TaggedOutput("bad", parsed)
+  else:
+    yield (parsed[r.ITEM_ID if kind == ITEMS else r.USER_ID],
+           (raw.source, raw.row, parsed))
+
+
+def _first_definition_wins(element, kind: str):
+  """Keeps the first row defining an id; later rows with that id are bad."""
+  entity_id, defs = element
+  defs = sorted(defs, key=lambda d: (d[0], d[1]))
+  source, row, parsed = defs[0]
+  yield parsed
+  for dup_source, dup_row, dup in defs[1:]:
+    yield beam.pvalue.TaggedOutput("bad", parsing.Quarantined(
+        kind[:-1], dup_source, dup_row,
+        r.ITEM_ID if kind == ITEMS else r.USER_ID,
+        f"duplicate id {entity_id!r} (first defined at {source}, row {row})",
+        {k: v for k, v in dup.items()}))
+
+
+def _event_key(row: Mapping[str, Any]) -> tuple:
+  return tuple(row[f] for f in r.INTERACTION_FIELDS)
+
+
+def _hash_fraction(seed: int, row: Mapping[str, Any]) -> float:
+  digest = hashlib.sha256(
+      json.dumps([seed, *_event_key(row)]).encode()).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+class _DedupeAndSplit(beam.DoFn):
+  """Per user: drop exact duplicate events, then assign train or eval."""
+
+  def __init__(self, split: str, eval_fraction: float, seed: int):
+    self._split = split
+    self._eval_fraction = eval_fraction
+    self._seed = seed
+
+  def process(self, element, cutoff_ts=None) -> Iterator[Any]:
+    _, rows = element
+    unique, seen = [], set()
+    for row in sorted(rows, key=_event_key):
+      key = _event_key(row)
+      if key in seen:
+        yield beam.pvalue.TaggedOutput("duplicates", 1)
+        continue
+      seen.add(key)
+      unique.append(row)
+    unique.sort(key=lambda x: (x[r.TIMESTAMP], x[r.ITEM_ID]))
+    if self._split == "temporal_user":
+      n_eval = max(1, int(len(unique) * self._eval_fraction)) if len(
+          unique) >= 2 else 0
+      for i, row in enumerate(unique):
+        yield (EVAL if i >= len(unique) - n_eval else TRAIN, row)
+    elif self._split == "temporal_global":
+      for row in unique:
+        yield (EVAL if row[r.TIMESTAMP] > cutoff_ts else TRAIN, row)
+    else:
+      for row in unique:
+        yield (EVAL if _hash_fraction(self._seed, row) < self._eval_fraction
+               else TRAIN, row)
+
+
+def _to_example(split_and_row, items: Mapping[str, Any],
+                users: Mapping[str, Any], user_features: Sequence[str]) -> bytes:
+  _, row = split_and_row
+  values = dict(row)
+  item = items.get(row[r.ITEM_ID]) or {}
+  values[r.TITLE] = item.get(r.TITLE, "")
+  values[r.YEAR] = item.get(r.YEAR, 0)
+  values[r.CATEGORIES] = item.get(r.CATEGORIES, [])
+  values[r.TAGS] = item.get(r.TAGS, [])
+  user = users.get(row[r.USER_ID]) or {}
+  for name in user_features:
+    values[schema.user_feature_key(name)] = user.get(name, "")
+  return schema.to_example(values)
+
+
+def _item_example(item: Mapping[str, Any]) -> bytes:
+  return schema.to_example({k: item[k] for k in r.ITEM_FIELDS})
+
+
+def _user_example(user: Mapping[str, Any], user_features: Sequence[str]) -> bytes:
+  values = {r.USER_ID: user[r.USER_ID]}
+  for name in user_features:
+    values[schema.user_feature_key(name)] = user[name]
+  return schema.to_example(values)
+
+
+def _bare_item(item_id: str) -> dict[str, Any]:
+  return {r.ITEM_ID: item_id, r.TITLE: "", r.YEAR: 0, r.CATEGORIES: [],
+          r.TAGS: []}
+
+
+# ---------------------------------------------------------------------------
+# Pipeline.
+
+
+def _count(pcoll, name: str):
+  return (pcoll
+          | f"Count{name}" >> beam.combiners.Count.Globally()
+          | f"Name{name}" >> beam.Map(lambda n, k=name: (k, n)))
+
+
+def _write_tfrecords(pcoll, directory: str, label: str):
+  return pcoll | label >> beam.io.WriteToTFRecord(
+      os.path.join(directory, "data_tfrecord"),
+      file_name_suffix=".gz",
+      compression_type=CompressionTypes.GZIP)
+
+
+def _read(p, label: str, units: list[str], read_fn):
+  return (p
+          | f"{label}Units" >> beam.Create(units)
+          | f"{label}Read" >> beam.FlatMap(read_fn)
+          | f"{label}Spread" >> beam.Reshuffle())
+
+
+def build_pipeline(p: beam.Pipeline, reader: Reader,
+                   rules: parsing.ValidationRules, split: str,
+                   eval_fraction: float, seed: int, out_dir: str) -> None:
+  """Adds ExampleGen's transforms to `p`, writing under `out_dir`."""
+  user_features = tuple(reader.user_feature_names)
+  has_catalog = bool(reader.item_units())
+  counts = []
+  bad_collections = []
+
+  # Catalog and profiles: small tables, used as side inputs.
+  entity_tables = {}
+  for kind, units, read_fn in ((ITEMS, reader.item_units(), reader.read_items),
+                               (USERS, reader.user_units(), reader.read_users)):
+    label = kind.capitalize()
+    raw = _read(p, label, units, read_fn)
+    counts.append(_count(raw, f"{kind}_in"))
+    parsed = raw | f"{label}Parse" >> beam.FlatMap(
+        _parse_entity, kind, user_features).with_outputs("bad", main="ok")
+    unique = (parsed.ok
+              | f"{label}GroupById" >> beam.GroupByKey()
+              | f"{label}FirstWins" >> beam.FlatMap(
+                  _first_definition_wins, kind).with_outputs("bad", main="ok"))
+    bad_collections += [parsed.bad, unique.bad]
+    entity_tables[kind] = unique.ok
+    counts.append(_count(
+        (parsed.bad, unique.bad) | f"{label}AllBad" >> beam.Flatten(),
+        f"{kind}_quarantined"))
+
+  items_by_id = entity_tables[ITEMS] | "ItemsKeyed" >> beam.Map(
+      lambda it: (it[r.ITEM_ID], it))
+  users_by_id = entity_tables[USERS] | "UsersKeyed" >> beam.Map(
+      lambda u: (u[r.USER_ID], u))
+
+  raw = _read(p, "Interactions", reader.interaction_units(),
+              reader.read_interactions)
+  counts.append(_count(raw, "interactions_in"))
+  parsed = raw | "InteractionsParse" >> beam.FlatMap(
+      _parse_interactions, rules,
+      beam.pvalue.AsDict(items_by_id) if has_catalog else None
+  ).with_outputs("bad", main="ok")
+  bad_collections.append(parsed.bad)
+  counts.append(_count(parsed.bad, "interactions_quarantined"))
+
+  if not has_catalog:
+    # No catalog file: the items are whatever the interactions name.
+    items_by_id = (parsed.ok
+                   | "ItemIds" >> beam.Map(lambda x: x[r.ITEM_ID])
+                   | "DistinctItemIds" >> beam.Distinct()
+                   | "BareItems" >> beam.Map(lambda i: (i, _bare_item(i))))
+    entity_tables[ITEMS] = items_by_id | "ItemValues" >> beam.Values()
+
+  cutoff = None
+  if split == "temporal_global":
+    cutoff = beam.pvalue.AsSingleton(
+        parsed.ok
+        | "Timestamps" >> beam.Map(lambda x: x[r.TIMESTAMP])
+        | "Quantiles" >> beam.transforms.stats.ApproximateQuantiles.Globally(
+            101)
+        | "Cutoff" >> beam.Map(
+            lambda q: q[min(100, int(round((1 - eval_fraction) * 100)))]))
+
+  split_rows = (parsed.ok
+                | "KeyByUser" >> beam.Map(lambda x: (x[r.USER_ID], x))
+                | "GroupByUser" >> beam.GroupByKey()
+                | "DedupeAndSplit" >> beam.ParDo(
+                    _DedupeAndSplit(split, eval_fraction, seed),
+                    cutoff).with_outputs("duplicates", main="rows"))
+  counts.append(_count(split_rows.duplicates, "duplicates_dropped"))
+
+  items_side = beam.pvalue.AsDict(items_by_id)
+  users_side = beam.pvalue.AsDict(users_by_id)
+  for name in (TRAIN, EVAL):
+    rows = split_rows.rows | f"Select{name}" >> beam.Filter(
+        lambda kv, s=name: kv[0] == s)
+    counts.append(_count(rows, f"interactions_{name}"))
+    examples = rows | f"Encode{name}" >> beam.Map(
+        _to_example, items_side, users_side, user_features)
+    _write_tfrecords(examples, os.path.join(out_dir, "examples", f"Split-{name}"),
+                     f"Write{name}")
+
+  _write_tfrecords(
+      entity_tables[ITEMS] | "EncodeItems" >> beam.Map(_item_example),
+      os.path.join(out_dir, "catalog", f"Split-{ITEMS}"), "WriteItems")
+  counts.append(_count(entity_tables[ITEMS], "items_written"))
+  _write_tfrecords(
+      entity_tables[USERS] | "EncodeUsers" >> beam.Map(
+          _user_example, user_features),
+      os.path.join(out_dir, "catalog", f"Split-{USERS}"), "WriteUsers")
+  counts.append(_count(entity_tables[USERS], "users_written"))
+
+  _ = (tuple(bad_collections)
+       | "AllBad" >> beam.Flatten()
+       | "BadToJson" >> beam.Map(
+           lambda q: json.dumps(q.to_json_dict(), sort_keys=True))
+       | "WriteQuarantine" >> beam.io.WriteToText(
+           os.path.join(out_dir, "quarantine", QUARANTINE_FILE_PREFIX),
+           file_name_suffix=".jsonl"))
+
+  _ = (tuple(counts)
+       | "AllCounts" >> beam.Flatten()
+       | "CountsToDict" >> beam.combiners.ToDict()
+       | "CountsToJson" >> beam.Map(json.dumps, sort_keys=True)
+       | "WriteCounts" >> beam.io.WriteToText(
+           os.path.join(out_dir, "counts"), file_name_suffix=".json",
+           shard_name_template=""))
+
+
+def read_quarantine(quarantine_uri: str) -> Iterator[dict[str, Any]]:
+  """Yields every quarantined row record of a quarantine artifact."""
+  for name in sorted(os.listdir(quarantine_uri)):
+    if name.startswith(QUARANTINE_FILE_PREFIX):
+      with open(os.path.join(quarantine_uri, name)) as f:
+        for line in f:
+          if line.strip():
+            yield json.loads(line)
+
+
+def _reconcile(counts: dict[str, int]) -> dict[str, Any]:
+  """Fills in zero counts and checks that every row is accounted for."""
+  keys = ("interactions_in", "interactions_train", "interactions_eval",
+          "interactions_quarantined", "duplicates_dropped", "items_in",
+          "items_written", "items_quarantined", "users_in", "users_written",
+          "users_quarantined")
+  c = {k: int(counts.get(k, 0)) for k in keys}
+  out_rows = (c["interactions_train"] + c["interactions_eval"] +
+              c["interactions_quarantined"] + c["duplicates_dropped"])
+  if out_rows != c["interactions_in"]:
+    raise AssertionError(f"ExampleGen lost rows: {c}")  # a bug, not bad data
+  return c
+
+
+def run_example_gen(
+    reader: Reader,
+    rules: parsing.ValidationRules,
+    examples_uri: str,
+    catalog_uri: str,
+    quarantine_uri: str,
+    run_id: str,
+    split: str = "temporal_user",
+    eval_fraction: float = 0.2,
+    seed: int = 42,
+    max_quarantine_fraction: float = 0.25,
+    beam_args: Sequence[str] = (),
+    parameters: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+  """Runs ExampleGen and publishes the examples, catalog and quarantine.
+
+  Returns:
+    The reconciled row counts.
+
+  Raises:
+    ExampleGenError: no valid interaction survived, or more than
+      `max_quarantine_fraction` of them were bad. The quarantine artifact is
+      published before the error, so the rows can be inspected.
+  """
+  params = dict(parameters or {}, split=split, eval_fraction=eval_fraction,
+                seed=seed)
+  parent = os.path.dirname(os.path.abspath(examples_uri))
+  os.makedirs(parent, exist_ok=True)
+  scratch = tempfile.mkdtemp(prefix=".scratch-", dir=parent)
+  try:
+    with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
+      build_pipeline(p, reader, rules, split, eval_fraction, seed, scratch)
+    with open(os.path.join(scratch, "counts.json")) as f:
+      counts = _reconcile(json.loads(f.read() or "{}"))
+
+    with artifacts.write_artifact(quarantine_uri, "Quarantine", "ExampleGen",
+                                  run_id, params) as w:
+      for name in os.listdir(os.path.join(scratch, "quarantine")):
+        shutil.move(os.path.join(scratch, "quarantine", name), w.uri)
+      w.summary = {k: counts[k] for k in counts if k.endswith("quarantined")}
+
+    bad = counts["interactions_quarantined"]
+    total = counts["interactions_in"]
+    if total == 0 or counts["interactions_train"] == 0:
+      first = [q for _, q in zip(range(5), read_quarantine(quarantine_uri))]
+      reasons = "; ".join(
+          parsing.Quarantined(**{k: q[k] for k in (
+              "kind", "source", "row", "field", "reason", "raw")}).describe()
+          for q in first)
+      raise ExampleGenError(
+          f"ExampleGen: no usable interactions: {total} rows read, {bad} "
+          f"quarantined, {counts['interactions_train']} left for training. "
+          + (f"First problems: {reasons}. " if reasons else "") +
+          f"All quarantined rows are in {quarantine_uri}")
+    if bad / total > max_quarantine_fraction:
+      raise ExampleGenError(
+          f"ExampleGen: {bad} of {total} interaction rows "
+          f"({bad / total:.1%}) were quarantined, more than "
+          f"example_gen.max_quarantine_fraction={max_quarantine_fraction:g}; "
+          f"see {quarantine_uri}")
+
+    spec = schema.raw_feature_spec(reader.user_feature_names)
+    with artifacts.write_artifact(examples_uri, "Examples", "ExampleGen",
+                                  run_id, params) as w:
+      for s in (TRAIN, EVAL):
+        shutil.move(os.path.join(scratch, "examples", f"Split-{s}"), w.uri)
+      schema.write_schema(w.uri, spec)
+      w.summary = dict(counts, splits=[TRAIN, EVAL],
+                       user_features=list(reader.user_feature_names))
+    with artifacts.write_artifact(catalog_uri, "Catalog", "ExampleGen",
+                                  run_id, params) as w:
+      for s in (ITEMS, USERS):
+        shutil.move(os.path.join(scratch, "catalog", f"Split-{s}"), w.uri)
+      w.summary = {k: counts[k] for k in ("items_written", "users_written")}
+      w.summary["user_features"] = list(reader.user_feature_names)
+    return counts
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def iter_tfrecord_files(artifact_uri: str, split: str) -> list[str]:
+  d = artifacts.split_dir(artifact_uri, split)
+  return sorted(os.path.join(d, f) for f in os.listdir(d)
+                if not f.startswith("."))
+
+
+def read_examples(artifact_uri: str, split: str) -> Iterable[bytes]:
+  """Yields serialized records of one split (for tests and small tables)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = iter_tfrecord_files(artifact_uri, split)
+  for rec in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    yield rec.numpy()

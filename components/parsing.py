@@ -1,0 +1,270 @@
+"""Turns raw rows into typed canonical records, or says exactly why not.
+
+Every type and range rule of the pipeline lives here, whatever the source
+format, so a bad row is reported the same way from CSV, Parquet or a
+generator: file, row, field and reason. Functions here are pure and run inside
+Beam workers; they return a `Quarantined` value instead of raising, because
+one bad row must never stop a run over millions of good ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from components import records as r
+
+
+@dataclasses.dataclass(frozen=True)
+class Quarantined:
+  """A row that failed validation, with enough context to find and fix it."""
+
+  kind: str  # "interaction", "item" or "user"
+  source: str
+  row: int
+  field: Optional[str]  # None when the row as a whole is malformed
+  reason: str
+  raw: Mapping[str, Any]
+
+  def to_json_dict(self) -> dict[str, Any]:
+    return {
+        "kind": self.kind,
+        "source": self.source,
+        "row": self.row,
+        "field": self.field,
+        "reason": self.reason,
+        "raw": {k: _jsonable(v) for k, v in self.raw.items()},
+    }
+
+  def describe(self) -> str:
+    where = f"{self.source}, row {self.row}"
+    return f"{where}, field {self.field!r}: {self.reason}" if self.field else (
+        f"{where}: {self.reason}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationRules:
+  rating_min: float
+  rating_max: float
+  timestamp_min: int  # epoch seconds, inclusive
+  timestamp_max: int  # epoch seconds, inclusive
+
+
+class _BadValue(ValueError):
+  pass
+
+
+def _jsonable(v: Any) -> Any:
+  if isinstance(v, (str, int, float, bool)) or v is None:
+    return v
+  if isinstance(v, (list, tuple)):
+    return [_jsonable(x) for x in v]
+  return str(v)
+
+
+def _is_missing(v: Any) -> bool:
+  if v is None:
+    return True
+  if isinstance(v, str) and not v.strip():
+    return True
+  return isinstance(v, float) and math.isnan(v)
+
+
+def _as_id(v: Any) -> str:
+  if isinstance(v, float) and v.is_integer():
+    v = int(v)  # Parquet/JSONL numeric ids: 31.0 and 31 are the same item.
+  s = str(v).strip()
+  if not s:
+    raise _BadValue("is empty")
+  return s
+
+
+def _as_float(v: Any) -> float:
+  if isinstance(v, bool):
+    raise _BadValue(f"expected a number, got {v!r}")
+  try:
+    x = float(v.strip() if isinstance(v, str) else v)
+  except (TypeError, ValueError):
+    raise _BadValue(f"could not parse {v!r} as a number") from None
+  if not math.isfinite(x):
+    raise _BadValue(f"{v!r} is not a finite number")
+  return x
+
+
+def _as_int(v: Any) -> int:
+  x = _as_float(v)
+  if not x.is_integer():
+    raise _BadValue(f"expected a whole number, got {v!r}")
+  return int(x)
+
+
+def _as_binary(v: Any) -> int:
+  if isinstance(v, bool):
+    return int(v)
+  if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+    return int(v.strip().lower() == "true")
+  x = _as_int(v)
+  if x not in (0, 1):
+    raise _BadValue(f"expected 0 or 1, got {v!r}")
+  return x
+
+
+def _as_timestamp(v: Any) -> int:
+  """Epoch seconds from a number, or from an ISO-8601 string."""
+  if isinstance(v, datetime.datetime):
+    dt = v
+  elif isinstance(v, str) and not v.strip().lstrip("-").replace(
+      ".", "", 1).isdigit():
+    try:
+      dt = datetime.datetime.fromisoformat(v.strip())
+    except ValueError:
+      raise _BadValue(f"could not parse {v!r} as a timestamp") from None
+  else:
+    return _as_int(v)
+  if dt.tzinfo is None:
+    dt = dt.replace(tzinfo=datetime.timezone.utc)
+  return int(dt.timestamp())
+
+
+def _as_list(v: Any) -> list[str]:
+  if _is_missing(v):
+    return []
+  if isinstance(v, str):
+    parts = v.split(r.CATEGORY_SEPARATOR)
+  elif isinstance(v, (list, tuple)) or hasattr(v, "tolist"):
+    parts = list(v.tolist() if hasattr(v, "tolist") else v)
+  else:
+    raise _BadValue(f"expected a list or a '|'-joined string, got {v!r}")
+  return [str(p).strip() for p in parts if str(p).strip()]
+
+
+def _format_ts(ts: int) -> str:
+  try:
+    return datetime.datetime.fromtimestamp(
+        ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+  except (OverflowError, OSError, ValueError):
+    return "out of range"
+
+
+ParsedOr = Union[dict[str, Any], Quarantined]
+
+
+def _quarantine(kind: str, raw: r.RawRow, field: Optional[str],
+                reason: str) -> Quarantined:
+  return Quarantined(kind, raw.source, raw.row, field, reason, dict(raw.fields))
+
+
+def parse_interaction(raw: r.RawRow, rules: ValidationRules) -> ParsedOr:
+  """Parses one interaction row into canonical typed values.
+
+  Required: user_id, item_id, timestamp. Optional labels default to
+  `records.MISSING_LABEL`, except click, which defaults to 1 (a logged rating
+  or view is a consumed item).
+  """
+  if raw.error:
+    return _quarantine("interaction", raw, None, raw.error)
+  f = raw.fields
+  field = None
+  try:
+    field = r.USER_ID
+    if _is_missing(f.get(field)):
+      raise _BadValue("is required but empty")
+    user_id = _as_id(f[field])
+    field = r.ITEM_ID
+    if _is_missing(f.get(field)):
+      raise _BadValue("is required but empty")
+    item_id = _as_id(f[field])
+    field = r.TIMESTAMP
+    if _is_missing(f.get(field)):
+      raise _BadValue("is required but empty")
+    ts = _as_timestamp(f[field])
+    if not rules.timestamp_min <= ts <= rules.timestamp_max:
+      raise _BadValue(
+          f"{ts} ({_format_ts(ts)}) is outside the allowed range "
+          f"[{_format_ts(rules.timestamp_min)}, "
+          f"{_format_ts(rules.timestamp_max)}]")
+    field = r.RATING
+    rating = float(r.MISSING_LABEL)
+    if not _is_missing(f.get(field)):
+      rating = _as_float(f[field])
+      if not rules.rating_min <= rating <= rules.rating_max:
+        raise _BadValue(f"{rating:g} is outside the allowed range "
+                        f"[{rules.rating_min:g}, {rules.rating_max:g}]")
+    field = r.CLICK
+    click = 1 if _is_missing(f.get(field)) else _as_binary(f[field])
+    field = r.LIKE
+    like = r.MISSING_LABEL if _is_missing(f.get(field)) else _as_binary(
+        f[field])
+    field = r.WATCH_FRACTION
+    watch = float(r.MISSING_LABEL)
+    if not _is_missing(f.get(field)):
+      watch = _as_float(f[field])
+      if not 0.0 <= watch <= 1.0:
+        raise _BadValue(f"{watch:g} is outside [0, 1]")
+  except _BadValue as e:
+    return _quarantine("interaction", raw, field, f"{field} {e}")
+  return {
+      r.USER_ID: user_id,
+      r.ITEM_ID: item_id,
+      r.TIMESTAMP: ts,
+      r.RATING: rating,
+      r.CLICK: click,
+      r.LIKE: like,
+      r.WATCH_FRACTION: watch,
+  }
+
+
+def parse_item(raw: r.RawRow) -> ParsedOr:
+  """Parses one catalog row: item_id required, everything else optional."""
+  if raw.error:
+    return _quarantine("item", raw, None, raw.error)
+  f = raw.fields
+  field = None
+  try:
+    field = r.ITEM_ID
+    if _is_missing(f.get(field)):
+      raise _BadValue("is required but empty")
+    item_id = _as_id(f[field])
+    field = r.TITLE
+    title = "" if _is_missing(f.get(field)) else str(f[field]).strip()
+    field = r.YEAR
+    year = 0
+    if not _is_missing(f.get(field)):
+      year = _as_int(f[field])
+      if not 1800 <= year <= 2200:
+        raise _BadValue(f"{year} is not a plausible year")
+    field = r.CATEGORIES
+    categories = _as_list(f.get(field))
+    field = r.TAGS
+    tags = _as_list(f.get(field))
+  except _BadValue as e:
+    return _quarantine("item", raw, field, f"{field} {e}")
+  return {
+      r.ITEM_ID: item_id,
+      r.TITLE: title,
+      r.YEAR: year,
+      r.CATEGORIES: categories,
+      r.TAGS: tags,
+  }
+
+
+def parse_user(raw: r.RawRow, feature_names: Sequence[str]) -> ParsedOr:
+  """Parses one user profile row; attributes are kept as strings."""
+  if raw.error:
+    return _quarantine("user", raw, None, raw.error)
+  f = raw.fields
+  if _is_missing(f.get(r.USER_ID)):
+    return _quarantine("user", raw, r.USER_ID, "user_id is required but empty")
+  try:
+    user_id = _as_id(f[r.USER_ID])
+  except _BadValue as e:
+    return _quarantine("user", raw, r.USER_ID, f"user_id {e}")
+  out = {r.USER_ID: user_id}
+  for name in feature_names:
+    v = f.get(name)
+    if isinstance(v, float) and v.is_integer():
+      v = int(v)
+    out[name] = "" if _is_missing(v) else str(v).strip()
+  return out

@@ -1,0 +1,97 @@
+"""The raw tf.Example schema that ExampleGen writes and Transform reads.
+
+One function defines the feature spec of raw examples and catalog rows; it is
+stored with the examples as a TensorFlow Metadata Schema (schema.pbtxt, as in
+TFX) so later steps read the contract from the artifact instead of re-deriving
+it, and a user feature set that differs between datasets travels with the data.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_transform.tf_metadata import schema_utils
+
+from components import records as r
+
+SCHEMA_FILE = "schema.pbtxt"
+USER_FEATURE_PREFIX = "user_"
+
+
+def user_feature_key(name: str) -> str:
+  """Example key of a user attribute (prefixed so it cannot clash)."""
+  return USER_FEATURE_PREFIX + name
+
+
+def item_feature_spec() -> dict[str, Any]:
+  return {
+      r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+      r.TITLE: tf.io.FixedLenFeature([], tf.string),
+      r.YEAR: tf.io.FixedLenFeature([], tf.int64),
+      r.CATEGORIES: tf.io.VarLenFeature(tf.string),
+      r.TAGS: tf.io.VarLenFeature(tf.string),
+  }
+
+
+def user_feature_spec(user_features: Sequence[str]) -> dict[str, Any]:
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string)}
+  for name in user_features:
+    spec[user_feature_key(name)] = tf.io.FixedLenFeature([], tf.string)
+  return spec
+
+
+def raw_feature_spec(user_features: Sequence[str]) -> dict[str, Any]:
+  """Interaction examples: event fields, labels, item and user features."""
+  spec = {
+      r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+      r.RATING: tf.io.FixedLenFeature([], tf.float32),
+      r.CLICK: tf.io.FixedLenFeature([], tf.int64),
+      r.LIKE: tf.io.FixedLenFeature([], tf.int64),
+      r.WATCH_FRACTION: tf.io.FixedLenFeature([], tf.float32),
+  }
+  spec.update(item_feature_spec())
+  spec.update(user_feature_spec(user_features))
+  return spec
+
+
+def user_features_of(spec: Mapping[str, Any]) -> list[str]:
+  """Recovers the user attribute names from a raw feature spec."""
+  return sorted(k[len(USER_FEATURE_PREFIX):] for k in spec
+                if k.startswith(USER_FEATURE_PREFIX) and k != r.USER_ID)
+
+
+def write_schema(directory: str, spec: Mapping[str, Any]) -> None:
+  schema = schema_utils.schema_from_feature_spec(dict(spec))
+  with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
+    f.write(text_format.MessageToString(schema))
+
+
+def read_schema(directory: str) -> schema_pb2.Schema:
+  with open(os.path.join(directory, SCHEMA_FILE)) as f:
+    return text_format.Parse(f.read(), schema_pb2.Schema())
+
+
+def read_feature_spec(directory: str) -> dict[str, Any]:
+  return schema_utils.schema_as_feature_spec(read_schema(directory)).feature_spec
+
+
+def _feature(value: Any) -> tf.train.Feature:
+  if isinstance(value, (list, tuple)):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[v.encode("utf-8") for v in value]))
+  if isinstance(value, str):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[value.encode("utf-8")]))
+  if isinstance(value, float):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def to_example(values: Mapping[str, Any]) -> bytes:
+  """Serializes a flat mapping (str, int, float, list of str) as tf.Example."""
+  return tf.train.Example(features=tf.train.Features(
+      feature={k: _feature(v) for k, v in values.items()})).SerializeToString()

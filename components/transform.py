@@ -1,0 +1,168 @@
+"""Transform: TensorFlow Transform on Beam, analyzed on the train split only.
+
+The preprocessing_fn turns raw example fields into model inputs: vocabularies
+with an out-of-vocabulary bucket for ids and categorical features (so an id
+first seen at serving time still maps somewhere), multi-valued categories and
+title tokens, a z-scored year, cyclical time-of-event features, and the labels
+with per-task weights that mask labels a source does not have. Its graph is
+exported inside the model (trainer.export), so clients send raw values.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Mapping, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tfx_bsl.public import tfxio
+
+from components import artifacts
+from components import beam_runtime
+from components import features as F
+from components import records as r
+from components import schema
+
+TRANSFORM_FN_DIR = "transform_fn"  # as written by tft_beam.WriteTransformFn
+
+
+def _tokenize_title(title: tf.Tensor) -> tf.SparseTensor:
+  text = tf.strings.regex_replace(tf.strings.lower(title), r"[^a-z0-9]+", " ")
+  return tf.strings.split(text).to_sparse()
+
+
+def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
+  """Returns the TFT preprocessing_fn for the given transform settings."""
+
+  def preprocessing_fn(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    out[F.USER_ID] = tft.compute_and_apply_vocabulary(
+        inputs[r.USER_ID], num_oov_buckets=1, vocab_filename=F.USER_ID_VOCAB)
+    out[F.ITEM_ID] = tft.compute_and_apply_vocabulary(
+        inputs[r.ITEM_ID], num_oov_buckets=1, vocab_filename=F.ITEM_ID_VOCAB)
+    for name in schema.user_features_of(inputs):
+      out[F.user_attribute(name)] = tft.compute_and_apply_vocabulary(
+          inputs[schema.user_feature_key(name)], num_oov_buckets=1,
+          vocab_filename=F.user_attribute_vocab(name))
+    out[F.CATEGORIES] = tft.compute_and_apply_vocabulary(
+        inputs[r.CATEGORIES], num_oov_buckets=1,
+        vocab_filename=F.CATEGORIES_VOCAB)
+    out[F.TITLE_TOKENS] = tft.compute_and_apply_vocabulary(
+        _tokenize_title(inputs[r.TITLE]), top_k=max_title_tokens,
+        num_oov_buckets=1, vocab_filename=F.TITLE_TOKENS_VOCAB)
+
+    year = tf.cast(inputs[r.YEAR], tf.float32)
+    known = year > 0
+    known_years = tf.boolean_mask(year, known)
+    mean = tft.mean(known_years)
+    std = tf.sqrt(tft.var(known_years)) + 1e-6
+    out[F.YEAR_Z] = tf.where(known, (year - mean) / std, tf.zeros_like(year))
+    out[F.YEAR_KNOWN] = tf.cast(known, tf.float32)
+
+    ts = inputs[r.TIMESTAMP]
+    out[F.HOUR] = tf.math.floormod(ts // 3600, F.HOURS_PER_DAY)
+    # 1970-01-01 was a Thursday; +3 makes Monday 0.
+    out[F.WEEKDAY] = tf.math.floormod(ts // 86400 + 3, F.DAYS_PER_WEEK)
+
+    rating = inputs[r.RATING]
+    has_rating = rating >= 0
+    out[F.RATING] = tf.where(has_rating, rating, tf.zeros_like(rating))
+    out[F.RATING_WEIGHT] = tf.cast(has_rating, tf.float32)
+    explicit_like = inputs[r.LIKE]
+    derived_like = tf.cast(rating >= like_threshold, tf.int64)
+    like = tf.where(explicit_like >= 0, explicit_like, derived_like)
+    out[F.LIKE] = tf.cast(like, tf.float32)
+    out[F.LIKE_WEIGHT] = tf.cast(
+        tf.logical_or(explicit_like >= 0, has_rating), tf.float32)
+    out[F.RETRIEVAL_WEIGHT] = tf.cast(inputs[r.CLICK] > 0, tf.float32)
+    return out
+
+  return preprocessing_fn
+
+
+def _write(pcoll, metadata, directory: str, label: str):
+  coder = tft.coders.ExampleProtoCoder(metadata.schema)
+  return (pcoll
+          | f"Encode{label}" >> beam.Map(coder.encode)
+          | f"Write{label}" >> beam.io.WriteToTFRecord(
+              os.path.join(directory, "transformed_examples"),
+              file_name_suffix=".gz", compression_type=CompressionTypes.GZIP))
+
+
+def run_transform(
+    examples_uri: str,
+    transform_graph_uri: str,
+    transformed_examples_uri: str,
+    run_id: str,
+    like_threshold: float = 4.0,
+    max_title_tokens: int = 20000,
+    beam_args: Sequence[str] = (),
+    parameters: Optional[Mapping[str, Any]] = None,
+) -> None:
+  """Analyzes the train split, transforms train and eval, publishes both."""
+  raw_schema = schema.read_schema(examples_uri)
+  preprocessing_fn = make_preprocessing_fn(like_threshold, max_title_tokens)
+  params = dict(parameters or {}, like_threshold=like_threshold,
+                max_title_tokens=max_title_tokens)
+  inputs = {"examples": examples_uri}
+  parent = os.path.dirname(os.path.abspath(transform_graph_uri))
+  os.makedirs(parent, exist_ok=True)
+  scratch = tempfile.mkdtemp(prefix=".scratch-", dir=parent)
+  try:
+    with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
+      with tft_beam.Context(temp_dir=os.path.join(scratch, "tft_tmp")):
+        sources = {
+            split: tfxio.TFExampleRecord(
+                file_pattern=artifacts.split_pattern(examples_uri, split),
+                schema=raw_schema, telemetry_descriptors=["mtrec", "Transform"])
+            for split in ("train", "eval")
+        }
+        train = p | "ReadTrain" >> sources["train"].BeamSource()
+        evals = p | "ReadEval" >> sources["eval"].BeamSource()
+        adapter = sources["train"].TensorAdapterConfig()
+        (train_out, metadata), transform_fn = (
+            (train, adapter)
+            | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                preprocessing_fn))
+        eval_out, _ = (((evals, sources["eval"].TensorAdapterConfig()),
+                        transform_fn)
+                       | "TransformEval" >> tft_beam.TransformDataset())
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
+            os.path.join(scratch, "graph"))
+        _write(train_out, metadata,
+               os.path.join(scratch, "examples", "Split-train"), "Train")
+        _write(eval_out, metadata,
+               os.path.join(scratch, "examples", "Split-eval"), "Eval")
+
+    with artifacts.write_artifact(transform_graph_uri, "TransformGraph",
+                                  "Transform", run_id, params, inputs) as w:
+      for name in os.listdir(os.path.join(scratch, "graph")):
+        shutil.move(os.path.join(scratch, "graph", name), w.uri)
+      tft_output = tft.TFTransformOutput(w.uri)
+      w.summary = {
+          "vocabulary_sizes": {
+              name: tft_output.vocabulary_size_by_name(name)
+              for name in _vocab_names(tft_output)
+          },
+          "transformed_features": sorted(
+              tft_output.transformed_feature_spec()),
+      }
+    with artifacts.write_artifact(transformed_examples_uri, "Examples",
+                                  "Transform", run_id, params, inputs) as w:
+      for split in ("train", "eval"):
+        shutil.move(os.path.join(scratch, "examples", f"Split-{split}"), w.uri)
+      w.summary = {"splits": ["train", "eval"]}
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _vocab_names(tft_output: tft.TFTransformOutput) -> list[str]:
+  vocab_dir = os.path.join(tft_output.transform_savedmodel_dir, "assets")
+  if not os.path.isdir(vocab_dir):
+    return []
+  return sorted(os.listdir(vocab_dir))

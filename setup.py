@@ -1,0 +1,28 @@
+"""Installs mtrec's four packages and the `mtrec` command."""
+
+import os
+
+import setuptools
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _requirements(name):
+  with open(os.path.join(HERE, name)) as f:
+    return [line.strip() for line in f
+            if line.strip() and not line.startswith("#")]
+
+
+setuptools.setup(
+    name="mtrec",
+    version="0.1.0",
+    description="TFX-style pipeline for multi-task recommenders served over "
+                "the TensorFlow Serving gRPC API.",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(
+        include=["pipeline", "pipeline.*", "components", "components.*",
+                 "trainer", "trainer.*", "serving", "serving.*"]),
+    install_requires=_requirements("requirements.txt"),
+    extras_require={"dev": _requirements("requirements-dev.txt")},
+    entry_points={"console_scripts": ["mtrec = pipeline.cli:main"]},
+)

@@ -1,0 +1,46 @@
+"""Picks the tf.distribute strategy from the hardware (and TF_CONFIG) found.
+
+- TF_CONFIG naming several workers: MultiWorkerMirroredStrategy.
+- one or more GPUs: MirroredStrategy over them (mixed precision is the
+  caller's choice).
+- otherwise the default strategy (one CPU device).
+`num_cpu_devices > 1` splits the CPU into that many logical devices and
+mirrors over them: the GPU code path, runnable on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+
+def _multi_worker() -> bool:
+  try:
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+  except json.JSONDecodeError:
+    return False
+  return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1
+
+
+def choose_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
+  if _multi_worker():
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = tf.config.list_physical_devices("GPU")
+  if gpus:
+    return tf.distribute.MirroredStrategy()
+  if num_cpu_devices > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or []) < (
+        num_cpu_devices):
+      # Only possible before TensorFlow initializes its devices.
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+    return tf.distribute.MirroredStrategy(
+        [f"/cpu:{i}" for i in range(num_cpu_devices)])
+  return tf.distribute.get_strategy()
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+  return f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)"

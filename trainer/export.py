@@ -1,0 +1,244 @@
+"""Exports the trained model as a SavedModel with TF Serving signatures.
+
+The SavedModel answers from raw values only: it holds the TFT transform graph,
+the item catalog (ids, titles and the raw features the transform needs) and
+the user profiles, so a client sends a user id or an item id, never a vocab
+index or a feature vector. `recommend` scores the whole catalog by brute force
+(a matmul and top_k: only core TensorFlow ops, since TF Serving ships no ScaNN
+ops) against candidate embeddings computed once at export, through the same
+code path `serving_default` uses for one item, so the two always agree.
+
+Signatures (their names and outputs are the project's API):
+  serving_default(user_id, item_id) -> rating, p_like, affinity
+  recommend(user_id) -> item_ids, titles, scores, rating, p_like   [B, top_k]
+  predict_examples(examples) -> rating, p_like, affinity
+  embed_user(user_id) -> embedding;  embed_item(item_id) -> embedding
+Ranking heads see the time of the request as the event time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features as F
+from components import records as r
+from components import schema
+from trainer import model as model_lib
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+_INDEX_BATCH = 4096
+
+
+def _empty_sparse(n: tf.Tensor, dtype=tf.string) -> tf.SparseTensor:
+  return tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], dtype),
+                         tf.stack([tf.cast(n, tf.int64), 0]))
+
+
+def _split_categories(joined: tf.Tensor) -> tf.SparseTensor:
+  parts = tf.strings.split(joined, sep=r.CATEGORY_SEPARATOR)
+  return tf.ragged.boolean_mask(parts, tf.strings.length(parts) > 0).to_sparse()
+
+
+class ServingModule(tf.Module):
+  """Everything the signatures need, tracked so that it is saved."""
+
+  def __init__(self, model: model_lib.MultiTaskModel,
+               tft_output: tft.TFTransformOutput,
+               items: Mapping[str, Sequence[Any]],
+               users: Mapping[str, Sequence[Any]], user_features: Sequence[str],
+               top_k: int):
+    super().__init__()
+    self.query_tower = model.query_tower
+    self.candidate_tower = model.candidate_tower
+    self.ranking_heads = model.ranking_heads
+    self.tft_layer = tft_output.transform_features_layer()
+    self._user_features = list(user_features)
+
+    item_ids = tf.constant(items[r.ITEM_ID], tf.string)
+    self.item_rows = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            item_ids, tf.range(len(items[r.ITEM_ID]), dtype=tf.int64)), -1)
+    self.item_ids = tf.Variable(item_ids, trainable=False)
+    self.item_titles = tf.Variable(items[r.TITLE], trainable=False,
+                                   dtype=tf.string)
+    self.item_years = tf.Variable(items[r.YEAR], trainable=False,
+                                  dtype=tf.int64)
+    self.item_categories = tf.Variable(
+        [r.CATEGORY_SEPARATOR.join(c) for c in items[r.CATEGORIES]],
+        trainable=False, dtype=tf.string)
+    user_ids = list(users.get(r.USER_ID, [])) or [""]
+    self.user_rows = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(user_ids, tf.string),
+            tf.range(len(user_ids), dtype=tf.int64)), -1)
+    self.user_attributes = {
+        name: tf.Variable(list(users.get(name, [])) or [""], trainable=False,
+                          dtype=tf.string) for name in self._user_features
+    }
+    self.top_k = min(top_k, len(items[r.ITEM_ID]))
+    self.index = tf.Variable(self._build_index(items[r.ITEM_ID]),
+                             trainable=False)
+
+  # Raw values -> transformed features, exactly as in training.
+  def transform(self, user_id: tf.Tensor, item_id: tf.Tensor,
+                timestamp: tf.Tensor) -> dict[str, tf.Tensor]:
+    n = tf.shape(user_id)[0]
+    item_row = self.item_rows.lookup(item_id)
+    item_known = item_row >= 0
+    item_row = tf.maximum(item_row, 0)
+
+    def item_value(table, default):
+      return tf.where(item_known, tf.gather(table, item_row), default)
+
+    raw = {
+        r.USER_ID: user_id,
+        r.ITEM_ID: item_id,
+        r.TIMESTAMP: timestamp,
+        r.TITLE: item_value(self.item_titles, ""),
+        r.YEAR: item_value(self.item_years, tf.constant(0, tf.int64)),
+        r.CATEGORIES: _split_categories(item_value(self.item_categories, "")),
+        r.TAGS: _empty_sparse(n),
+        # Labels are inputs of the transform graph; at serving time unknown.
+        r.RATING: tf.fill([n], float(r.MISSING_LABEL)),
+        r.LIKE: tf.fill([n], tf.constant(r.MISSING_LABEL, tf.int64)),
+        r.CLICK: tf.ones([n], tf.int64),
+        r.WATCH_FRACTION: tf.fill([n], float(r.MISSING_LABEL)),
+    }
+    if self._user_features:
+      user_row = self.user_rows.lookup(user_id)
+      user_known = user_row >= 0
+      user_row = tf.maximum(user_row, 0)
+      for name in self._user_features:
+        raw[schema.user_feature_key(name)] = tf.where(
+            user_known, tf.gather(self.user_attributes[name], user_row), "")
+    return self.tft_layer(raw)
+
+  def _build_index(self, item_ids: Sequence[str]) -> np.ndarray:
+    chunks = []
+    for start in range(0, len(item_ids), _INDEX_BATCH):
+      ids = tf.constant(item_ids[start:start + _INDEX_BATCH], tf.string)
+      n = tf.shape(ids)[0]
+      feats = self.transform(tf.fill([n], ""), ids, tf.zeros([n], tf.int64))
+      chunks.append(self.candidate_tower(feats).numpy())
+    return np.concatenate(chunks, axis=0)
+
+  def _now(self, n: tf.Tensor) -> tf.Tensor:
+    return tf.fill([n], tf.cast(tf.timestamp(), tf.int64))
+
+  def _heads(self, query, candidate, feats) -> dict[str, tf.Tensor]:
+    out = self.ranking_heads(query, candidate, feats[F.HOUR],
+                             feats[F.WEEKDAY])
+    return {
+        "rating": out["rating"],
+        "p_like": tf.sigmoid(out["like_logit"]),
+        "affinity": tf.reduce_sum(query * candidate, axis=-1),
+    }
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None], tf.string, name="item_id")])
+  def serving_default(self, user_id, item_id):
+    feats = self.transform(user_id, item_id, self._now(tf.shape(user_id)[0]))
+    return self._heads(self.query_tower(feats), self.candidate_tower(feats),
+                       feats)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id")])
+  def recommend(self, user_id):
+    n = tf.shape(user_id)[0]
+    k = self.top_k
+    feats = self.transform(user_id, tf.fill([n], ""), self._now(n))
+    query = self.query_tower(feats)
+    top = tf.math.top_k(tf.matmul(query, self.index, transpose_b=True), k)
+    candidates = tf.reshape(tf.gather(self.index, top.indices), [n * k, -1])
+    queries = tf.repeat(query, k, axis=0)
+    context = {key: tf.repeat(feats[key], k, axis=0)
+               for key in (F.HOUR, F.WEEKDAY)}
+    heads = self._heads(queries, candidates, context)
+    return {
+        "item_ids": tf.gather(self.item_ids, top.indices),
+        "titles": tf.gather(self.item_titles, top.indices),
+        "scores": top.values,
+        "rating": tf.reshape(heads["rating"], [n, k]),
+        "p_like": tf.reshape(heads["p_like"], [n, k]),
+    }
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id")])
+  def embed_user(self, user_id):
+    n = tf.shape(user_id)[0]
+    feats = self.transform(user_id, tf.fill([n], ""), self._now(n))
+    return {"embedding": self.query_tower(feats)}
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="item_id")])
+  def embed_item(self, item_id):
+    n = tf.shape(item_id)[0]
+    feats = self.transform(tf.fill([n], ""), item_id, self._now(n))
+    return {"embedding": self.candidate_tower(feats)}
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="examples")])
+  def predict_examples(self, examples):
+    parsed = tf.io.parse_example(examples, _lenient_raw_spec(
+        self._user_features))
+    feats = self.tft_layer(parsed)
+    return self._heads(self.query_tower(feats), self.candidate_tower(feats),
+                       feats)
+
+
+def _lenient_raw_spec(user_features: Sequence[str]) -> dict[str, Any]:
+  """The raw spec with defaults, so callers may leave out labels/features."""
+  defaults = {
+      r.RATING: float(r.MISSING_LABEL), r.LIKE: r.MISSING_LABEL, r.CLICK: 1,
+      r.WATCH_FRACTION: float(r.MISSING_LABEL), r.YEAR: 0, r.TIMESTAMP: 0,
+      r.TITLE: "",
+  }
+  spec = {}
+  for key, feature in schema.raw_feature_spec(user_features).items():
+    if isinstance(feature, tf.io.FixedLenFeature) and key not in (
+        r.USER_ID, r.ITEM_ID):
+      feature = tf.io.FixedLenFeature([], feature.dtype,
+                                      default_value=defaults.get(key, ""))
+    spec[key] = feature
+  return spec
+
+
+SIGNATURES = ("serving_default", "recommend", "predict_examples", "embed_user",
+              "embed_item")
+
+
+def save(module: ServingModule, export_dir: str) -> None:
+  signatures = {name: getattr(module, name) for name in SIGNATURES}
+  tf.saved_model.save(module, export_dir, signatures=signatures)
+
+
+def write_warmup_requests(export_dir: str, model_name: str,
+                          user_ids: Sequence[str],
+                          item_ids: Sequence[str]) -> int:
+  """Writes TF Serving warmup records: real requests for the main signatures."""
+  from serving import apis  # pylint: disable=g-import-not-at-top
+  path = os.path.join(export_dir, WARMUP_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  requests = []
+  for signature, inputs in (
+      ("recommend", {"user_id": list(user_ids)}),
+      ("serving_default", {"user_id": list(user_ids),
+                           "item_id": list(item_ids)}),
+  ):
+    req = apis.PredictRequest()
+    req.model_spec.name = model_name
+    req.model_spec.signature_name = signature
+    for key, values in inputs.items():
+      req.inputs[key].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string))
+    requests.append(req)
+  with tf.io.TFRecordWriter(path) as writer:
+    for req in requests:
+      log = apis.PredictionLog(predict_log=apis.PredictLog(request=req))
+      writer.write(log.SerializeToString())
+  return len(requests)
