@@ -10,3 +10,35 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SHARED_DATA = os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+import pytest  # noqa: E402
+
+
+def small_config(**overrides):
+  """A pipeline config on synthetic data, small enough for tests."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  raw = {
+      "pipeline_name": "test",
+      "model_name": "mtrec",
+      "data": {"format": "synthetic",
+               "options": {"num_interactions": 8000, "seed": 3}},
+      "example_gen": {"rating_min": 1, "rating_max": 5},
+      "trainer": {"epochs": 2, "batch_size": 256, "embedding_dim": 16},
+      "evaluator": {"ks": [10, 20], "must_beat_popularity": []},
+      "serving": {"top_k": 5},
+  }
+  raw.update(overrides)
+  return config_lib.parse_config(raw)
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+  """One whole pipeline run on synthetic data, shared by the tests that
+  inspect its artifacts (trainer exports, serving, lineage)."""
+  import trainer  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from pipeline import runner  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("small_run")
+  result = runner.run_pipeline(
+      small_config(), output_dir=str(root / "runs"),
+      serving_root=str(root / "serving"), log=lambda m: None)
+  return result

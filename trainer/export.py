@@ -185,28 +185,23 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="examples")])
   def predict_examples(self, examples):
-    parsed = tf.io.parse_example(examples, _lenient_raw_spec(
-        self._user_features))
-    feats = self.tft_layer(parsed)
+    """Scores serialized tf.Examples (TFMA, batch scoring).
+
+    Reads user_id, item_id and, if present, timestamp (the event time; the
+    request time otherwise). Item and user features come from the catalog
+    held in the model, as for every other signature, so an example needs
+    nothing more than the two ids.
+    """
+    parsed = tf.io.parse_example(examples, {
+        r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+        r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+        r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+    })
+    ts = parsed[r.TIMESTAMP]
+    feats = self.transform(parsed[r.USER_ID], parsed[r.ITEM_ID],
+                           tf.where(ts >= 0, ts, self._now(tf.shape(ts)[0])))
     return self._heads(self.query_tower(feats), self.candidate_tower(feats),
                        feats)
-
-
-def _lenient_raw_spec(user_features: Sequence[str]) -> dict[str, Any]:
-  """The raw spec with defaults, so callers may leave out labels/features."""
-  defaults = {
-      r.RATING: float(r.MISSING_LABEL), r.LIKE: r.MISSING_LABEL, r.CLICK: 1,
-      r.WATCH_FRACTION: float(r.MISSING_LABEL), r.YEAR: 0, r.TIMESTAMP: 0,
-      r.TITLE: "",
-  }
-  spec = {}
-  for key, feature in schema.raw_feature_spec(user_features).items():
-    if isinstance(feature, tf.io.FixedLenFeature) and key not in (
-        r.USER_ID, r.ITEM_ID):
-      feature = tf.io.FixedLenFeature([], feature.dtype,
-                                      default_value=defaults.get(key, ""))
-    spec[key] = feature
-  return spec
 
 
 SIGNATURES = ("serving_default", "recommend", "predict_examples", "embed_user",

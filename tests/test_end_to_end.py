@@ -1,0 +1,114 @@
+"""The whole chain on synthetic data, then real gRPC against the pushed model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from components import artifacts
+from conftest import small_config
+from pipeline import runner
+from serving import client as client_lib
+from serving import model_server
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_run_records_lineage_and_counts(small_run):
+  with open(os.path.join(small_run.run_dir, runner.RUN_FILE)) as f:
+    run = json.load(f)
+  assert run["status"] == "succeeded"
+  assert [s["name"] for s in run["steps"]] == [
+      "ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"]
+  assert all(s["status"] == "succeeded" and s["seconds"] >= 0
+             for s in run["steps"])
+  assert set(run["artifacts"]) == set(small_run.uris)
+  counts = run["artifacts"]["ExampleGen/examples"]["summary"]
+  assert counts["interactions_in"] == 8000 == (
+      counts["interactions_train"] + counts["interactions_eval"] +
+      counts["interactions_quarantined"] + counts["duplicates_dropped"])
+  # Lineage: the model names the fingerprints of what it was trained on.
+  model_inputs = run["artifacts"]["Trainer/model"]["inputs"]
+  assert model_inputs["transform_graph"]["fingerprint"] == run["artifacts"][
+      "Transform/transform_graph"]["fingerprint"]
+  metrics = artifacts.read_metadata(small_run.uris["Evaluator/evaluation"])
+  for key in ("recall_at_10", "ndcg_at_20", "rmse", "auc"):
+    assert 0.0 <= metrics["summary"]["candidate"][key] <= 5.0
+  assert "recall_at_20" in metrics["summary"]["baselines"]["popularity"]
+
+
+@pytest.mark.slow
+def test_pushed_model_answers_over_grpc(small_run):
+  pushed = small_run.pushed
+  assert pushed["pushed"]
+  base_path = os.path.dirname(pushed["destination"])
+  with model_server.ModelServer("mtrec", base_path, port=0,
+                                host="127.0.0.1") as server:
+    assert server.version == pushed["version"]
+    with client_lib.PredictionClient(f"localhost:{server.port}") as c:
+      rows = client_lib.recommend(c, "mtrec", "u1")
+      assert [row["rank"] for row in rows] == [1, 2, 3, 4, 5]
+      assert all(row["item_id"].startswith("i") and row["title"]
+                 for row in rows)
+      assert {"rating", "p_like"} <= set(rows[0])
+      # A user the model has never seen still gets recommendations.
+      assert len(client_lib.recommend(c, "mtrec", "brand-new-user")) == 5
+      scores = c.predict("mtrec", {"user_id": ["u1", "u1"],
+                                   "item_id": [rows[0]["item_id"], "nope"]})
+      assert scores["affinity"][0] == pytest.approx(rows[0]["score"],
+                                                    rel=1e-4, abs=1e-4)
+      with pytest.raises(grpc.RpcError) as e:
+        c.predict("mtrec", {"user_id": ["u1"]}, signature_name="nope")
+      assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.slow
+def test_unblessed_model_is_not_pushed(tmp_path):
+  config = small_config(
+      data={"format": "synthetic",
+            "options": {"num_interactions": 2000, "seed": 4}},
+      trainer={"epochs": 1, "batch_size": 256, "embedding_dim": 8},
+      evaluator={"ks": [10, 20], "must_beat_popularity": [],
+                 "thresholds": {"recall_at_20": {"min": 0.99}}})
+  result = runner.run_pipeline(config, str(tmp_path / "runs"),
+                               str(tmp_path / "serving"), log=lambda m: None)
+  blessing = artifacts.read_metadata(result.uris["Evaluator/blessing"])
+  assert blessing["summary"] == {"verdict": "NOT_BLESSED",
+                                 "failed": ["recall_at_20"]}
+  assert not result.pushed["pushed"]
+  assert not os.path.exists(tmp_path / "serving" / "mtrec")
+
+
+def test_cli_reports_config_errors_and_failed_steps(tmp_path):
+  bad = tmp_path / "bad.yaml"
+  bad.write_text("data: {format: synthetic}\ntrainer: {epochs: zero}\n")
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+  out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run",
+                        "--config", str(bad)], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=120)
+  assert out.returncode == 2
+  assert f"{bad}: trainer.epochs: Input should be a valid integer" in (
+      out.stderr)
+
+  (tmp_path / "r.csv").write_text("u,i,t\n,1,5\n2,,6\n")
+  cfg = tmp_path / "allbad.yaml"
+  cfg.write_text(
+      "data:\n  format: tabular\n  options:\n    interactions:\n"
+      "      path: r.csv\n      columns: {user_id: u, item_id: i, "
+      "timestamp: t}\n")
+  out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run",
+                        "--config", str(cfg), "--output-dir",
+                        str(tmp_path / "runs")], capture_output=True,
+                       text=True, env=env, cwd=REPO, timeout=300)
+  assert out.returncode == 1
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("mtrec run: step ExampleGen failed: ExampleGenError: "
+                         "ExampleGen: no usable interactions: 2 rows read, "
+                         "2 quarantined"), last
+  run_json = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
+  assert run_json["status"] == "failed"
+  assert run_json["failed_step"] == "ExampleGen"

@@ -1,0 +1,166 @@
+"""ExampleGen on Beam: quarantine, reconciliation, dedupe, splits, failure."""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from components import artifacts
+from components import example_gen
+from components import parsing
+from components import records as r
+from components import schema
+from components.readers import build_reader
+
+RULES = parsing.ValidationRules(0.5, 5.0, 0, 1_900_000_000)
+
+GOOD_ROWS = [
+    # user, item, rating, timestamp
+    ("1", "10", "4.0", "1000"), ("1", "11", "3.0", "2000"),
+    ("1", "12", "5.0", "3000"), ("1", "13", "2.5", "4000"),
+    ("1", "10", "1.0", "5000"), ("2", "10", "4.5", "1500"),
+    ("2", "11", "2.0", "2500"), ("2", "12", "3.5", "3500"),
+    ("2", "13", "4.0", "4500"), ("2", "11", "5.0", "5500"),
+]
+BAD_LINES = [
+    ("1,10,4.0", None, "expected 4 columns, found 3"),
+    ("1,11,abc,1000", "rating", "rating could not parse 'abc' as a number"),
+    (",12,3.0,1000", "user_id", "user_id is required but empty"),
+    ("2,13,17,1000", "rating", "rating 17 is outside the allowed range"),
+    ("2,10,3.0,32503680000", "timestamp", "timestamp 32503680000 (3000-01-01"),
+    ("2,99,3.0,1000", "item_id", "item_id '99' is not in the item catalog"),
+]
+
+
+def _write_source(tmp_path, lines):
+  (tmp_path / "ratings.csv").write_text(
+      "user,item,stars,ts\n" + "\n".join(lines) + "\n")
+  (tmp_path / "items.csv").write_text(
+      "id,name,genres\n10,Alpha,Drama\n11,Beta,Comedy|Drama\n12,Gamma,\n"
+      "13,Delta,Horror\n13,Delta again,Horror\n")
+  return build_reader(
+      "tabular",
+      interactions={"path": str(tmp_path / "ratings.csv"),
+                    "columns": {"user_id": "user", "item_id": "item",
+                                "rating": "stars", "timestamp": "ts"}},
+      items={"path": str(tmp_path / "items.csv"),
+             "columns": {"item_id": "id", "title": "name",
+                         "categories": "genres"}})
+
+
+def _run(tmp_path, reader, **kwargs):
+  out = tmp_path / "out"
+  counts = example_gen.run_example_gen(
+      reader, RULES, str(out / "examples"), str(out / "catalog"),
+      str(out / "quarantine"), "test-run", **kwargs)
+  return counts, out
+
+
+def _split(out, split):
+  spec = schema.read_feature_spec(str(out / "examples"))
+  rows = []
+  for rec in example_gen.read_examples(str(out / "examples"), split):
+    ex = tf.io.parse_single_example(rec, spec)
+    rows.append((ex[r.USER_ID].numpy().decode(), ex[r.ITEM_ID].numpy().decode(),
+                 float(ex[r.RATING].numpy()), int(ex[r.TIMESTAMP].numpy()),
+                 ex[r.TITLE].numpy().decode()))
+  return sorted(rows, key=lambda x: (x[0], x[3]))
+
+
+def test_malformed_rows_are_quarantined_and_counts_reconcile(tmp_path):
+  lines = [",".join(row) for row in GOOD_ROWS] + [b for b, _, _ in BAD_LINES]
+  lines.append(lines[0])  # an exact duplicate event
+  reader = _write_source(tmp_path, lines)
+  counts, out = _run(tmp_path, reader, eval_fraction=0.2,
+                     max_quarantine_fraction=0.5)
+
+  assert counts["interactions_in"] == 17
+  assert counts["interactions_quarantined"] == 6
+  assert counts["duplicates_dropped"] == 1
+  assert counts["interactions_train"] + counts["interactions_eval"] == 10
+  assert counts["interactions_in"] == (
+      counts["interactions_train"] + counts["interactions_eval"] +
+      counts["interactions_quarantined"] + counts["duplicates_dropped"])
+  # The catalog's second definition of item 13 is quarantined, not used.
+  assert counts["items_in"] == 5 and counts["items_written"] == 4
+  assert counts["items_quarantined"] == 1
+
+  quarantined = list(example_gen.read_quarantine(str(out / "quarantine")))
+  by_row = {q["row"]: q for q in quarantined if q["kind"] == "interaction"}
+  for i, (_, field, reason) in enumerate(BAD_LINES):
+    q = by_row[len(GOOD_ROWS) + 2 + i]  # header is row 1
+    assert q["source"] == str(tmp_path / "ratings.csv")
+    assert q["field"] == field
+    assert q["reason"].startswith(reason), q
+  item_q = [q for q in quarantined if q["kind"] == "item"]
+  assert item_q[0]["row"] == 6 and "duplicate id '13'" in item_q[0]["reason"]
+
+  meta = artifacts.read_metadata(str(out / "examples"))
+  assert meta["summary"]["interactions_train"] == counts["interactions_train"]
+  assert os.path.exists(out / "examples" / "Split-train")
+  assert os.path.exists(out / "examples" / schema.SCHEMA_FILE)
+
+
+def test_temporal_user_split_holds_out_each_users_latest(tmp_path):
+  reader = _write_source(tmp_path, [",".join(row) for row in GOOD_ROWS])
+  _, out = _run(tmp_path, reader, split="temporal_user", eval_fraction=0.2)
+  evals = _split(out, "eval")
+  # 5 events per user, 20% -> the latest one of each user.
+  assert [(u, i, ts) for u, i, _, ts, _ in evals] == [
+      ("1", "10", 5000), ("2", "11", 5500)]
+  train = _split(out, "train")
+  assert len(train) == 8
+  assert max(ts for u, _, _, ts, _ in train if u == "1") < 5000
+  # Item side features are joined onto the examples.
+  assert {(i, title) for _, i, _, _, title in train} >= {("11", "Beta")}
+
+
+def test_temporal_global_and_random_splits(tmp_path):
+  reader = _write_source(tmp_path, [",".join(row) for row in GOOD_ROWS])
+  _, out = _run(tmp_path, reader, split="temporal_global", eval_fraction=0.2)
+  evals = _split(out, "eval")
+  train = _split(out, "train")
+  assert min(ts for *_, ts, _ in evals) > max(ts for *_, ts, _ in train)
+  assert len(evals) == 2
+
+  a = tmp_path / "a"
+  b = tmp_path / "b"
+  for d in (a, b):
+    d.mkdir()
+    _run(d, reader, split="random", eval_fraction=0.3, seed=5)
+  assert _split(a / "out", "eval") == _split(b / "out", "eval")
+
+
+def test_all_bad_file_fails_with_a_clear_message(tmp_path):
+  reader = _write_source(tmp_path, [b for b, _, _ in BAD_LINES])
+  with pytest.raises(example_gen.ExampleGenError) as e:
+    _run(tmp_path, reader)
+  message = str(e.value)
+  assert "no usable interactions: 6 rows read, 6 quarantined" in message
+  assert f"{tmp_path / 'ratings.csv'}, row 2: expected 4 columns" in message
+  # The quarantine is published for inspection; no examples are.
+  assert os.path.exists(tmp_path / "out" / "quarantine" / "metadata.json")
+  assert not os.path.exists(tmp_path / "out" / "examples")
+  assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".")]
+
+
+def test_too_many_bad_rows_fail_the_run(tmp_path):
+  lines = [",".join(row) for row in GOOD_ROWS] + [b for b, _, _ in BAD_LINES]
+  reader = _write_source(tmp_path, lines)
+  with pytest.raises(example_gen.ExampleGenError,
+                     match=r"6 of 16 interaction rows \(37.5%\) were "
+                           r"quarantined, more than "
+                           r"example_gen.max_quarantine_fraction=0.25"):
+    _run(tmp_path, reader, max_quarantine_fraction=0.25)
+
+
+def test_synthetic_source_with_user_profiles(tmp_path):
+  reader = build_reader("synthetic", num_interactions=3000, seed=1)
+  counts, out = _run(tmp_path, reader)
+  assert counts["interactions_in"] == 3000
+  assert counts["users_written"] > 0
+  spec = schema.read_feature_spec(str(out / "examples"))
+  assert schema.user_features_of(spec) == sorted(reader.user_feature_names)
+  meta = json.loads((out / "catalog" / "metadata.json").read_text())
+  assert meta["artifact_type"] == "Catalog"

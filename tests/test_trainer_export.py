@@ -1,0 +1,151 @@
+"""The exported SavedModel: signatures, raw inputs, consistency, core ops."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import artifacts
+from trainer import export
+from trainer import run as trainer_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _model_dir(small_run):
+  return os.path.join(small_run.uris["Trainer/model"],
+                      trainer_run.SERVING_MODEL_DIR)
+
+
+def _fresh_python(code: str) -> str:
+  """Runs code in a new interpreter that never imports TFT or mtrec."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  out = subprocess.run([sys.executable, "-c", code], env=env, cwd="/",
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_signatures_answer_raw_values_in_a_fresh_process(small_run):
+  code = f"""
+import json, numpy as np, sys, tensorflow as tf
+m = tf.saved_model.load({_model_dir(small_run)!r})
+assert "tensorflow_transform" not in sys.modules
+users = tf.constant(["u1", "u2", "no-such-user"])
+items = tf.constant(["i1", "i2", "no-such-item"])
+rec = m.signatures["recommend"](user_id=users)
+sd = m.signatures["serving_default"](user_id=users, item_id=items)
+eu = m.signatures["embed_user"](user_id=users)["embedding"].numpy()
+ei = m.signatures["embed_item"](item_id=items)["embedding"].numpy()
+ex = tf.train.Example()
+ex.features.feature["user_id"].bytes_list.value.append(b"u1")
+ex.features.feature["item_id"].bytes_list.value.append(b"i1")
+pe = m.signatures["predict_examples"](examples=tf.constant([ex.SerializeToString()]))
+out = dict(
+  signatures=sorted(m.signatures.keys()),
+  rec={{k: list(v.shape) for k, v in rec.items()}},
+  rec_sorted=bool(np.all(np.diff(rec["scores"].numpy(), axis=1) <= 1e-6)),
+  rec_first=[rec["item_ids"].numpy()[0, 0].decode(), float(rec["scores"].numpy()[0, 0])],
+  sd={{k: v.numpy().tolist() for k, v in sd.items()}},
+  dots=np.sum(eu * ei, axis=1).tolist(),
+  pe={{k: v.numpy().tolist() for k, v in pe.items()}},
+  finite=bool(all(np.all(np.isfinite(v.numpy())) for d in (rec, sd, pe)
+                  for k, v in d.items() if v.dtype != tf.string)),
+)
+print(json.dumps(out))
+"""
+  out = json.loads(_fresh_python(code))
+  assert out["signatures"] == sorted(export.SIGNATURES)
+  assert out["rec"] == {"item_ids": [3, 5], "titles": [3, 5], "scores": [3, 5],
+                        "rating": [3, 5], "p_like": [3, 5]}
+  assert out["rec_sorted"] and out["finite"]
+  # serving_default's affinity is the dot product of the two towers...
+  np.testing.assert_allclose(out["sd"]["affinity"], out["dots"], rtol=1e-4,
+                             atol=1e-4)
+  assert all(0.0 <= p <= 1.0 for p in out["sd"]["p_like"])
+  # ...and predict_examples agrees with serving_default on the same pair.
+  np.testing.assert_allclose(out["pe"]["affinity"][0], out["sd"]["affinity"][0],
+                             rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_recommend_scores_match_serving_default(small_run):
+  m = tf.saved_model.load(_model_dir(small_run))
+  rec = m.signatures["recommend"](user_id=tf.constant(["u1"]))
+  items = rec["item_ids"].numpy()[0]
+  sd = m.signatures["serving_default"](
+      user_id=tf.constant(["u1"] * len(items)), item_id=tf.constant(items))
+  np.testing.assert_allclose(rec["scores"].numpy()[0], sd["affinity"].numpy(),
+                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(rec["rating"].numpy()[0], sd["rating"].numpy(),
+                             rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_graph_holds_only_core_tensorflow_ops(small_run):
+  code = f"""
+import json, tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+sm = saved_model_pb2.SavedModel()
+sm.ParseFromString(open({os.path.join(_model_dir(small_run), "saved_model.pb")!r}, "rb").read())
+ops = set()
+for mg in sm.meta_graphs:
+  ops |= {{n.op for n in mg.graph_def.node}}
+  for f in mg.graph_def.library.function:
+    ops |= {{n.op for n in f.node_def}}
+  fn_names = {{f.signature.name for f in mg.graph_def.library.function}}
+unknown = sorted(o for o in ops if o not in fn_names and op_def_registry.get(o) is None)
+print(json.dumps({{"n": len(ops), "unknown": unknown}}))
+"""
+  out = json.loads(_fresh_python(code))
+  assert out["n"] > 20
+  assert out["unknown"] == []
+
+
+@pytest.mark.slow
+def test_warmup_requests_and_training_history(small_run):
+  from serving import apis  # pylint: disable=g-import-not-at-top
+  path = os.path.join(_model_dir(small_run), export.WARMUP_FILE)
+  logs = [apis.PredictionLog.FromString(r.numpy())
+          for r in tf.data.TFRecordDataset(path)]
+  assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
+      "recommend", "serving_default"]
+  meta = artifacts.read_metadata(small_run.uris["Trainer/model"])
+  assert set(meta["summary"]["final_task_losses"]) == {
+      "retrieval", "rating", "like"}
+  assert meta["inputs"]["transform_graph"]["fingerprint"]
+  with open(os.path.join(small_run.uris["Trainer/model"],
+                         trainer_run.HISTORY_FILE)) as f:
+    history = json.load(f)
+  assert len(history["retrieval_loss"]) == 2  # one value per epoch
+
+
+@pytest.mark.slow
+def test_training_mirrored_over_two_logical_cpus(small_run, tmp_path):
+  """The multi-device (GPU) code path, on two logical CPU devices."""
+  u = small_run.uris
+  code = f"""
+import trainer, json
+from trainer import run
+from pipeline.config import TrainerConfig
+s = run.run_trainer({u['Transform/transform_graph']!r},
+    {u['Transform/transformed_examples']!r}, {u['ExampleGen/examples']!r},
+    {u['ExampleGen/catalog']!r}, {str(tmp_path / 'model')!r}, "t",
+    TrainerConfig(epochs=1, batch_size=128, steps_per_epoch=5,
+                  embedding_dim=8), "mtrec", 5, num_cpu_devices=2,
+    log=lambda m: None)
+print(json.dumps(s))
+"""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+  out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.loads(out.stdout.strip().splitlines()[-1])
+  assert summary["strategy"] == "MirroredStrategy (2 replicas)"
+  assert all(np.isfinite(v) for v in summary["final_task_losses"].values())
