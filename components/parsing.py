@@ -151,6 +151,16 @@ def _format_ts(ts: int) -> str:
 ParsedOr = Union[dict[str, Any], Quarantined]
 
 
+def _required(fields: Mapping[str, Any], name: str, parse) -> Any:
+  if _is_missing(fields.get(name)):
+    raise _BadValue("is required but empty")
+  return parse(fields[name])
+
+
+def _optional(fields: Mapping[str, Any], name: str, parse, default) -> Any:
+  return default if _is_missing(fields.get(name)) else parse(fields[name])
+
+
 def _quarantine(kind: str, raw: r.RawRow, field: Optional[str],
                 reason: str) -> Quarantined:
   return Quarantined(kind, raw.source, raw.row, field, reason, dict(raw.fields))
@@ -169,40 +179,33 @@ def parse_interaction(raw: r.RawRow, rules: ValidationRules) -> ParsedOr:
   field = None
   try:
     field = r.USER_ID
-    if _is_missing(f.get(field)):
-      raise _BadValue("is required but empty")
-    user_id = _as_id(f[field])
+    user_id = _required(f, field, _as_id)
     field = r.ITEM_ID
-    if _is_missing(f.get(field)):
-      raise _BadValue("is required but empty")
-    item_id = _as_id(f[field])
+    item_id = _required(f, field, _as_id)
     field = r.TIMESTAMP
-    if _is_missing(f.get(field)):
-      raise _BadValue("is required but empty")
-    ts = _as_timestamp(f[field])
+    ts = _required(f, field, _as_timestamp)
     if not rules.timestamp_min <= ts <= rules.timestamp_max:
       raise _BadValue(
           f"{ts} ({_format_ts(ts)}) is outside the allowed range "
           f"[{_format_ts(rules.timestamp_min)}, "
           f"{_format_ts(rules.timestamp_max)}]")
     field = r.RATING
-    rating = float(r.MISSING_LABEL)
-    if not _is_missing(f.get(field)):
-      rating = _as_float(f[field])
-      if not rules.rating_min <= rating <= rules.rating_max:
-        raise _BadValue(f"{rating:g} is outside the allowed range "
-                        f"[{rules.rating_min:g}, {rules.rating_max:g}]")
+    rating = _optional(f, field, _as_float, None)
+    if rating is None:
+      rating = float(r.MISSING_LABEL)
+    elif not rules.rating_min <= rating <= rules.rating_max:
+      raise _BadValue(f"{rating:g} is outside the allowed range "
+                      f"[{rules.rating_min:g}, {rules.rating_max:g}]")
     field = r.CLICK
-    click = 1 if _is_missing(f.get(field)) else _as_binary(f[field])
+    click = _optional(f, field, _as_binary, 1)
     field = r.LIKE
-    like = r.MISSING_LABEL if _is_missing(f.get(field)) else _as_binary(
-        f[field])
+    like = _optional(f, field, _as_binary, r.MISSING_LABEL)
     field = r.WATCH_FRACTION
-    watch = float(r.MISSING_LABEL)
-    if not _is_missing(f.get(field)):
-      watch = _as_float(f[field])
-      if not 0.0 <= watch <= 1.0:
-        raise _BadValue(f"{watch:g} is outside [0, 1]")
+    watch = _optional(f, field, _as_float, None)
+    if watch is None:
+      watch = float(r.MISSING_LABEL)
+    elif not 0.0 <= watch <= 1.0:
+      raise _BadValue(f"{watch:g} is outside [0, 1]")
   except _BadValue as e:
     return _quarantine("interaction", raw, field, f"{field} {e}")
   return {
@@ -224,17 +227,13 @@ def parse_item(raw: r.RawRow) -> ParsedOr:
   field = None
   try:
     field = r.ITEM_ID
-    if _is_missing(f.get(field)):
-      raise _BadValue("is required but empty")
-    item_id = _as_id(f[field])
+    item_id = _required(f, field, _as_id)
     field = r.TITLE
-    title = "" if _is_missing(f.get(field)) else str(f[field]).strip()
+    title = _optional(f, field, lambda v: str(v).strip(), "")
     field = r.YEAR
-    year = 0
-    if not _is_missing(f.get(field)):
-      year = _as_int(f[field])
-      if not 1800 <= year <= 2200:
-        raise _BadValue(f"{year} is not a plausible year")
+    year = _optional(f, field, _as_int, 0)
+    if year and not 1800 <= year <= 2200:
+      raise _BadValue(f"{year} is not a plausible year")
     field = r.CATEGORIES
     categories = _as_list(f.get(field))
     field = r.TAGS

@@ -30,6 +30,11 @@ def test_good_row_is_typed_and_missing_labels_get_defaults():
     ({r.RATING: "17"}, r.RATING,
      "rating 17 is outside the allowed range [0.5, 5]"),
     ({r.RATING: "nan"}, r.RATING, "rating 'nan' is not a finite number"),
+    # -1 is the internal "missing" marker; from a source it is just invalid.
+    ({r.RATING: "-1"}, r.RATING,
+     "rating -1 is outside the allowed range [0.5, 5]"),
+    ({r.WATCH_FRACTION: "-1"}, r.WATCH_FRACTION,
+     "watch_fraction -1 is outside [0, 1]"),
     ({r.TIMESTAMP: "32503680000"}, r.TIMESTAMP,
      "timestamp 32503680000 (3000-01-01 00:00:00 UTC) is outside the allowed "
      "range [1970-01-01 00:00:00 UTC, 2033-05-18 03:33:20 UTC]"),

@@ -156,14 +156,11 @@ class MovieLensLatestReader(Reader):
           records.TAGS: [tag for tag, _ in movie_tags]})
 
 
-class MovieLens100KReader(Reader):
-  """ml-100k: u.data, u.item, u.user (and u.genre for the genre names)."""
+class _DelimitedMovieLensReader(Reader):
+  """What ml-100k and ml-1m share: a headerless user/item/rating/time file."""
 
-  user_feature_names = ("age", "gender", "occupation")
-
-  _DATA = _Layout("\t", 4, "latin-1")
-  _ITEM = _Layout("|", 5 + len(ML100K_GENRES), "latin-1")
-  _USER = _Layout("|", 5, "latin-1")
+  _RATINGS: _Layout
+  _RATINGS_FILE: str
 
   def __init__(self, path: str):
     self.path = path
@@ -172,10 +169,10 @@ class MovieLens100KReader(Reader):
     return FileSystems.join(self.path, name)
 
   def interaction_units(self) -> list[str]:
-    return [self._file("u.data")]
+    return [self._file(self._RATINGS_FILE)]
 
   def read_interactions(self, unit: str) -> Iterator[RawRow]:
-    for number, fields, error in self._DATA.rows(unit):
+    for number, fields, error in self._RATINGS.rows(unit):
       if error is not None:
         yield error
         continue
@@ -183,6 +180,17 @@ class MovieLens100KReader(Reader):
       yield RawRow(source=unit, row=number, fields={
           records.USER_ID: user, records.ITEM_ID: item,
           records.RATING: rating, records.TIMESTAMP: timestamp})
+
+
+class MovieLens100KReader(_DelimitedMovieLensReader):
+  """ml-100k: u.data, u.item, u.user (and u.genre for the genre names)."""
+
+  user_feature_names = ("age", "gender", "occupation")
+
+  _RATINGS = _Layout("\t", 4, "latin-1")
+  _RATINGS_FILE = "u.data"
+  _ITEM = _Layout("|", 5 + len(ML100K_GENRES), "latin-1")
+  _USER = _Layout("|", 5, "latin-1")
 
   def _genre_names(self) -> Sequence[str]:
     path = self._file("u.genre")
@@ -237,33 +245,15 @@ class MovieLens100KReader(Reader):
           "occupation": occupation})
 
 
-class MovieLens1MReader(Reader):
+class MovieLens1MReader(_DelimitedMovieLensReader):
   """ml-1m: ratings.dat, movies.dat, users.dat, all '::'-separated."""
 
   user_feature_names = ("gender", "age", "occupation")
 
   _RATINGS = _Layout("::", 4, "latin-1")
+  _RATINGS_FILE = "ratings.dat"
   _MOVIES = _Layout("::", 3, "latin-1")
   _USERS = _Layout("::", 5, "latin-1")
-
-  def __init__(self, path: str):
-    self.path = path
-
-  def _file(self, name: str) -> str:
-    return FileSystems.join(self.path, name)
-
-  def interaction_units(self) -> list[str]:
-    return [self._file("ratings.dat")]
-
-  def read_interactions(self, unit: str) -> Iterator[RawRow]:
-    for number, fields, error in self._RATINGS.rows(unit):
-      if error is not None:
-        yield error
-        continue
-      user, item, rating, timestamp = fields
-      yield RawRow(source=unit, row=number, fields={
-          records.USER_ID: user, records.ITEM_ID: item,
-          records.RATING: rating, records.TIMESTAMP: timestamp})
 
   def item_units(self) -> list[str]:
     return [self._file("movies.dat")]
