@@ -69,13 +69,18 @@ class MultiTaskModel(tfrs.Model):
   def compute_loss(self, features, training: bool = False) -> tf.Tensor:
     out = self(features)
     item_ids = features[F.ITEM_ID]
+    # Retrieval sees only consumed rows, as queries and as in-batch
+    # candidates: shown-but-skipped items would otherwise be negatives far
+    # more often than the logQ correction (positive frequencies) assumes.
+    positive = features[F.RETRIEVAL_WEIGHT] > 0
+    positive_ids = tf.boolean_mask(item_ids, positive)
     losses = {
         "retrieval": self.retrieval_task(
-            out["query"], out["candidate"],
-            sample_weight=features[F.RETRIEVAL_WEIGHT],
+            tf.boolean_mask(out["query"], positive),
+            tf.boolean_mask(out["candidate"], positive),
             candidate_sampling_probability=tf.gather(
-                self._item_probabilities, item_ids),
-            candidate_ids=item_ids,
+                self._item_probabilities, positive_ids),
+            candidate_ids=positive_ids,
             compute_metrics=False, compute_batch_metrics=False),
         "rating": self.rating_task(
             labels=features[F.RATING][:, None],

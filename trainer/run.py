@@ -24,13 +24,13 @@ from components import features as F
 from components import records as r
 from components import schema
 from pipeline.config import TrainerConfig
+from pipeline.steps import SERVING_MODEL_DIR
 from trainer import data
 from trainer import distribution
 from trainer import export
 from trainer import model as model_lib
 from trainer import towers
 
-SERVING_MODEL_DIR = "Format-Serving"  # TFX's name for the exported model
 HISTORY_FILE = "training_history.json"
 
 

@@ -1,0 +1,138 @@
+"""The pipeline's steps: each wires one component to the config and URIs.
+
+A step takes the validated config, the run id and the URIs of its inputs and
+outputs, calls its component, and returns a one-paragraph summary for people.
+Any orchestrator (the local runner, a KFP component) calls these same
+functions, so the DAG's behaviour is defined once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Callable, Mapping
+
+from components import artifacts
+from components import parsing
+from pipeline.config import PipelineConfig
+
+# Trainer's name for the exported SavedModel inside the Model artifact.
+SERVING_MODEL_DIR = "Format-Serving"
+
+# (component, output) of every artifact the pipeline produces, in DAG order.
+OUTPUTS = (
+    ("ExampleGen", "examples"), ("ExampleGen", "catalog"),
+    ("ExampleGen", "quarantine"), ("Transform", "transform_graph"),
+    ("Transform", "transformed_examples"), ("Trainer", "model"),
+    ("Evaluator", "evaluation"), ("Evaluator", "blessing"),
+    ("Pusher", "pushed_model"),
+)
+STEP_NAMES = ("ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher")
+
+
+def output_uris(run_dir: str) -> dict[str, str]:
+  """`Component/output` -> `<run_dir>/<Component>/<output>` for every output."""
+  return {f"{c}/{o}": os.path.join(run_dir, c, o) for c, o in OUTPUTS}
+
+
+def validation_rules(config: PipelineConfig,
+                     started: datetime.datetime) -> parsing.ValidationRules:
+  """Row rules; an unset timestamp_max means "not after the run started"."""
+  eg = config.example_gen
+
+  def seconds(dt: datetime.datetime) -> int:
+    if dt.tzinfo is None:
+      dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return int(dt.timestamp())
+
+  return parsing.ValidationRules(eg.rating_min, eg.rating_max,
+                                 seconds(eg.timestamp_min),
+                                 seconds(eg.timestamp_max or started))
+
+
+def example_gen_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
+                     started: datetime.datetime) -> str:
+  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components.readers import build_reader  # pylint: disable=g-import-not-at-top
+  eg = config.example_gen
+  c = example_gen.run_example_gen(
+      build_reader(config.data.format, **config.data.options),
+      validation_rules(config, started), u["ExampleGen/examples"],
+      u["ExampleGen/catalog"], u["ExampleGen/quarantine"], run_id,
+      split=eg.split, eval_fraction=eg.eval_fraction, seed=eg.seed,
+      max_quarantine_fraction=eg.max_quarantine_fraction,
+      beam_args=config.beam_args,
+      parameters={"data": config.data.model_dump(mode="json")})
+  return (f"{c['interactions_in']:,} rows in: {c['interactions_train']:,} "
+          f"train, {c['interactions_eval']:,} eval, "
+          f"{c['interactions_quarantined']:,} quarantined, "
+          f"{c['duplicates_dropped']:,} duplicates; "
+          f"{c['items_written']:,} items, {c['users_written']:,} users")
+
+
+def transform_step(config: PipelineConfig, run_id: str,
+                   u: Mapping[str, str]) -> str:
+  from components import transform  # pylint: disable=g-import-not-at-top
+  transform.run_transform(
+      u["ExampleGen/examples"], u["Transform/transform_graph"],
+      u["Transform/transformed_examples"], run_id,
+      like_threshold=config.transform.like_threshold,
+      max_title_tokens=config.transform.max_title_tokens_vocab,
+      beam_args=config.beam_args)
+  sizes = artifacts.read_metadata(
+      u["Transform/transform_graph"])["summary"]["vocabulary_sizes"]
+  return "vocabularies: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+
+
+def trainer_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
+                 num_cpu_devices: int = 1,
+                 log: Callable[[str], None] = print) -> str:
+  from trainer import run as trainer_run  # pylint: disable=g-import-not-at-top
+  s = trainer_run.run_trainer(
+      u["Transform/transform_graph"], u["Transform/transformed_examples"],
+      u["ExampleGen/examples"], u["ExampleGen/catalog"], u["Trainer/model"],
+      run_id, config.trainer, config.model_name, config.serving.top_k,
+      num_cpu_devices=num_cpu_devices, log=log)
+  return (f"{s['epochs']} epochs on {s['strategy']}, "
+          f"{s['examples_per_second']:,.0f} examples/s")
+
+
+def model_dir(u: Mapping[str, str]) -> str:
+  return os.path.join(u["Trainer/model"], SERVING_MODEL_DIR)
+
+
+def evaluator_step(config: PipelineConfig, run_id: str,
+                   u: Mapping[str, str]) -> str:
+  from components import evaluator  # pylint: disable=g-import-not-at-top
+  ev = config.evaluator
+  b = evaluator.run_evaluator(
+      u["Trainer/model"], model_dir(u), u["ExampleGen/examples"],
+      u["ExampleGen/catalog"], u["Transform/transform_graph"],
+      u["Evaluator/evaluation"], u["Evaluator/blessing"], run_id, ev.ks,
+      ev.thresholds, ev.must_beat_popularity, ev.max_eval_users,
+      config.example_gen.seed)
+  m = artifacts.read_metadata(u["Evaluator/evaluation"])["summary"]
+  lines = [b["verdict"]]
+  for c in b["checks"]:
+    lines.append(f"{'ok  ' if c['passed'] else 'FAIL'} {c['metric']} "
+                 f"{c['value']:.4f} {c['op']} {c['bound']:.4f} ({c['check']})")
+  cand, pop = m["candidate"], m["baselines"]["popularity"]
+  for k in ev.ks:
+    if f"recall_at_{k}" in cand:
+      lines.append(
+          f"     recall@{k} {cand[f'recall_at_{k}']:.4f} (popularity "
+          f"{pop.get(f'recall_at_{k}', float('nan')):.4f}), ndcg@{k} "
+          f"{cand[f'ndcg_at_{k}']:.4f} (popularity "
+          f"{pop.get(f'ndcg_at_{k}', float('nan')):.4f})")
+  lines.append(f"     rmse {cand['rmse']:.4f}, auc {cand['auc']:.4f}")
+  return "\n      ".join(lines)
+
+
+def pusher_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
+                serving_root: str) -> str:
+  from components import pusher  # pylint: disable=g-import-not-at-top
+  s = pusher.run_pusher(u["Trainer/model"], model_dir(u),
+                        u["Evaluator/blessing"], serving_root,
+                        config.model_name, u["Pusher/pushed_model"], run_id)
+  return (f"pushed version {s['version']} to {s['destination']}"
+          if s["pushed"] else f"not pushed: {s['reason']}")
