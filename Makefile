@@ -9,4 +9,5 @@ demo:
 # The whole test suite, slow end-to-end tests included.
 test:
 	bash scripts/bootstrap.sh
+	bash scripts/install_test_tools.sh
 	.venv/bin/python -m pytest tests -q

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from typing import Any, Iterator, Mapping, Optional
 
@@ -126,6 +127,22 @@ def write_artifact(
   except BaseException:
     shutil.rmtree(tmp_uri, ignore_errors=True)
     raise
+
+
+@contextlib.contextmanager
+def scratch_dir(next_to: str) -> Iterator[str]:
+  """A private working directory beside an artifact-to-be, removed after.
+
+  Beside (same file system), so finished outputs can be renamed, not copied,
+  into the artifact; hidden, so nothing mistakes it for an artifact.
+  """
+  parent = os.path.dirname(os.path.abspath(next_to))
+  os.makedirs(parent, exist_ok=True)
+  path = tempfile.mkdtemp(prefix=".scratch-", dir=parent)
+  try:
+    yield path
+  finally:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def write_json_atomic(path: str, value: Any) -> None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -340,10 +339,7 @@ def run_example_gen(
   """
   params = dict(parameters or {}, split=split, eval_fraction=eval_fraction,
                 seed=seed)
-  parent = os.path.dirname(os.path.abspath(examples_uri))
-  os.makedirs(parent, exist_ok=True)
-  scratch = tempfile.mkdtemp(prefix=".scratch-", dir=parent)
-  try:
+  with artifacts.scratch_dir(examples_uri) as scratch:
     with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
       build_pipeline(p, reader, rules, split, eval_fraction, seed, scratch)
     with open(os.path.join(scratch, "counts.json")) as f:
@@ -390,8 +386,6 @@ def run_example_gen(
       w.summary = {k: counts[k] for k in ("items_written", "users_written")}
       w.summary["user_features"] = list(reader.user_feature_names)
     return counts
-  finally:
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def iter_tfrecord_files(artifact_uri: str, split: str) -> list[str]:
@@ -406,3 +400,28 @@ def read_examples(artifact_uri: str, split: str) -> Iterable[bytes]:
   files = iter_tfrecord_files(artifact_uri, split)
   for rec in tf.data.TFRecordDataset(files, compression_type="GZIP"):
     yield rec.numpy()
+
+
+def read_catalog(catalog_uri: str,
+                 user_features: Sequence[str] = ()) -> tuple[dict, dict]:
+  """Loads the item catalog and user profiles as column lists (small tables)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  item_spec = schema.item_feature_spec()
+  items = {k: [] for k in item_spec}
+  for rec in read_examples(catalog_uri, ITEMS):
+    ex = tf.io.parse_single_example(rec, item_spec)
+    items[r.ITEM_ID].append(ex[r.ITEM_ID].numpy().decode())
+    items[r.TITLE].append(ex[r.TITLE].numpy().decode())
+    items[r.YEAR].append(int(ex[r.YEAR].numpy()))
+    items[r.CATEGORIES].append(
+        [c.decode() for c in ex[r.CATEGORIES].values.numpy()])
+    items[r.TAGS].append([t.decode() for t in ex[r.TAGS].values.numpy()])
+  user_spec = schema.user_feature_spec(user_features)
+  users = {r.USER_ID: [], **{name: [] for name in user_features}}
+  for rec in read_examples(catalog_uri, USERS):
+    ex = tf.io.parse_single_example(rec, user_spec)
+    users[r.USER_ID].append(ex[r.USER_ID].numpy().decode())
+    for name in user_features:
+      users[name].append(
+          ex[schema.user_feature_key(name)].numpy().decode())
+  return items, users

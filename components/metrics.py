@@ -5,8 +5,10 @@ is ranked, the items a user interacted with in training are removed from the
 ranking (and from the relevant set), and per-user values are averaged over the
 users who have at least one relevant item left.
 
-  Recall@K = |top-K ∩ relevant| / |relevant|
-  NDCG@K   = Σ_{hits at rank i} 1/log2(i+1)  /  Σ_{i=1..min(K,|relevant|)} 1/log2(i+1)
+  Recall@K  = |top-K ∩ relevant| / |relevant|
+  NDCG@K    = Σ_{hits at rank i} 1/log2(i+1)  /  Σ_{i=1..min(K,|relevant|)} 1/log2(i+1)
+  HitRate@K = 1 if top-K ∩ relevant is not empty, else 0
+  MRR       = 1 / rank of the first relevant item in the ranked list (0 if none)
 """
 
 from __future__ import annotations
@@ -29,6 +31,36 @@ def ndcg_at_k(ranked: Sequence[int], relevant: set, k: int) -> float:
             if item in relevant)
   ideal = sum(1.0 / np.log2(i + 2) for i in range(min(k, len(relevant))))
   return dcg / ideal
+
+
+def hit_rate_at_k(ranked: Sequence[int], relevant: set, k: int) -> float:
+  return 1.0 if set(ranked[:k]) & relevant else 0.0
+
+
+def reciprocal_rank(ranked: Sequence[int], relevant: set) -> float:
+  for i, item in enumerate(ranked):
+    if item in relevant:
+      return 1.0 / (i + 1)
+  return 0.0
+
+
+def per_user_retrieval(ranked: Sequence, relevant: set,
+                       ks: Sequence[int]) -> dict[str, float]:
+  """Every retrieval metric of one user's ranked list."""
+  out = {"mrr": reciprocal_rank(ranked, relevant)}
+  for k in ks:
+    out[f"recall_at_{k}"] = recall_at_k(ranked, relevant, k)
+    out[f"ndcg_at_{k}"] = ndcg_at_k(ranked, relevant, k)
+    out[f"hit_rate_at_{k}"] = hit_rate_at_k(ranked, relevant, k)
+  return out
+
+
+# Direction of every metric the evaluator reports, for regression checks.
+LOWER_IS_BETTER = ("rmse", "mae", "log_loss", "mean_popularity_at_10")
+
+
+def higher_is_better(metric: str) -> bool:
+  return metric not in LOWER_IS_BETTER
 
 
 def top_k_excluding(scores: np.ndarray, exclude: Sequence[Iterable[int]],
@@ -64,6 +96,39 @@ def retrieval_metrics(top: np.ndarray, relevant: Sequence[set],
         [recall_at_k(list(t), rel, k) for t, rel in zip(top, relevant)]))
     out[f"ndcg_at_{k}"] = float(np.mean(
         [ndcg_at_k(list(t), rel, k) for t, rel in zip(top, relevant)]))
+  return out
+
+
+def mae(predictions: np.ndarray, labels: np.ndarray) -> float:
+  predictions = np.asarray(predictions, np.float64)
+  labels = np.asarray(labels, np.float64)
+  if predictions.size == 0:
+    return float("nan")
+  return float(np.mean(np.abs(predictions - labels)))
+
+
+def log_loss(p: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> float:
+  p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
+  labels = np.asarray(labels, np.float64)
+  if p.size == 0:
+    return float("nan")
+  return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def calibration(p: np.ndarray, labels: np.ndarray,
+                bins: int = 10) -> list[dict[str, float]]:
+  """Mean predicted vs observed rate in equal-width probability bins."""
+  p = np.asarray(p, np.float64)
+  labels = np.asarray(labels, np.float64)
+  which = np.minimum((p * bins).astype(int), bins - 1)
+  out = []
+  for b in range(bins):
+    mask = which == b
+    if mask.any():
+      out.append({"lower": b / bins, "upper": (b + 1) / bins,
+                  "count": int(mask.sum()),
+                  "mean_predicted": float(p[mask].mean()),
+                  "observed_rate": float(labels[mask].mean())})
   return out
 
 

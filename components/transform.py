@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -110,10 +109,7 @@ def run_transform(
   params = dict(parameters or {}, like_threshold=like_threshold,
                 max_title_tokens=max_title_tokens)
   inputs = {"examples": examples_uri}
-  parent = os.path.dirname(os.path.abspath(transform_graph_uri))
-  os.makedirs(parent, exist_ok=True)
-  scratch = tempfile.mkdtemp(prefix=".scratch-", dir=parent)
-  try:
+  with artifacts.scratch_dir(transform_graph_uri) as scratch:
     with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
       with tft_beam.Context(temp_dir=os.path.join(scratch, "tft_tmp")):
         sources = {
@@ -157,8 +153,6 @@ def run_transform(
       for split in ("train", "eval"):
         shutil.move(os.path.join(scratch, "examples", f"Split-{split}"), w.uri)
       w.summary = {"splits": ["train", "eval"]}
-  finally:
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _vocab_names(tft_output: tft.TFTransformOutput) -> list[str]:

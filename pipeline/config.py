@@ -84,17 +84,28 @@ class Threshold(_Strict):
 
 
 class EvaluatorConfig(_Strict):
-  ks: list[pydantic.PositiveInt] = [10, 20, 100]
-  # metric name -> bounds, e.g. {rmse: {max: 1.0}, recall_at_20: {min: 0.05}}
+  ks: list[pydantic.PositiveInt] = [10, 20, 50, 100]
+  # Absolute bounds: metric -> {min, max}, e.g. {rmse: {max: 1.0}}. Ranking
+  # metrics (rmse, mae, auc, log_loss) are judged by TFMA; retrieval ones
+  # (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr, ...) by the evaluator.
   thresholds: dict[str, Threshold] = {}
-  # metrics on which the candidate must beat the popularity baseline.
+  # Largest worsening allowed against the model now serving, per metric, in
+  # the metric's own units (e.g. {recall_at_20: 0.01, rmse: 0.02}).
+  max_regression: dict[str, pydantic.NonNegativeFloat] = {}
+  # Metrics on which the candidate must beat the popularity baseline.
   must_beat_popularity: list[str] = ["recall_at_20"]
   # Evaluate at most this many eval users (None = all); sampled with a seed.
   max_eval_users: Optional[pydantic.PositiveInt] = None
+  # Training-interaction counts that bound the user activity slices.
+  activity_boundaries: list[pydantic.PositiveInt] = [5, 20, 100]
+  # Infra validation: p95 latency budget of each warmup request.
+  latency_budget_ms: float = pydantic.Field(250.0, gt=0)
 
 
 class ServingConfig(_Strict):
   top_k: int = pydantic.Field(10, gt=0)  # items the `recommend` signature returns
+  # Largest k `recommend_excluding` answers (and the evaluator's largest K).
+  max_k: int = pydantic.Field(100, gt=0)
 
 
 class PipelineConfig(_Strict):
@@ -112,8 +123,12 @@ class PipelineConfig(_Strict):
   # ["--runner=FlinkRunner", "--flink_master=host:8081"].
   beam_args: list[str] = []
 
-  def with_overrides(self, **updates: Any) -> "PipelineConfig":
-    return self.model_copy(update=updates)
+  @pydantic.model_validator(mode="after")
+  def _evaluator_ks_are_served(self) -> "PipelineConfig":
+    if max(self.evaluator.ks) > self.serving.max_k:
+      raise ValueError(f"evaluator.ks: {max(self.evaluator.ks)} is above "
+                       f"serving.max_k={self.serving.max_k}")
+    return self
 
 
 def _resolve_paths(value: Any, base_dir: str) -> Any:
@@ -139,8 +154,8 @@ def parse_config(raw: Any, source: str = "<config>",
     return PipelineConfig.model_validate(raw)
   except pydantic.ValidationError as e:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-        for err in e.errors())
+        (f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "") +
+        err["msg"].removeprefix("Value error, ") for err in e.errors())
     raise ConfigError(f"{source}: {problems}") from None
 
 

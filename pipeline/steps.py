@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 from components import artifacts
 from components import parsing
@@ -92,7 +92,7 @@ def trainer_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
       u["Transform/transform_graph"], u["Transform/transformed_examples"],
       u["ExampleGen/examples"], u["ExampleGen/catalog"], u["Trainer/model"],
       run_id, config.trainer, config.model_name, config.serving.top_k,
-      num_cpu_devices=num_cpu_devices, log=log)
+      max_k=config.serving.max_k, num_cpu_devices=num_cpu_devices, log=log)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 
@@ -101,30 +101,52 @@ def model_dir(u: Mapping[str, str]) -> str:
   return os.path.join(u["Trainer/model"], SERVING_MODEL_DIR)
 
 
-def evaluator_step(config: PipelineConfig, run_id: str,
-                   u: Mapping[str, str]) -> str:
+def serving_model_dir(serving_root: str, model_name: str) -> Optional[str]:
+  """The version TF Serving would serve now (the highest), if any."""
+  from components import pusher  # pylint: disable=g-import-not-at-top
+  model_root = os.path.join(serving_root, model_name)
+  versions = pusher.existing_versions(model_root)
+  return os.path.join(model_root, str(versions[-1])) if versions else None
+
+
+def evaluator_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
+                   serving_root: Optional[str] = None) -> str:
   from components import evaluator  # pylint: disable=g-import-not-at-top
-  ev = config.evaluator
+  serving_root = os.path.abspath(serving_root or config.serving_root)
+  # <pipeline_root>/<run_id>/Evaluator/evaluation
+  pipeline_root = os.path.dirname(os.path.dirname(os.path.dirname(
+      u["Evaluator/evaluation"])))
   b = evaluator.run_evaluator(
       u["Trainer/model"], model_dir(u), u["ExampleGen/examples"],
       u["ExampleGen/catalog"], u["Transform/transform_graph"],
-      u["Evaluator/evaluation"], u["Evaluator/blessing"], run_id, ev.ks,
-      ev.thresholds, ev.must_beat_popularity, ev.max_eval_users,
-      config.example_gen.seed)
+      u["Evaluator/evaluation"], u["Evaluator/blessing"], run_id,
+      config.evaluator, serving_model_dir(serving_root, config.model_name),
+      pipeline_root, config.example_gen.seed, config.beam_args)
   m = artifacts.read_metadata(u["Evaluator/evaluation"])["summary"]
-  lines = [b["verdict"]]
+  lines = [b["verdict"] + "".join(f" ({n})" for n in b["notes"])]
   for c in b["checks"]:
+    value = f"{c['value']:.4f}" if isinstance(c["value"], float) else str(
+        c["value"])
+    bound = f"{c['bound']:.4f}" if isinstance(c["bound"], float) else str(
+        c["bound"])
     lines.append(f"{'ok  ' if c['passed'] else 'FAIL'} {c['metric']} "
-                 f"{c['value']:.4f} {c['op']} {c['bound']:.4f} ({c['check']})")
-  cand, pop = m["candidate"], m["baselines"]["popularity"]
-  for k in ev.ks:
+                 f"{value} {c['op']} {bound} ({c['check']})")
+  cand = m["candidate"]
+  pop = m["baselines"].get("popularity", {})
+  serving = m["baselines"].get("serving")
+  nan = float("nan")
+  for k in config.evaluator.ks:
     if f"recall_at_{k}" in cand:
       lines.append(
           f"     recall@{k} {cand[f'recall_at_{k}']:.4f} (popularity "
-          f"{pop.get(f'recall_at_{k}', float('nan')):.4f}), ndcg@{k} "
+          f"{pop.get(f'recall_at_{k}', nan):.4f}"
+          + (f", serving {serving.get(f'recall_at_{k}', nan):.4f}"
+             if serving else "") + f"), ndcg@{k} "
           f"{cand[f'ndcg_at_{k}']:.4f} (popularity "
-          f"{pop.get(f'ndcg_at_{k}', float('nan')):.4f})")
-  lines.append(f"     rmse {cand['rmse']:.4f}, auc {cand['auc']:.4f}")
+          f"{pop.get(f'ndcg_at_{k}', nan):.4f})")
+  lines.append(f"     rmse {cand.get('rmse', nan):.4f}, "
+               f"auc {cand.get('auc', nan):.4f}; report: "
+               f"{os.path.join(u['Evaluator/evaluation'], 'report.html')}")
   return "\n      ".join(lines)
 
 

@@ -1,27 +1,196 @@
-"""Blessing decisions: every check listed, NaN never passes."""
+"""Evaluator: checks, verdicts, reports, and inputs that must not bless."""
 
+import json
 import math
+import os
+import shutil
+import subprocess
 
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import artifacts
+from components import blessing
 from components import evaluator
+from components import infra_validator
+from components import retrieval_eval
+from pipeline import steps
+from pipeline.config import EvaluatorConfig
 from pipeline.config import Threshold
+from pipeline.config import TrainerConfig
 
 
-def test_decide_lists_every_check_with_numbers():
-  checks = evaluator.decide(
-      {"rmse": 0.9, "recall_at_20": 0.10},
-      {"recall_at_20": 0.12},
-      {"rmse": Threshold(max=1.0), "recall_at_20": Threshold(min=0.05)},
-      ["recall_at_20"])
-  assert [(c["metric"], c["check"], c["op"], c["bound"], c["passed"])
-          for c in checks] == [
-              ("recall_at_20", "threshold", ">=", 0.05, True),
-              ("rmse", "threshold", "<=", 1.0, True),
-              ("recall_at_20", "beats popularity", ">", 0.12, False)]
+def test_checks_cover_thresholds_regression_popularity_and_infra():
+  checks = blessing.decide(
+      candidate={"rmse": 0.9, "recall_at_20": 0.10, "auc": 0.7},
+      serving={"rmse": 0.85, "recall_at_20": 0.12, "auc": 0.7},
+      popularity={"recall_at_20": 0.08},
+      thresholds={"rmse": Threshold(max=1.0),
+                  "recall_at_20": Threshold(min=0.05)},
+      max_regression={"recall_at_20": 0.01, "rmse": 0.1},
+      must_beat_popularity=["recall_at_20"],
+      tfma_failures=[],
+      infra={"checks": [{"check": "loads", "passed": True, "detail": "ok"}]},
+      eval_users=10)
+  got = [(c["metric"], c["check"], c["op"], c["passed"]) for c in checks]
+  assert got == [
+      ("recall_at_20", "threshold", ">=", True),
+      ("rmse", "threshold (TFMA)", "<=", True),
+      ("recall_at_20", "regression vs serving", ">=", False),  # 0.10 < 0.11
+      ("rmse", "regression vs serving (TFMA)", "<=", True),
+      ("recall_at_20", "beats popularity", ">", True),
+      ("eval_users", "non-empty eval split", ">", True),
+      ("loads", "infra validation", "", True),
+  ]
+  assert checks[2]["bound"] == pytest.approx(0.11)
+  assert blessing.verdict(checks) == blessing.NOT_BLESSED
+  assert blessing.verdict([c for i, c in enumerate(checks) if i != 2]) == (
+      blessing.BLESSED)
 
 
-def test_nan_and_missing_metrics_fail():
-  checks = evaluator.decide({"rmse": float("nan")}, {},
-                            {"rmse": Threshold(max=1.0),
-                             "auc": Threshold(min=0.5)}, ["recall_at_20"])
-  assert not any(c["passed"] for c in checks)
-  assert math.isnan(checks[1]["value"])
+def test_tfma_failure_nan_and_missing_values_never_pass():
+  checks = blessing.decide(
+      candidate={"rmse": 0.5, "auc": float("nan")}, serving=None,
+      popularity={}, thresholds={"rmse": Threshold(max=1.0),
+                                 "auc": Threshold(min=0.5)},
+      max_regression={}, must_beat_popularity=["recall_at_20"],
+      tfma_failures=[{"metric": "rmse", "is_diff": False}], eval_users=0)
+  assert [c["passed"] for c in checks] == [False, False, False, False]
+  assert math.isnan(checks[0]["value"])
+  assert blessing.verdict([]) == blessing.NOT_BLESSED
+
+
+def test_activity_buckets():
+  b = [5, 20]
+  assert [retrieval_eval.activity_bucket(n, b) for n in (0, 1, 4, 5, 19, 20,
+                                                          500)] == [
+      "0", "1-4", "1-4", "5-19", "5-19", "20+", "20+"]
+
+
+def test_infra_validation_fails_a_model_without_the_api(tmp_path):
+  module = tf.Module()
+  module.f = tf.function(lambda user_id: {"rating": tf.zeros_like(
+      tf.strings.length(user_id), tf.float32)}, input_signature=[
+          tf.TensorSpec([None], tf.string, name="user_id")])
+  tf.saved_model.save(module, str(tmp_path / "m"),
+                      signatures={"serving_default": module.f})
+  result = infra_validator.validate(str(tmp_path / "m"), repeats=2)
+  assert not result["passed"]
+  by_name = {c["check"]: c for c in result["checks"]}
+  assert by_name["loads"]["passed"]
+  assert not by_name["signatures"]["passed"]
+  assert "recommend" in by_name["signatures"]["detail"]
+  assert not by_name["warmup_requests"]["passed"]
+  missing = infra_validator.validate(str(tmp_path / "nothing-here"))
+  assert not missing["passed"] and "exit" in missing["checks"][0]["detail"]
+
+
+def _evaluate(small_run, tmp_path, model_uri, config, examples_uri=None,
+              serving_root=None):
+  u = small_run.uris
+  return evaluator.run_evaluator(
+      model_uri, os.path.join(model_uri, steps.SERVING_MODEL_DIR),
+      examples_uri or u["ExampleGen/examples"], u["ExampleGen/catalog"],
+      u["Transform/transform_graph"], str(tmp_path / "evaluation"),
+      str(tmp_path / "blessing"), "test",
+      config, steps.serving_model_dir(serving_root, "mtrec")
+      if serving_root else None, os.path.dirname(small_run.run_dir))
+
+
+@pytest.mark.slow
+def test_broken_candidate_is_not_blessed_and_the_report_says_why(
+    small_run, tmp_path):
+  """A candidate trained for a single step against the model now serving."""
+  from trainer import run as trainer_run  # pylint: disable=g-import-not-at-top
+  u = small_run.uris
+  broken = str(tmp_path / "broken_model")
+  trainer_run.run_trainer(
+      u["Transform/transform_graph"], u["Transform/transformed_examples"],
+      u["ExampleGen/examples"], u["ExampleGen/catalog"], broken, "broken",
+      TrainerConfig(epochs=1, steps_per_epoch=1, batch_size=32,
+                    learning_rate=1e-6, embedding_dim=16),
+      "mtrec", 5, max_k=20, log=lambda m: None)
+  config = EvaluatorConfig(
+      ks=[10, 20], must_beat_popularity=["recall_at_20"],
+      thresholds={"rmse": Threshold(max=1.2)},
+      max_regression={"recall_at_20": 0.01, "rmse": 0.01})
+  serving_root = os.path.dirname(os.path.dirname(
+      small_run.pushed["destination"]))
+  result = _evaluate(small_run, tmp_path, broken, config,
+                     serving_root=serving_root)
+  assert result["verdict"] == blessing.NOT_BLESSED
+  failed = {(c["metric"], c["check"]) for c in result["checks"]
+            if not c["passed"]}
+  assert ("recall_at_20", "regression vs serving") in failed
+  assert ("recall_at_20", "beats popularity") in failed
+  assert ("rmse", "regression vs serving (TFMA)") in failed
+  assert os.path.exists(tmp_path / "blessing" / blessing.NOT_BLESSED)
+  html = (tmp_path / "evaluation" / "report.html").read_text()
+  assert "NOT_BLESSED" in html
+  assert "recall_at_20 (regression vs serving)" in html
+  assert "rmse (regression vs serving (TFMA))" in html
+  md = (tmp_path / "evaluation" / "summary.md").read_text()
+  assert md.startswith("# Model validation: NOT_BLESSED")
+  metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+  assert set(metrics["overall"]) == {"candidate", "serving", "popularity"}
+  assert metrics["retrieval"]["candidate"]["all"]["users"] > 0
+  assert any(s.startswith("category:") for s in metrics["retrieval"][
+      "candidate"])
+  assert any(s.startswith("user_activity:") for s in metrics["ranking"][
+      "candidate"])
+  kfp = json.loads((tmp_path / "evaluation" /
+                    evaluator.KFP_METRICS_FILE).read_text())
+  assert kfp["recall_at_20"] == metrics["overall"]["candidate"]["recall_at_20"]
+
+
+@pytest.mark.slow
+def test_empty_eval_split_is_not_blessed_and_does_not_crash(small_run,
+                                                           tmp_path):
+  examples = tmp_path / "examples"
+  shutil.copytree(small_run.uris["ExampleGen/examples"], examples)
+  eval_dir = examples / "Split-eval"
+  shutil.rmtree(eval_dir)
+  eval_dir.mkdir()
+  with tf.io.TFRecordWriter(str(eval_dir / "data_tfrecord-00000.gz"),
+                            options="GZIP"):
+    pass
+  result = _evaluate(small_run, tmp_path, small_run.uris["Trainer/model"],
+                     EvaluatorConfig(ks=[10, 20]), examples_uri=str(examples))
+  assert result["verdict"] == blessing.NOT_BLESSED
+  failed = [c["metric"] for c in result["checks"] if not c["passed"]]
+  assert "eval_users" in failed
+  assert "ranking evaluation (TFMA)" in failed
+  assert (tmp_path / "evaluation" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_report_renders_with_charts_in_headless_chromium(small_run, tmp_path):
+  chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+  assert chromium, "chromium is required (scripts/install_test_tools.sh)"
+  report = os.path.join(small_run.uris["Evaluator/evaluation"], "report.html")
+  html = open(report).read()
+  assert html.count("<svg") >= 4  # comparison x2, calibration, losses
+  shot = tmp_path / "report.png"
+  subprocess.run(
+      [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+       "--disable-quic", "--no-first-run", "--disable-background-networking",
+       "--disable-component-update", "--disable-sync",
+       f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2600",
+       f"--screenshot={shot}", f"file://{report}"],
+      check=True, capture_output=True, timeout=120)
+  import matplotlib.image  # pylint: disable=g-import-not-at-top
+  pixels = matplotlib.image.imread(str(shot))[..., :3]
+  assert pixels.shape[:2] == (2600, 1200)
+  # Chart bars are drawn in the candidate's colour (#1f77b4) and the
+  # verdict banner in green or red: both must be visible on the page.
+  blue = np.all(np.abs(pixels - np.array([0x1f, 0x77, 0xb4]) / 255) < 0.02,
+                axis=-1)
+  assert blue.sum() > 2000
+  banner = np.all(np.abs(pixels - np.array([0x2e, 0x7d, 0x32]) / 255) < 0.02,
+                  axis=-1) | np.all(np.abs(
+                      pixels - np.array([0xc6, 0x28, 0x28]) / 255) < 0.02,
+                                          axis=-1)
+  assert banner[:300].sum() > 500
+  meta = artifacts.read_metadata(small_run.uris["Evaluator/evaluation"])
+  assert meta["summary"]["verdict"] == blessing.BLESSED

@@ -11,6 +11,11 @@ code path `serving_default` uses for one item, so the two always agree.
 Signatures (their names and outputs are the project's API):
   serving_default(user_id, item_id) -> rating, p_like, affinity
   recommend(user_id) -> item_ids, titles, scores, rating, p_like   [B, top_k]
+  recommend_excluding(user_id, exclude_item_ids, k) -> the same, [B, k]:
+      k up to the configured max_k, never returning an excluded item (e.g.
+      what the user has already seen); exclude_item_ids is [B, M], padded
+      with "". A separate signature because TF Serving requires every input
+      of a signature, and plain `recommend` should stay one-argument.
   predict_examples(examples) -> rating, p_like, affinity
   embed_user(user_id) -> embedding;  embed_item(item_id) -> embedding
 Ranking heads see the time of the request as the event time.
@@ -51,7 +56,7 @@ class ServingModule(tf.Module):
                tft_output: tft.TFTransformOutput,
                items: Mapping[str, Sequence[Any]],
                users: Mapping[str, Sequence[Any]], user_features: Sequence[str],
-               top_k: int):
+               top_k: int, max_k: int = 100):
     super().__init__()
     self.query_tower = model.query_tower
     self.candidate_tower = model.candidate_tower
@@ -81,6 +86,7 @@ class ServingModule(tf.Module):
                           dtype=tf.string) for name in self._user_features
     }
     self.top_k = min(top_k, len(items[r.ITEM_ID]))
+    self.max_k = min(max(max_k, top_k), len(items[r.ITEM_ID]))
     self.index = tf.Variable(self._build_index(items[r.ITEM_ID]),
                              trainable=False)
 
@@ -147,14 +153,18 @@ class ServingModule(tf.Module):
     return self._heads(self.query_tower(feats), self.candidate_tower(feats),
                        feats)
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name="user_id")])
-  def recommend(self, user_id):
+  def _recommend(self, user_id, k, exclude_item_ids=None):
     n = tf.shape(user_id)[0]
-    k = self.top_k
     feats = self.transform(user_id, tf.fill([n], ""), self._now(n))
     query = self.query_tower(feats)
-    top = tf.math.top_k(tf.matmul(query, self.index, transpose_b=True), k)
+    scores = tf.matmul(query, self.index, transpose_b=True)
+    if exclude_item_ids is not None:
+      rows = self.item_rows.lookup(exclude_item_ids)  # [n, m], -1 unknown
+      known = tf.where(rows >= 0)  # (batch row, position) of known items
+      scores = tf.tensor_scatter_nd_update(
+          scores, tf.stack([known[:, 0], tf.gather_nd(rows, known)], axis=1),
+          tf.fill([tf.shape(known)[0]], tf.constant(-np.inf, scores.dtype)))
+    top = tf.math.top_k(scores, k)
     candidates = tf.reshape(tf.gather(self.index, top.indices), [n * k, -1])
     queries = tf.repeat(query, k, axis=0)
     context = {key: tf.repeat(feats[key], k, axis=0)
@@ -167,6 +177,19 @@ class ServingModule(tf.Module):
         "rating": tf.reshape(heads["rating"], [n, k]),
         "p_like": tf.reshape(heads["p_like"], [n, k]),
     }
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id")])
+  def recommend(self, user_id):
+    return self._recommend(user_id, self.top_k)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+      tf.TensorSpec([], tf.int32, name="k")])
+  def recommend_excluding(self, user_id, exclude_item_ids, k):
+    k = tf.clip_by_value(k, 1, self.max_k)
+    return self._recommend(user_id, k, exclude_item_ids)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id")])
@@ -204,8 +227,8 @@ class ServingModule(tf.Module):
                        feats)
 
 
-SIGNATURES = ("serving_default", "recommend", "predict_examples", "embed_user",
-              "embed_item")
+SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
+              "predict_examples", "embed_user", "embed_item")
 
 
 def save(module: ServingModule, export_dir: str) -> None:

@@ -34,29 +34,6 @@ from trainer import towers
 HISTORY_FILE = "training_history.json"
 
 
-def read_catalog(catalog_uri: str, user_features) -> tuple[dict, dict]:
-  """Loads ExampleGen's item catalog and user profiles as column lists."""
-  item_spec = schema.item_feature_spec()
-  items = {k: [] for k in item_spec}
-  for rec in example_gen.read_examples(catalog_uri, example_gen.ITEMS):
-    ex = tf.io.parse_single_example(rec, item_spec)
-    items[r.ITEM_ID].append(ex[r.ITEM_ID].numpy().decode())
-    items[r.TITLE].append(ex[r.TITLE].numpy().decode())
-    items[r.YEAR].append(int(ex[r.YEAR].numpy()))
-    items[r.CATEGORIES].append(
-        [c.decode() for c in ex[r.CATEGORIES].values.numpy()])
-    items[r.TAGS].append([t.decode() for t in ex[r.TAGS].values.numpy()])
-  user_spec = schema.user_feature_spec(user_features)
-  users = {r.USER_ID: [], **{name: [] for name in user_features}}
-  for rec in example_gen.read_examples(catalog_uri, example_gen.USERS):
-    ex = tf.io.parse_single_example(rec, user_spec)
-    users[r.USER_ID].append(ex[r.USER_ID].numpy().decode())
-    for name in user_features:
-      users[name].append(
-          ex[schema.user_feature_key(name)].numpy().decode())
-  return items, users
-
-
 def build_model(tft_output: tft.TFTransformOutput, user_features,
                 config: TrainerConfig, stats: Mapping[str, Any]
                 ) -> model_lib.MultiTaskModel:
@@ -110,6 +87,7 @@ def run_trainer(
     config: TrainerConfig,
     model_name: str,
     top_k: int,
+    max_k: int = 100,
     num_cpu_devices: int = 1,
     log=print,
     parameters: Optional[Mapping[str, Any]] = None,
@@ -147,7 +125,7 @@ def run_trainer(
       config.steps_per_epoch * config.batch_size * config.epochs
   ) / max(train_seconds, 1e-9)
 
-  items, users = read_catalog(catalog_uri, user_features)
+  items, users = example_gen.read_catalog(catalog_uri, user_features)
   params = dict(parameters or {}, **config.model_dump(mode="json"))
   inputs = {"transform_graph": transform_graph_uri,
             "transformed_examples": transformed_examples_uri,
@@ -156,7 +134,7 @@ def run_trainer(
                                 inputs) as w:
     export_dir = os.path.join(w.uri, SERVING_MODEL_DIR)
     module = export.ServingModule(model, tft_output, items, users,
-                                  user_features, top_k)
+                                  user_features, top_k, max_k)
     export.save(module, export_dir)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
     export.write_warmup_requests(
