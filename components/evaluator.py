@@ -92,103 +92,108 @@ def run_evaluator(
       serving_model_dir = None
   serving_desc = serving_model_dir or "none (nothing served yet)"
 
-  with artifacts.scratch_dir(evaluation_uri) as scratch:
-    items, _ = example_gen.read_catalog(catalog_uri)
-    retrieval: dict[str, Any] = {}
-    try:
-      models = {"candidate": model_dir}
-      if serving_model_dir:
-        models["serving"] = serving_model_dir
-      retrieval = retrieval_eval.evaluate_retrieval(
-          models, examples_uri, items[r.ITEM_ID], items[r.CATEGORIES], ks,
-          config.activity_boundaries, scratch, config.max_eval_users, seed,
-          beam_args)
-    except Exception as e:  # pylint: disable=broad-except
-      stage_errors.append(_stage_error("retrieval evaluation", e))
+  # Infra validation runs in its own process: start it first, collect last.
+  pending_infra = infra_validator.start(model_dir, config.latency_budget_ms)
+  try:
+    with artifacts.scratch_dir(evaluation_uri) as scratch:
+      items, _ = example_gen.read_catalog(catalog_uri)
+      retrieval: dict[str, Any] = {}
+      try:
+        models = {"candidate": model_dir}
+        if serving_model_dir:
+          models["serving"] = serving_model_dir
+        retrieval = retrieval_eval.evaluate_retrieval(
+            models, examples_uri, items[r.ITEM_ID], items[r.CATEGORIES], ks,
+            config.activity_boundaries, scratch, config.max_eval_users, seed,
+            beam_args)
+      except Exception as e:  # pylint: disable=broad-except
+        stage_errors.append(_stage_error("retrieval evaluation", e))
 
-    ranking: dict[str, Any] = {"metrics": {}, "calibration": [],
-                               "failures": []}
-    try:
-      tft_output = tft.TFTransformOutput(transform_graph_uri)
-      users, item_counts = ranking_eval.train_counts(examples_uri)
-      labeled = os.path.join(scratch, "eval_labeled.tfrecord")
-      n = ranking_eval.write_labeled_eval_examples(
-          examples_uri, tft_output, labeled, users, item_counts,
-          config.activity_boundaries)
-      if n == 0:
-        raise ValueError("the eval split has no rows")
-      ranking = ranking_eval.run_tfma(
-          model_dir, serving_model_dir, labeled, os.path.join(scratch, "tfma"),
-          config.thresholds, config.max_regression, beam_args)
-    except Exception as e:  # pylint: disable=broad-except
-      stage_errors.append(_stage_error("ranking evaluation (TFMA)", e))
+      ranking: dict[str, Any] = {"metrics": {}, "calibration": [],
+                                 "failures": []}
+      try:
+        tft_output = tft.TFTransformOutput(transform_graph_uri)
+        users, item_counts = ranking_eval.train_counts(examples_uri)
+        labeled = os.path.join(scratch, "eval_labeled.tfrecord")
+        n = ranking_eval.write_labeled_eval_examples(
+            examples_uri, tft_output, labeled, users, item_counts,
+            config.activity_boundaries)
+        if n == 0:
+          raise ValueError("the eval split has no rows")
+        ranking = ranking_eval.run_tfma(
+            model_dir, serving_model_dir, labeled, os.path.join(scratch, "tfma"),
+            config.thresholds, config.max_regression, beam_args)
+      except Exception as e:  # pylint: disable=broad-except
+        stage_errors.append(_stage_error("ranking evaluation (TFMA)", e))
 
-    infra = infra_validator.validate(model_dir, config.latency_budget_ms)
+      infra = pending_infra.result()
 
-    overall = {}
-    for name in ("candidate", "serving", "popularity"):
-      m = dict(retrieval.get(name, {}).get(retrieval_eval.ALL, {}))
-      m.update(ranking["metrics"].get(name, {}).get(retrieval_eval.ALL, {}))
-      if m:
-        overall[name] = m
-    eval_users = int(overall.get("candidate", {}).get("users", 0))
-    checks = blessing_lib.decide(
-        overall.get("candidate", {}), overall.get("serving"),
-        overall.get("popularity", {}), config.thresholds,
-        config.max_regression, config.must_beat_popularity,
-        ranking["failures"], infra, eval_users)
-    checks = [{k: v for k, v in c.items() if k != "traceback"}
-              for c in stage_errors] + checks
-    verdict = blessing_lib.verdict(checks)
+      overall = {}
+      for name in ("candidate", "serving", "popularity"):
+        m = dict(retrieval.get(name, {}).get(retrieval_eval.ALL, {}))
+        m.update(ranking["metrics"].get(name, {}).get(retrieval_eval.ALL, {}))
+        if m:
+          overall[name] = m
+      eval_users = int(overall.get("candidate", {}).get("users", 0))
+      checks = blessing_lib.decide(
+          overall.get("candidate", {}), overall.get("serving"),
+          overall.get("popularity", {}), config.thresholds,
+          config.max_regression, config.must_beat_popularity,
+          ranking["failures"], infra, eval_users)
+      checks = [{k: v for k, v in c.items() if k != "traceback"}
+                for c in stage_errors] + checks
+      verdict = blessing_lib.verdict(checks)
 
-    history = {}
-    history_path = os.path.join(model_uri, TRAINING_HISTORY_FILE)
-    if os.path.exists(history_path):
-      with open(history_path) as f:
-        history = json.load(f)
+      history = {}
+      history_path = os.path.join(model_uri, TRAINING_HISTORY_FILE)
+      if os.path.exists(history_path):
+        with open(history_path) as f:
+          history = json.load(f)
 
-    created = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
-    result = {
-        "run_id": run_id, "created_at": created, "verdict": verdict,
-        "overall": overall, "retrieval": retrieval,
-        "ranking": ranking["metrics"], "calibration": ranking["calibration"],
-        "infra": infra, "serving_baseline": serving_model_dir, "notes": notes,
-        "stage_errors": stage_errors,
-    }
-    with artifacts.write_artifact(
-        evaluation_uri, "ModelEvaluation", "Evaluator", run_id,
-        {"config": config.model_dump(mode="json"),
-         "serving_baseline": serving_model_dir}, inputs) as w:
-      artifacts.write_json_atomic(os.path.join(w.uri, METRICS_FILE), result)
-      artifacts.write_json_atomic(
-          os.path.join(w.uri, KFP_METRICS_FILE),
-          {k: v for k, v in overall.get("candidate", {}).items()
-           if isinstance(v, (int, float))})
-      report.write_reports(
-          w.uri, run_id=run_id, model_uri=os.path.abspath(model_uri),
-          verdict=verdict, checks=checks, overall=overall,
-          retrieval=retrieval, ranking=ranking["metrics"],
-          calibration=ranking["calibration"], history=history, infra=infra,
-          ks=ks, serving_desc=serving_desc)
-      if pipeline_root:
-        report.write_history(os.path.join(w.uri, HISTORY_FILE), pipeline_root,
-                             result)
-      if os.path.isdir(os.path.join(scratch, "tfma")):
-        shutil.copytree(os.path.join(scratch, "tfma"),
-                        os.path.join(w.uri, "tfma"))
-      w.summary = {
-          "candidate": overall.get("candidate", {}),
-          "baselines": {k: v for k, v in overall.items() if k != "candidate"},
-          "verdict": verdict,
+      created = datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds")
+      result = {
+          "run_id": run_id, "created_at": created, "verdict": verdict,
+          "overall": overall, "retrieval": retrieval,
+          "ranking": ranking["metrics"], "calibration": ranking["calibration"],
+          "infra": infra, "serving_baseline": serving_model_dir, "notes": notes,
+          "stage_errors": stage_errors,
       }
+      with artifacts.write_artifact(
+          evaluation_uri, "ModelEvaluation", "Evaluator", run_id,
+          {"config": config.model_dump(mode="json"),
+           "serving_baseline": serving_model_dir}, inputs) as w:
+        artifacts.write_json_atomic(os.path.join(w.uri, METRICS_FILE), result)
+        artifacts.write_json_atomic(
+            os.path.join(w.uri, KFP_METRICS_FILE),
+            {k: v for k, v in overall.get("candidate", {}).items()
+             if isinstance(v, (int, float))})
+        report.write_reports(
+            w.uri, run_id=run_id, model_uri=os.path.abspath(model_uri),
+            verdict=verdict, checks=checks, overall=overall,
+            retrieval=retrieval, ranking=ranking["metrics"],
+            calibration=ranking["calibration"], history=history, infra=infra,
+            ks=ks, serving_desc=serving_desc)
+        if pipeline_root:
+          report.write_history(os.path.join(w.uri, HISTORY_FILE), pipeline_root,
+                               result)
+        if os.path.isdir(os.path.join(scratch, "tfma")):
+          shutil.copytree(os.path.join(scratch, "tfma"),
+                          os.path.join(w.uri, "tfma"))
+        w.summary = {
+            "candidate": overall.get("candidate", {}),
+            "baselines": {k: v for k, v in overall.items() if k != "candidate"},
+            "verdict": verdict,
+        }
 
-    blessing = {"verdict": verdict, "model": os.path.abspath(model_uri),
-                "checks": checks, "notes": notes}
-    with artifacts.write_artifact(blessing_uri, "ModelBlessing", "Evaluator",
-                                  run_id, {}, inputs) as w:
-      artifacts.write_json_atomic(os.path.join(w.uri, BLESSING_FILE), blessing)
-      open(os.path.join(w.uri, verdict), "w").close()  # TFX's marker file
-      w.summary = {"verdict": verdict,
-                   "failed": [c["metric"] for c in checks if not c["passed"]]}
-    return blessing
+      blessing = {"verdict": verdict, "model": os.path.abspath(model_uri),
+                  "checks": checks, "notes": notes}
+      with artifacts.write_artifact(blessing_uri, "ModelBlessing", "Evaluator",
+                                    run_id, {}, inputs) as w:
+        artifacts.write_json_atomic(os.path.join(w.uri, BLESSING_FILE), blessing)
+        open(os.path.join(w.uri, verdict), "w").close()  # TFX's marker file
+        w.summary = {"verdict": verdict,
+                     "failed": [c["metric"] for c in checks if not c["passed"]]}
+      return blessing
+  finally:
+    pending_infra.kill()

@@ -127,31 +127,56 @@ def _validate_in_this_process(model_dir: str, budget_ms: float,
   return {"checks": checks, "latency_ms": latencies}
 
 
+class Pending:
+  """A validation running in its child process; `result()` waits for it."""
+
+  def __init__(self, model_dir: str, budget_ms: float, repeats: int,
+               timeout_s: float):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_USE_LEGACY_KERAS", None)  # as a bare TF Serving would
+    code = ("import json, sys; from components.infra_validator import "
+            "_validate_in_this_process as v; print('INFRA_RESULT ' + "
+            "json.dumps(v(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    self._timeout_s = timeout_s
+    self._proc = subprocess.Popen(
+        [sys.executable, "-c", code, model_dir, str(budget_ms), str(repeats)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=root)
+
+  def kill(self) -> None:
+    """Stops the child if it is still running (no-op once collected)."""
+    if self._proc.poll() is None:
+      self._proc.kill()
+      self._proc.communicate()
+
+  def result(self) -> dict[str, Any]:
+    try:
+      stdout, stderr = self._proc.communicate(timeout=self._timeout_s)
+    except subprocess.TimeoutExpired:
+      self._proc.kill()
+      self._proc.communicate()
+      result = {"checks": [_check("loads", False,
+                                  f"no answer within {self._timeout_s:g}s")]}
+    else:
+      lines = [l for l in stdout.splitlines() if l.startswith("INFRA_RESULT ")]
+      if self._proc.returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        result = {"checks": [_check(
+            "loads", False, f"exit {self._proc.returncode}: {tail[:500]}")]}
+      else:
+        result = json.loads(lines[-1][len("INFRA_RESULT "):])
+    result["passed"] = all(c["passed"] for c in result["checks"])
+    return result
+
+
+def start(model_dir: str, budget_ms: float = 250.0, repeats: int = 20,
+          timeout_s: float = 300.0) -> Pending:
+  """Starts validating in a fresh process; overlaps with other work."""
+  return Pending(model_dir, budget_ms, repeats, timeout_s)
+
+
 def validate(model_dir: str, budget_ms: float = 250.0, repeats: int = 20,
              timeout_s: float = 300.0) -> dict[str, Any]:
   """Validates in a fresh process; returns {"passed", "checks", ...}."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  env.pop("TF_USE_LEGACY_KERAS", None)  # as a bare TF Serving would
-  code = ("import json, sys; from components.infra_validator import "
-          "_validate_in_this_process as v; "
-          "print('INFRA_RESULT ' + json.dumps(v(sys.argv[1], float(sys.argv[2]),"
-          " int(sys.argv[3]))))")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    proc = subprocess.run(
-        [sys.executable, "-c", code, model_dir, str(budget_ms), str(repeats)],
-        capture_output=True, text=True, timeout=timeout_s, env=env, cwd=root)
-  except subprocess.TimeoutExpired:
-    result = {"checks": [_check("loads", False,
-                                f"no answer within {timeout_s:g}s")]}
-  else:
-    lines = [l for l in proc.stdout.splitlines()
-             if l.startswith("INFRA_RESULT ")]
-    if proc.returncode != 0 or not lines:
-      tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-      result = {"checks": [_check("loads", False,
-                                  f"exit {proc.returncode}: {tail[:500]}")]}
-    else:
-      result = json.loads(lines[-1][len("INFRA_RESULT "):])
-  result["passed"] = all(c["passed"] for c in result["checks"])
-  return result
+  return start(model_dir, budget_ms, repeats, timeout_s).result()
