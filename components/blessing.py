@@ -14,7 +14,6 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 from components import metrics as M
-from components import ranking_eval
 
 BLESSED = "BLESSED"
 NOT_BLESSED = "NOT_BLESSED"
@@ -66,7 +65,7 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
     for op, bound in ((">=", bounds.min), ("<=", bounds.max)):
       if bound is None:
         continue
-      if metric in ranking_eval.METRICS:
+      if metric in M.RANKING_METRICS:
         checks.append(check(metric, "threshold (TFMA)", value, op, bound,
                             passed=(metric, False) not in failed_by_tfma and
                             _compare(value, op, bound)))
@@ -79,9 +78,9 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
       bound = (base - allowed if higher else base + allowed) if _finite(
           base) else float("nan")
       kind = "regression vs serving" + (
-          " (TFMA)" if metric in ranking_eval.METRICS else "")
+          " (TFMA)" if metric in M.RANKING_METRICS else "")
       passed = None
-      if metric in ranking_eval.METRICS:
+      if metric in M.RANKING_METRICS:
         passed = (metric, True) not in failed_by_tfma and _compare(
             value, ">=" if higher else "<=", bound)
       checks.append(check(metric, kind, value, ">=" if higher else "<=",

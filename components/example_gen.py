@@ -2,8 +2,9 @@
 
 Steps: read every unit of the source in parallel; parse and validate each row
 (components.parsing), sending bad rows with their reason to quarantine; join
-item and user side features; drop exact duplicate events; split train/eval;
-write gzip TFRecords of tf.Example per split, in TFX's `Split-<name>` layout.
+item and user side features; drop exact duplicate events; add to each event
+the user's earlier consumed items (its history); split train/eval; write
+gzip TFRecords of tf.Example per split, in TFX's `Split-<name>` layout.
 
 Nothing is lost silently: every input row ends in exactly one of train, eval,
 quarantine or duplicates, and the counts written to metadata.json reconcile
@@ -94,8 +95,22 @@ def _hash_fraction(seed: int, row: Mapping[str, Any]) -> float:
   return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def _with_history(events: Sequence[Mapping[str, Any]]) -> Iterator[dict]:
+  """Adds to each of a user's time-sorted events the items consumed before it.
+
+  Only consumed items (click > 0) count: an impression the user skipped says
+  little about their taste. The history is computed before the split, so an
+  eval event's history holds the train events before it, as at serving time.
+  """
+  consumed: list[str] = []
+  for row in events:
+    yield dict(row, **{schema.HISTORY: consumed[-schema.MAX_HISTORY_LENGTH:]})
+    if row.get(r.CLICK, 1) > 0:
+      consumed.append(row[r.ITEM_ID])
+
+
 class _DedupeAndSplit(beam.DoFn):
-  """Per user: drop exact duplicate events, then assign train or eval."""
+  """Per user: drop exact duplicates, add the history, assign train or eval."""
 
   def __init__(self, split: str, eval_fraction: float, seed: int):
     self._split = split
@@ -113,6 +128,7 @@ class _DedupeAndSplit(beam.DoFn):
       seen.add(key)
       unique.append(row)
     unique.sort(key=lambda x: (x[r.TIMESTAMP], x[r.ITEM_ID]))
+    unique = list(_with_history(unique))
     if self._split == "temporal_user":
       n_eval = max(1, int(len(unique) * self._eval_fraction)) if len(
           unique) >= 2 else 0
@@ -406,22 +422,24 @@ def read_catalog(catalog_uri: str,
                  user_features: Sequence[str] = ()) -> tuple[dict, dict]:
   """Loads the item catalog and user profiles as column lists (small tables)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  item_spec = schema.item_feature_spec()
-  items = {k: [] for k in item_spec}
-  for rec in read_examples(catalog_uri, ITEMS):
-    ex = tf.io.parse_single_example(rec, item_spec)
-    items[r.ITEM_ID].append(ex[r.ITEM_ID].numpy().decode())
-    items[r.TITLE].append(ex[r.TITLE].numpy().decode())
-    items[r.YEAR].append(int(ex[r.YEAR].numpy()))
-    items[r.CATEGORIES].append(
-        [c.decode() for c in ex[r.CATEGORIES].values.numpy()])
-    items[r.TAGS].append([t.decode() for t in ex[r.TAGS].values.numpy()])
-  user_spec = schema.user_feature_spec(user_features)
-  users = {r.USER_ID: [], **{name: [] for name in user_features}}
-  for rec in read_examples(catalog_uri, USERS):
-    ex = tf.io.parse_single_example(rec, user_spec)
-    users[r.USER_ID].append(ex[r.USER_ID].numpy().decode())
-    for name in user_features:
-      users[name].append(
-          ex[schema.user_feature_key(name)].numpy().decode())
+
+  def columns(split: str, spec: Mapping[str, Any]) -> dict[str, list]:
+    out = {k: [] for k in spec}
+    files = iter_tfrecord_files(catalog_uri, split)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
+    for batch in ds.map(lambda x: tf.io.parse_example(x, spec)):
+      for key, value in batch.items():
+        if isinstance(value, tf.SparseTensor):
+          rows = tf.RaggedTensor.from_sparse(value).to_list()
+          out[key].extend([[v.decode() for v in row] for row in rows])
+        elif value.dtype == tf.string:
+          out[key].extend(v.decode() for v in value.numpy())
+        else:
+          out[key].extend(int(v) for v in value.numpy())
+    return out
+
+  items = columns(ITEMS, schema.item_feature_spec())
+  users = columns(USERS, schema.user_feature_spec(user_features))
+  for name in user_features:
+    users[name] = users.pop(schema.user_feature_key(name))
   return items, users

@@ -1,17 +1,31 @@
 """Names of the transformed features: the contract between Transform and Trainer.
 
 Raw field names live in components.records; these are the outputs of the
-preprocessing_fn, i.e. what the model reads. Both sides import them from here.
+preprocessing_fn, i.e. what the model reads. Both sides import them from here,
+and so does the config, which names task labels by the keys of the label
+tables at the end of this module.
 """
 
 USER_ID = "user_id_index"
 ITEM_ID = "item_id_index"
 CATEGORIES = "categories_index"  # sparse: multi-valued
 TITLE_TOKENS = "title_token_index"  # sparse: multi-valued
+TAGS = "tags_index"  # sparse: multi-valued
 YEAR_Z = "year_z"  # z-scored release year, 0 when unknown
 YEAR_KNOWN = "year_known"
 HOUR = "hour_of_day"
 WEEKDAY = "day_of_week"
+# Sparse: item vocabulary indices of the items consumed before the event,
+# oldest first (the item vocabulary's OOV index for items it does not know).
+HISTORY = "history_item_index"
+# ExampleGen keeps at most this many; the trainer reads the last
+# `trainer.history_length` of them.
+MAX_HISTORY_LENGTH = 50
+
+# A transformed float vector feature whose name starts with this prefix (e.g.
+# the language-model embedding of an item's text) is an item feature: the
+# candidate tower takes it as a dense input, whatever its width.
+ITEM_DENSE_PREFIX = "item_dense_"
 
 
 def user_attribute(name: str) -> str:
@@ -23,13 +37,16 @@ RATING = "rating_label"
 RATING_WEIGHT = "rating_weight"
 LIKE = "like_label"
 LIKE_WEIGHT = "like_weight"
+WATCH_FRACTION = "watch_fraction_label"
+WATCH_FRACTION_WEIGHT = "watch_fraction_weight"
 RETRIEVAL_WEIGHT = "retrieval_weight"  # 1 for consumed items (positives)
 
 # Vocabulary file names (tft_output.vocabulary_size_by_name).
 USER_ID_VOCAB = "user_id"
-ITEM_ID_VOCAB = "item_id"
+ITEM_ID_VOCAB = "item_id"  # also indexes HISTORY
 CATEGORIES_VOCAB = "categories"
 TITLE_TOKENS_VOCAB = "title_tokens"
+TAGS_VOCAB = "tags"
 
 
 def user_attribute_vocab(name: str) -> str:
@@ -38,3 +55,21 @@ def user_attribute_vocab(name: str) -> str:
 
 HOURS_PER_DAY = 24
 DAYS_PER_WEEK = 7
+
+# Labels a task in the config may name. Scalar labels: name -> (label
+# feature, weight feature or None for "every row counts").
+REGRESSION_LABELS = {
+    "rating": (RATING, RATING_WEIGHT),
+    "watch_fraction": (WATCH_FRACTION, WATCH_FRACTION_WEIGHT),
+}
+BINARY_LABELS = {
+    "like": (LIKE, LIKE_WEIGHT),
+    "click": (RETRIEVAL_WEIGHT, None),  # consumed or only shown
+}
+# Multi-label labels: name -> (sparse feature of the event's item, its
+# vocabulary). Predicted from the query side only (the user's interest in
+# what they consume next), so the item's own features cannot leak in.
+MULTILABEL_LABELS = {
+    "categories": (CATEGORIES, CATEGORIES_VOCAB),
+    "tags": (TAGS, TAGS_VOCAB),
+}

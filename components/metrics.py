@@ -55,6 +55,9 @@ def per_user_retrieval(ranked: Sequence, relevant: set,
   return out
 
 
+# Metrics of the ranking heads, judged by TFMA (components.ranking_eval).
+RANKING_METRICS = ("rmse", "mae", "auc", "log_loss")
+
 # Direction of every metric the evaluator reports, for regression checks.
 LOWER_IS_BETTER = ("rmse", "mae", "log_loss", "mean_popularity_at_10")
 

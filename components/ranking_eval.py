@@ -27,6 +27,7 @@ from tensorflow_model_analysis.proto import config_pb2
 
 from components import example_gen
 from components import features as F
+from components import metrics as M
 from components import records as r
 from components import retrieval_eval
 from components import schema
@@ -42,6 +43,7 @@ METRICS = {
     "auc": ("p_like", "AUC", "auc"),
     "log_loss": ("p_like", "BinaryCrossentropy", "binary_crossentropy"),
 }
+assert tuple(METRICS) == M.RANKING_METRICS
 LABELS = {"rating": (F.RATING, F.RATING_WEIGHT), "p_like": (F.LIKE,
                                                             F.LIKE_WEIGHT)}
 SLICE_FEATURES = ("user_activity", "new_user", "cold_item", "category")
@@ -147,7 +149,7 @@ def eval_config(thresholds: Mapping[str, Any],
         pst.threshold.value_threshold.upper_bound.value = bounds.max
       if regression is not None and has_baseline:
         ct = pst.threshold.change_threshold
-        higher = ours in ("auc",)
+        higher = M.higher_is_better(ours)
         ct.direction = (config_pb2.MetricDirection.HIGHER_IS_BETTER if higher
                         else config_pb2.MetricDirection.LOWER_IS_BETTER)
         ct.absolute.value = -regression if higher else regression

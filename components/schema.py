@@ -16,10 +16,19 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 
+from components import features as F
 from components import records as r
 
 SCHEMA_FILE = "schema.pbtxt"
 USER_FEATURE_PREFIX = "user_"
+
+# Derived by ExampleGen, not read from a source: the ids of the items the user
+# consumed (click > 0) before this event, oldest first, at most
+# MAX_HISTORY_LENGTH of them. The trainer's query tower reads the last
+# `trainer.history_length` of them; the SavedModel keeps each user's latest
+# history so that serving needs only the user id.
+HISTORY = "history_item_ids"
+MAX_HISTORY_LENGTH = F.MAX_HISTORY_LENGTH
 
 
 def user_feature_key(name: str) -> str:
@@ -53,6 +62,7 @@ def raw_feature_spec(user_features: Sequence[str]) -> dict[str, Any]:
       r.LIKE: tf.io.FixedLenFeature([], tf.int64),
       r.WATCH_FRACTION: tf.io.FixedLenFeature([], tf.float32),
   }
+  spec[HISTORY] = tf.io.VarLenFeature(tf.string)
   spec.update(item_feature_spec())
   spec.update(user_feature_spec(user_features))
   return spec

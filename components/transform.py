@@ -2,10 +2,12 @@
 
 The preprocessing_fn turns raw example fields into model inputs: vocabularies
 with an out-of-vocabulary bucket for ids and categorical features (so an id
-first seen at serving time still maps somewhere), multi-valued categories and
-title tokens, a z-scored year, cyclical time-of-event features, and the labels
-with per-task weights that mask labels a source does not have. Its graph is
-exported inside the model (trainer.export), so clients send raw values.
+first seen at serving time still maps somewhere), the event's history of
+earlier items through the item vocabulary, multi-valued categories, title
+tokens and tags, a z-scored year, cyclical time-of-event features, and the
+labels with per-task weights that mask labels a source does not have. Its
+graph is exported inside the model (trainer.export), so clients send raw
+values.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
     out = {}
     out[F.USER_ID] = tft.compute_and_apply_vocabulary(
         inputs[r.USER_ID], num_oov_buckets=1, vocab_filename=F.USER_ID_VOCAB)
-    out[F.ITEM_ID] = tft.compute_and_apply_vocabulary(
-        inputs[r.ITEM_ID], num_oov_buckets=1, vocab_filename=F.ITEM_ID_VOCAB)
+    # One item vocabulary, from the train split's events, indexes both the
+    # event's item and the items of its history, so the model can share one
+    # item embedding table between the two.
+    item_vocab = tft.vocabulary(inputs[r.ITEM_ID],
+                                vocab_filename=F.ITEM_ID_VOCAB)
+    out[F.ITEM_ID] = tft.apply_vocabulary(inputs[r.ITEM_ID], item_vocab,
+                                          num_oov_buckets=1)
+    if schema.HISTORY in inputs:  # examples written before ExampleGen had it
+      out[F.HISTORY] = tft.apply_vocabulary(inputs[schema.HISTORY],
+                                            item_vocab, num_oov_buckets=1)
     for name in schema.user_features_of(inputs):
       out[F.user_attribute(name)] = tft.compute_and_apply_vocabulary(
           inputs[schema.user_feature_key(name)], num_oov_buckets=1,
@@ -54,6 +64,13 @@ def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
     out[F.TITLE_TOKENS] = tft.compute_and_apply_vocabulary(
         _tokenize_title(inputs[r.TITLE]), top_k=max_title_tokens,
         num_oov_buckets=1, vocab_filename=F.TITLE_TOKENS_VOCAB)
+    # Free-text tags: lower-cased; a tag seen on fewer than two training
+    # events is noise to an embedding table and goes to the OOV bucket.
+    tags = inputs[r.TAGS]
+    out[F.TAGS] = tft.compute_and_apply_vocabulary(
+        tf.SparseTensor(tags.indices, tf.strings.lower(tags.values),
+                        tags.dense_shape),
+        frequency_threshold=2, num_oov_buckets=1, vocab_filename=F.TAGS_VOCAB)
 
     year = tf.cast(inputs[r.YEAR], tf.float32)
     known = year > 0
@@ -78,6 +95,10 @@ def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
     out[F.LIKE] = tf.cast(like, tf.float32)
     out[F.LIKE_WEIGHT] = tf.cast(
         tf.logical_or(explicit_like >= 0, has_rating), tf.float32)
+    watch = inputs[r.WATCH_FRACTION]
+    has_watch = watch >= 0
+    out[F.WATCH_FRACTION] = tf.where(has_watch, watch, tf.zeros_like(watch))
+    out[F.WATCH_FRACTION_WEIGHT] = tf.cast(has_watch, tf.float32)
     out[F.RETRIEVAL_WEIGHT] = tf.cast(inputs[r.CLICK] > 0, tf.float32)
     return out
 

@@ -1,11 +1,28 @@
 """The `mtrec` command.
 
-  mtrec run --config CONFIG [--output-dir DIR] [--serving-root DIR]
-  mtrec demo [--config CONFIG] [--port PORT]
+  mtrec run --config CONFIG [--output-dir DIR] [--serving-root DIR] [--no-cache]
+            [--num-cpu-devices N] [--beam-arg=--runner=... ...]
+  mtrec demo [--config CONFIG] [--port PORT] [--no-cache]
+  mtrec compile [--config CONFIG] --output FILE [--image IMAGE]
+                [--accelerator TYPE] [--gpus N] [--pipeline-root URI]
+  mtrec submit --host URL [--config CONFIG | --package FILE] [--image IMAGE]
+               [--experiment NAME] [--run-name NAME] [--no-cache] ...
+  mtrec runs [--root DIR] [--limit N]
+  mtrec runs show RUN_ID [--root DIR]
   mtrec serve --port 8500 --model_name mtrec --model_base_path DIR
   mtrec recommend --user U [--server localhost:8500] [--model_name mtrec]
+  mtrec score --user U --items I1,I2 [--server HOST:PORT] [--model_name M]
+  mtrec metadata [--server HOST:PORT] [--model_name M] [--json]
+  mtrec status [--server HOST:PORT] [--model_name M]
+  mtrec rollback --model_name M --serving-root DIR [--to_version V]
 
-`serve` and `recommend` take TF Serving's own flag names, so scripts written
+`run` executes the same KFP pipeline that `compile` writes and `submit`
+sends to Kubeflow, locally: no Docker, cluster or network. A step whose
+inputs, parameters and code are unchanged is reused (`--no-cache` reruns
+everything); rerunning after a failure resumes at the failed step.
+
+`serve`, `recommend`, `score`, `metadata` and `status` take TF Serving's
+own flag names, so scripts written
 against the real server's command line work here unchanged.
 """
 
@@ -14,7 +31,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional
+import tempfile
+from typing import Callable, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,27 +41,53 @@ DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "configs", "demo.yaml")
 
 
-def _run(argv: list[str]) -> int:
+def _load_config(path: str, command: str):
+  """The validated config, or None after printing why not."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  try:
+    return config_lib.load_config(path)
+  except config_lib.ConfigError as e:
+    print(f"mtrec {command}: {e}", file=sys.stderr)
+    return None
+
+
+def _add_cache_flag(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--no-cache", action="store_true",
+                      help="Rerun every step instead of reusing unchanged "
+                      "ones.")
+
+
+def _add_run_parameters(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--num-cpu-devices", type=int, default=1,
+                      help="Mirror training over this many logical CPUs.")
+  parser.add_argument("--beam-arg", action="append", default=[],
+                      metavar="=--OPTION=VALUE",
+                      help="An extra Beam pipeline option for ExampleGen, "
+                      "Transform and the evaluator, after the config's "
+                      "beam_args; repeatable, written with '=' "
+                      "(--beam-arg=--runner=FlinkRunner).")
+
+
+def _run(argv: list[str]) -> int:
   from pipeline import runner  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
-      prog="mtrec run", description="Run the pipeline locally, end to end.")
+      prog="mtrec run",
+      description="Run the KFP pipeline locally, end to end.")
   parser.add_argument("--config", required=True, help="Pipeline YAML.")
   parser.add_argument("--output-dir", help="Pipeline root for this run "
                       "(default: the config's pipeline_root).")
   parser.add_argument("--serving-root", help="Where blessed models are pushed "
                       "(default: the config's serving_root).")
-  parser.add_argument("--num-cpu-devices", type=int, default=1,
-                      help="Mirror training over this many logical CPUs.")
+  _add_run_parameters(parser)
+  _add_cache_flag(parser)
   args = parser.parse_args(argv)
-  try:
-    config = config_lib.load_config(args.config)
-  except config_lib.ConfigError as e:
-    print(f"mtrec run: {e}", file=sys.stderr)
+  config = _load_config(args.config, "run")
+  if config is None:
     return 2
   try:
     runner.run_pipeline(config, args.output_dir, args.serving_root,
-                        num_cpu_devices=args.num_cpu_devices)
+                        num_cpu_devices=args.num_cpu_devices,
+                        use_cache=not args.no_cache, beam_args=args.beam_arg)
   except runner.StepFailed as e:
     print(f"mtrec run: {e}", file=sys.stderr)
     return 1
@@ -52,7 +96,6 @@ def _run(argv: list[str]) -> int:
 
 def _demo(argv: list[str]) -> int:
   """Runs the pipeline on the embedded default, serves it, asks for items."""
-  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import runner  # pylint: disable=g-import-not-at-top
   from serving import client as client_lib  # pylint: disable=g-import-not-at-top
   from serving import model_server  # pylint: disable=g-import-not-at-top
@@ -62,10 +105,13 @@ def _demo(argv: list[str]) -> int:
   parser.add_argument("--config", default=DEMO_CONFIG)
   parser.add_argument("--port", type=int, default=0,
                       help="gRPC port for the server (0: any free port).")
+  _add_cache_flag(parser)
   args = parser.parse_args(argv)
-  config = config_lib.load_config(args.config)
+  config = _load_config(args.config, "demo")
+  if config is None:
+    return 2
   try:
-    result = runner.run_pipeline(config)
+    result = runner.run_pipeline(config, use_cache=not args.no_cache)
   except runner.StepFailed as e:
     print(f"mtrec demo: {e}", file=sys.stderr)
     return 1
@@ -91,21 +137,167 @@ def _demo(argv: list[str]) -> int:
   return status
 
 
+def _add_compile_settings(parser: argparse.ArgumentParser) -> None:
+  from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
+  parser.add_argument(
+      "--image", default=None,
+      help="Component image (default: $MTREC_IMAGE or "
+      f"{kfp_pipeline.DEFAULT_IMAGE}); build it from the Dockerfile.")
+  parser.add_argument("--accelerator", default=kfp_pipeline.DEFAULT_ACCELERATOR,
+                      help="The trainer's accelerator type.")
+  parser.add_argument("--gpus", type=int, default=1,
+                      help="Accelerators the trainer requests (0: none).")
+  parser.add_argument("--pipeline-root", default=None,
+                      help="Artifact root on the cluster, e.g. gs://b/root "
+                      "(default: the KFP deployment's).")
+
+
+def _settings(args: argparse.Namespace):
+  from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
+  return kfp_pipeline.Settings(
+      image=args.image or kfp_pipeline.default_image(),
+      accelerator=args.accelerator, gpus=args.gpus,
+      pipeline_root=args.pipeline_root)
+
+
+def _compile(argv: list[str]) -> int:
+  from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog="mtrec compile",
+      description="Write the KFP v2 pipeline YAML for Kubeflow. The config "
+      "becomes the default of the run parameter config_json.")
+  parser.add_argument("--config", default=DEMO_CONFIG,
+                      help="Pipeline YAML (default: the demo config).")
+  parser.add_argument("--output", required=True, help="Pipeline YAML to write.")
+  _add_compile_settings(parser)
+  args = parser.parse_args(argv)
+  config = _load_config(args.config, "compile")
+  if config is None:
+    return 2
+  settings = _settings(args)
+  kfp_pipeline.compile_pipeline(config, args.output, settings)
+  gpu = (f"{settings.gpus} x {settings.accelerator}" if settings.gpus else
+         "no GPU")
+  print(f"wrote {args.output} (pipeline {config.pipeline_name}, image "
+        f"{settings.image}, trainer: {gpu})")
+  return 0
+
+
+def _submit(argv: list[str]) -> int:
+  from pipeline import kfp_client  # pylint: disable=g-import-not-at-top
+  from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog="mtrec submit",
+      description="Send the pipeline to a Kubeflow Pipelines endpoint.")
+  parser.add_argument("--host", required=True, help="KFP API endpoint URL.")
+  parser.add_argument("--config", default=None,
+                      help="Pipeline YAML (default: the demo config); sent as "
+                      "the run's config_json.")
+  parser.add_argument("--package", default=None,
+                      help="A pipeline YAML from `mtrec compile` (default: "
+                      "compile one now).")
+  parser.add_argument("--experiment", default=None)
+  parser.add_argument("--run-name", default=None)
+  parser.add_argument("--namespace", default=None,
+                      help="Kubernetes namespace (multi-user deployments).")
+  parser.add_argument("--serving-root", default=None,
+                      help="Where the Pusher publishes, as the pods see it.")
+  _add_run_parameters(parser)
+  _add_compile_settings(parser)
+  _add_cache_flag(parser)
+  args = parser.parse_args(argv)
+  config = _load_config(args.config or DEMO_CONFIG, "submit")
+  if config is None:
+    return 2
+  if args.serving_root:
+    config = config.model_copy(update={"serving_root": args.serving_root})
+  arguments = {"config_json": kfp_pipeline.encode_config(config),
+               "beam_args": list(args.beam_arg),
+               "num_cpu_devices": args.num_cpu_devices}
+  with tempfile.TemporaryDirectory() as tmp:
+    package = args.package or kfp_pipeline.compile_pipeline(
+        config, os.path.join(tmp, "pipeline.yaml"), _settings(args))
+    submitted = kfp_client.submit(
+        package, args.host, arguments, run_name=args.run_name,
+        experiment=args.experiment, namespace=args.namespace,
+        pipeline_root=args.pipeline_root,
+        enable_caching=False if args.no_cache else None)
+  print(f"submitted run {submitted.run_id}: {submitted.url}")
+  return 0
+
+
+def _runs(argv: list[str]) -> int:
+  from pipeline import runs  # pylint: disable=g-import-not-at-top
+  show = bool(argv) and argv[0] == "show"
+  parser = argparse.ArgumentParser(
+      prog="mtrec runs show" if show else "mtrec runs",
+      description="The lineage of one run: each step and the inputs every "
+      "artifact came from." if show else "Runs under a pipeline root, newest "
+      "first, with status, duration and key metrics.")
+  if show:
+    parser.add_argument("run_id", help="A run id (or a unique prefix).")
+  parser.add_argument("--root", default=None,
+                      help="Pipeline root (default: the --config's "
+                      "pipeline_root, else ./runs).")
+  parser.add_argument("--config", default=None)
+  if not show:
+    parser.add_argument("--limit", type=int, default=20)
+  args = parser.parse_args(argv[1:] if show else argv)
+  root = args.root
+  if root is None and args.config:
+    config = _load_config(args.config, "runs")
+    if config is None:
+      return 2
+    root = config.pipeline_root
+  root = root or "runs"
+  if show:
+    try:
+      run = runs.find_run(root, args.run_id)
+    except KeyError as e:
+      print(f"mtrec runs show: {e.args[0]}", file=sys.stderr)
+      return 1
+    sys.stdout.write(runs.format_lineage(run))
+    return 0
+  found = runs.load_runs(root)
+  if not found:
+    print(f"no runs under {root}")
+    return 0
+  sys.stdout.write(runs.format_runs(found[:args.limit]))
+  return 0
+
+
+def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
+  """A handler that imports its module only when the command runs."""
+
+  def handler(argv: list[str]) -> int:
+    import importlib  # pylint: disable=g-import-not-at-top
+    return getattr(importlib.import_module(module), function)(argv)
+
+  return handler
+
+
+# Subcommand -> handler(argv after the subcommand) -> exit status.
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "run": _run,
+    "demo": _demo,
+    "compile": _compile,
+    "submit": _submit,
+    "runs": _runs,
+    "serve": _lazy("serving.model_server", "serve_main"),
+    "recommend": _lazy("serving.client", "recommend_main"),
+    "score": _lazy("serving.client", "score_main"),
+    "metadata": _lazy("serving.client", "metadata_main"),
+    "status": _lazy("serving.client", "status_main"),
+    "rollback": _lazy("serving.rollback", "rollback_main"),
+}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
-  commands = {"run": _run, "demo": _demo}
-  if not argv or argv[0] in ("-h", "--help") or argv[0] not in (
-      *commands, "serve", "recommend"):
+  if not argv or argv[0] not in COMMANDS:
     print(__doc__.strip(), file=sys.stderr)
     return 0 if argv and argv[0] in ("-h", "--help") else 2
-  command, rest = argv[0], argv[1:]
-  if command == "serve":
-    from serving import model_server  # pylint: disable=g-import-not-at-top
-    return model_server.serve_main(rest)
-  if command == "recommend":
-    from serving import client  # pylint: disable=g-import-not-at-top
-    return client.recommend_main(rest)
-  return commands[command](rest)
+  return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

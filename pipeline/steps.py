@@ -88,11 +88,15 @@ def trainer_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
                  num_cpu_devices: int = 1,
                  log: Callable[[str], None] = print) -> str:
   from trainer import run as trainer_run  # pylint: disable=g-import-not-at-top
+  # trainer.warm_start: from the version TF Serving would serve now.
+  warm_start_from = (serving_model_dir(config.serving_root, config.model_name)
+                     if config.trainer.warm_start else None)
   s = trainer_run.run_trainer(
       u["Transform/transform_graph"], u["Transform/transformed_examples"],
       u["ExampleGen/examples"], u["ExampleGen/catalog"], u["Trainer/model"],
       run_id, config.trainer, config.model_name, config.serving.top_k,
-      max_k=config.serving.max_k, num_cpu_devices=num_cpu_devices, log=log)
+      max_k=config.serving.max_k, num_cpu_devices=num_cpu_devices, log=log,
+      warm_start_from=warm_start_from)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 

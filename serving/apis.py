@@ -1,4 +1,8 @@
-"""The one place mtrec imports TensorFlow Serving's gRPC API from.
+"""The one place mtrec imports TensorFlow Serving's protos from.
+
+Its gRPC API (tensorflow_serving.apis) and the configuration messages TF
+Serving reads from files (tensorflow_serving.config: ModelServerConfig and
+the version policies), all from the official tensorflow-serving-api wheel.
 
 Why this module exists: in tensorflow-serving-api 2.19.1 the two *service*
 modules, `tensorflow_serving.apis.prediction_service_pb2` and
@@ -21,19 +25,29 @@ Importing everything from here keeps the trap out of the rest of the code base
 and lets a future protobuf/tensorflow-serving-api upgrade be handled in one
 file. The server and the clients use the very same official messages and
 method paths as TF Serving, so a client cannot tell them apart.
+
+(BatchingParameters and grpc.health.v1 are not in that wheel; batching.py and
+health.py explain how they get the same messages.)
 """
 
 from __future__ import annotations
 
 # Never import prediction_service_pb2 or model_service_pb2 here; see above.
+from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import inference_pb2
+from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.apis import status_pb2
+from tensorflow_serving.config import file_system_storage_path_source_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 # Messages.
 ModelSpec = model_pb2.ModelSpec
@@ -49,6 +63,28 @@ ReloadConfigRequest = model_management_pb2.ReloadConfigRequest
 ReloadConfigResponse = model_management_pb2.ReloadConfigResponse
 PredictionLog = prediction_log_pb2.PredictionLog
 PredictLog = prediction_log_pb2.PredictLog
+ClassifyLog = prediction_log_pb2.ClassifyLog
+RegressLog = prediction_log_pb2.RegressLog
+MultiInferenceLog = prediction_log_pb2.MultiInferenceLog
+ClassificationRequest = classification_pb2.ClassificationRequest
+ClassificationResponse = classification_pb2.ClassificationResponse
+ClassificationResult = classification_pb2.ClassificationResult
+RegressionRequest = regression_pb2.RegressionRequest
+RegressionResponse = regression_pb2.RegressionResponse
+RegressionResult = regression_pb2.RegressionResult
+MultiInferenceRequest = inference_pb2.MultiInferenceRequest
+MultiInferenceResponse = inference_pb2.MultiInferenceResponse
+InferenceTask = inference_pb2.InferenceTask
+Input = input_pb2.Input
+StatusProto = status_pb2.StatusProto
+# Server configuration (the text files TF Serving reads, and what
+# HandleReloadConfigRequest carries).
+ModelServerConfig = model_server_config_pb2.ModelServerConfig
+ModelConfigList = model_server_config_pb2.ModelConfigList
+ModelConfig = model_server_config_pb2.ModelConfig
+ServableVersionPolicy = (
+    file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig
+    .ServableVersionPolicy)
 
 # Services: client stubs, server base classes and registration helpers.
 PredictionServiceStub = prediction_service_pb2_grpc.PredictionServiceStub
@@ -65,8 +101,30 @@ add_ModelServiceServicer_to_server = (  # pylint: disable=invalid-name
 # without signature_name runs (TF Serving's kDefaultServingSignatureDefKey).
 SIGNATURE_DEF_FIELD = "signature_def"
 DEFAULT_SERVING_SIGNATURE = "serving_default"
+# SignatureDef method names (tensorflow/cc/saved_model/signature_constants.h)
+# and the input/output keys Classify and Regress look for.
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
+REGRESS_METHOD_NAME = "tensorflow/serving/regress"
+CLASSIFY_INPUTS = "inputs"
+CLASSIFY_OUTPUT_CLASSES = "classes"
+CLASSIFY_OUTPUT_SCORES = "scores"
+REGRESS_INPUTS = "inputs"
+REGRESS_OUTPUTS = "outputs"
+# The only model_platform this server (and TF Serving's default build) serves.
+TENSORFLOW_PLATFORM = "tensorflow"
+# Full service names, as registered on the wire.
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 __all__ = [
+    "classification_pb2",
+    "file_system_storage_path_source_pb2",
+    "inference_pb2",
+    "input_pb2",
+    "model_server_config_pb2",
+    "regression_pb2",
+    "status_pb2",
     "get_model_metadata_pb2",
     "get_model_status_pb2",
     "model_management_pb2",
@@ -88,6 +146,24 @@ __all__ = [
     "ReloadConfigResponse",
     "PredictionLog",
     "PredictLog",
+    "ClassifyLog",
+    "RegressLog",
+    "MultiInferenceLog",
+    "ClassificationRequest",
+    "ClassificationResponse",
+    "ClassificationResult",
+    "RegressionRequest",
+    "RegressionResponse",
+    "RegressionResult",
+    "MultiInferenceRequest",
+    "MultiInferenceResponse",
+    "InferenceTask",
+    "Input",
+    "StatusProto",
+    "ModelServerConfig",
+    "ModelConfigList",
+    "ModelConfig",
+    "ServableVersionPolicy",
     "PredictionServiceStub",
     "PredictionServiceServicer",
     "add_PredictionServiceServicer_to_server",
@@ -96,4 +172,15 @@ __all__ = [
     "add_ModelServiceServicer_to_server",
     "SIGNATURE_DEF_FIELD",
     "DEFAULT_SERVING_SIGNATURE",
+    "PREDICT_METHOD_NAME",
+    "CLASSIFY_METHOD_NAME",
+    "REGRESS_METHOD_NAME",
+    "CLASSIFY_INPUTS",
+    "CLASSIFY_OUTPUT_CLASSES",
+    "CLASSIFY_OUTPUT_SCORES",
+    "REGRESS_INPUTS",
+    "REGRESS_OUTPUTS",
+    "TENSORFLOW_PLATFORM",
+    "PREDICTION_SERVICE",
+    "MODEL_SERVICE",
 ]

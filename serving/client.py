@@ -1,19 +1,24 @@
-"""Client side of serving: Predict over gRPC, and recommendations for a user.
+"""Client side of serving: the library and the `mtrec` client commands.
 
 The client is written against the official TF Serving stubs only, so it works
 unchanged against tensorflow_model_server in production and against
 `serving.model_server` locally. Errors are not translated: callers see the
 server's `grpc.RpcError` (NOT_FOUND for an unknown model, INVALID_ARGUMENT for
 a bad input, ...) exactly as TF Serving reports it.
+
+Commands (each a `*_main(argv) -> exit status`): `recommend` (top items for a
+user), `score` (the ranking heads for a user and given items), `metadata`
+(the served version's signatures) and `status` (every version's state).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import grpc
 import numpy as np
@@ -21,6 +26,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving import apis
+from serving import status as status_lib
+from serving import tensors
 
 RECOMMEND_SIGNATURE = "recommend"
 # Outputs every `recommend` signature has; any other output shaped like
@@ -109,9 +116,9 @@ class PredictionClient:
     if version is not None:
       request.model_spec.version.value = version
     for alias, value in inputs.items():
-      request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+      _fill_input(value, request.inputs[alias])
     response = self._prediction.Predict(request, timeout=self._timeout)
-    return {alias: tf.make_ndarray(proto)
+    return {alias: tensors.to_ndarray(proto)
             for alias, proto in response.outputs.items()}
 
   def metadata(self, model_name: str,
@@ -206,6 +213,20 @@ class PredictionClient:
         wait_for_ready=wait_for_ready).model_version_status
 
 
+def _fill_input(value: Any, proto: tensors.TensorProto) -> None:
+  """Strings take the fast path; other values tf.make_tensor_proto's rules."""
+  if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S", "U"):
+    tensors.fill_proto(value, proto, tensors.DT_STRING)
+    return
+  if (isinstance(value, (list, tuple)) and value and
+      all(isinstance(v, (str, bytes)) for v in value)):
+    array = np.empty(len(value), dtype=object)
+    array[:] = list(value)
+    tensors.fill_proto(array, proto, tensors.DT_STRING)
+    return
+  proto.CopyFrom(tf.make_tensor_proto(value))
+
+
 def _to_python(value: Any) -> Any:
   if isinstance(value, bytes):
     return value.decode("utf-8", errors="replace")
@@ -263,6 +284,39 @@ def recommend(client: PredictionClient, model_name: str,
       row[name] = _to_python(outputs[name][0, i])
     rows.append(row)
   return rows
+
+
+def score(client: PredictionClient, model_name: str, user_id: str,
+          item_ids: Sequence[str],
+          signature_name: str = apis.DEFAULT_SERVING_SIGNATURE
+         ) -> list[dict[str, Any]]:
+  """The ranking heads' predictions for one user and the given items.
+
+  Args:
+    client: connection to the server.
+    model_name: the server's model name.
+    user_id: the user.
+    item_ids: the items to score, in the order the rows come back.
+    signature_name: a signature taking `user_id` and `item_id` ([N] each).
+
+  Returns:
+    One dict per item: item_id and one entry per [N] output (rating, p_like,
+    affinity for mtrec's serving_default), keyed by output name.
+
+  Raises:
+    grpc.RpcError: the server failed the request.
+  """
+  if not item_ids:
+    return []
+  users = np.array([user_id] * len(item_ids), dtype=object)
+  items = np.array(list(item_ids), dtype=object)
+  outputs = client.predict(model_name, {_USER_ID: users, "item_id": items},
+                           signature_name=signature_name)
+  columns = sorted(name for name, value in outputs.items()
+                   if value.shape[:1] == (len(item_ids),) and value.ndim == 1)
+  return [dict({"item_id": item_id},
+               **{name: _to_python(outputs[name][i]) for name in columns})
+          for i, item_id in enumerate(item_ids)]
 
 
 def format_table(rows: list[dict[str, Any]], max_title_chars: int = 48) -> str:
@@ -327,6 +381,142 @@ def recommend_main(argv: Optional[list[str]] = None) -> int:
         f" {args.server}):")
   print(format_table(rows))
   return 0
+
+
+def _client_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog=prog, description=description)
+  parser.add_argument("--server", default="localhost:8500",
+                      help="host:port of the gRPC model server.")
+  parser.add_argument("--model_name", default="mtrec",
+                      help="The model name the server serves.")
+  parser.add_argument("--timeout", type=float, default=10.0,
+                      help="Seconds to wait for the answer.")
+  return parser
+
+
+def _report_rpc_error(command: str, server: str, error: grpc.RpcError) -> int:
+  print(f"mtrec {command}: {server} failed the request:"
+        f" {error.code().name}: {error.details()}", file=sys.stderr)
+  return 1
+
+
+def score_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec score --user U --items I1,I2,...`: prints the heads per item.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0, or 1 when the server failed the request.
+  """
+  parser = _client_parser("mtrec score",
+                          "Score items for a user with a running server.")
+  parser.add_argument("--user", required=True, help="The user id.")
+  parser.add_argument("--items", required=True,
+                      help="Comma-separated item ids to score.")
+  parser.add_argument("--signature_name",
+                      default=apis.DEFAULT_SERVING_SIGNATURE,
+                      help="A signature taking user_id and item_id.")
+  args = parser.parse_args(argv)
+  items = [i.strip() for i in args.items.split(",") if i.strip()]
+  if not items:
+    parser.error("--items names no item")
+  with PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      rows = score(client, args.model_name, args.user, items,
+                   args.signature_name)
+    except grpc.RpcError as e:
+      return _report_rpc_error("score", args.server, e)
+  print(f"Scores for user {args.user} ({args.model_name} at {args.server}):")
+  print(format_table(rows))
+  return 0
+
+
+def _tensor_info_text(info) -> str:
+  dims = ("unknown rank" if info.tensor_shape.unknown_rank else
+          "[" + ", ".join("?" if d.size < 0 else str(d.size)
+                          for d in info.tensor_shape.dim) + "]")
+  return f"{tensors.data_type_name(info.dtype)} {dims}"
+
+
+def metadata_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec metadata`: prints the served version and its signatures.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0, or 1 when the server failed the request.
+  """
+  parser = _client_parser("mtrec metadata",
+                          "Show a served model's version and signatures.")
+  parser.add_argument("--version", type=int, default=None,
+                      help="A specific loaded version (default: latest).")
+  parser.add_argument("--json", action="store_true",
+                      help="Print JSON instead of text.")
+  args = parser.parse_args(argv)
+  with PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      metadata = client.metadata(args.model_name, args.version)
+    except grpc.RpcError as e:
+      return _report_rpc_error("metadata", args.server, e)
+  if args.json:
+    print(json.dumps({
+        "name": metadata.name,
+        "version": metadata.version,
+        "signatures": {
+            name: {
+                "method_name": sig.method_name,
+                "inputs": {k: _tensor_info_text(v)
+                           for k, v in sorted(sig.inputs.items())},
+                "outputs": {k: _tensor_info_text(v)
+                            for k, v in sorted(sig.outputs.items())},
+            } for name, sig in sorted(metadata.signature_defs.items())
+        }
+    }, indent=2))
+    return 0
+  print(f"model {metadata.name} version {metadata.version}")
+  for name, sig in sorted(metadata.signature_defs.items()):
+    print(f"signature {name} ({sig.method_name})")
+    for alias, info in sorted(sig.inputs.items()):
+      print(f"  input  {alias}: {_tensor_info_text(info)}")
+    for alias, info in sorted(sig.outputs.items()):
+      print(f"  output {alias}: {_tensor_info_text(info)}")
+  return 0
+
+
+def status_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec status`: prints the state of every version the server knows.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0 when a version is AVAILABLE, 3 when none is
+    (a script can wait on it), 1 when the server failed the request.
+  """
+  parser = _client_parser("mtrec status",
+                          "Show the state of every version of a model.")
+  args = parser.parse_args(argv)
+  with PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      statuses = client._get_model_status(  # pylint: disable=protected-access
+          args.model_name, args.timeout)
+    except grpc.RpcError as e:
+      return _report_rpc_error("status", args.server, e)
+  rows = []
+  for version_status in statuses:
+    error = version_status.status
+    rows.append({
+        "version": version_status.version,
+        "state": apis.ModelVersionStatus.State.Name(version_status.state),
+        "error": (f"{status_lib.grpc_code(error.error_code).name}:"
+                  f" {error.error_message}" if error.error_code else ""),
+    })
+  print(f"{args.model_name} at {args.server}:")
+  print(format_table(rows, max_title_chars=200))
+  available = any(r["state"] == "AVAILABLE" for r in rows)
+  return 0 if available else 3
 
 
 if __name__ == "__main__":

@@ -1,345 +1,433 @@
-"""A local stand-in for tensorflow_model_server that speaks its gRPC API.
+"""A stand-in for tensorflow_model_server: same APIs, flags and behaviour.
 
-Production serves mtrec's SavedModels with the real TensorFlow Serving binary.
-Developers, tests and CI need the same thing without a C++ binary or Docker,
-so this module implements the parts of TF Serving that mtrec relies on, on top
-of the official `tensorflow_serving.apis` messages and servicers:
+Production serves mtrec's SavedModels with the real TensorFlow Serving
+binary (deploy/). Developers, tests and CI need the same thing without a C++
+binary or Docker, and a client must not notice which one it talks to. This
+module assembles the pieces into one server:
 
-* Version discovery as TF Serving's file-system source does it: every
-  integer-named directory under `model_base_path` that holds a SavedModel is a
-  version; anything else (".tmp-3", "3.partial", a version still missing its
-  saved_model.pb) is ignored, so a trainer can publish by writing elsewhere
-  and renaming into place.
-* The default "latest" version policy with availability-preserving swaps: a
-  new version is loaded completely, then swapped in atomically, then the old
-  one is released. Requests in flight keep the servable they started with, so
-  no request fails during a swap.
-* PredictionService.Predict / GetModelMetadata and ModelService.GetModelStatus
-  with TF Serving's status codes and messages, so a client (and its error
-  handling) moves between this server and production unchanged.
+* gRPC (grpc.aio, on one event-loop thread): PredictionService (Predict,
+  Classify, Regress, MultiInference, GetModelMetadata), ModelService
+  (GetModelStatus, HandleReloadConfigRequest) with TF Serving's codes and
+  messages, and the standard grpc.health.v1 service (health.py);
+* REST on `--rest_api_port` (rest.py);
+* models from `--model_name`/`--model_base_path` or a `--model_config_file`
+  with several models, version policies and labels, polled for new versions
+  and (`--model_config_file_poll_wait_seconds`) config changes; new versions
+  load, warm up and swap in without failing a request (manager.py);
+* `--enable_batching` with TF Serving's BatchingParameters (batching.py);
+  without it, model calls run on a bounded pool of `--grpc_max_threads`;
+* TF Serving's message-size limit (2^31 - 1 bytes both ways, changed with
+  `--grpc_channel_arguments`), and graceful shutdown: on SIGTERM the health
+  service turns NOT_SERVING, new calls are refused, calls in flight get a
+  grace period.
 
-Deliberate gaps: one model per server (no --model_config_file, so no version
-labels and no HandleReloadConfigRequest), no Classify/Regress/MultiInference,
-no REST API, no batching and no warmup replay.
+Deliberate differences, none visible to a well-behaved client: `--port=0`
+picks a free port; a relative `--model_base_path` is resolved against the
+working directory (TF Serving rejects it); a base path without versions is
+not a startup error; `--bind_address` (an mtrec flag) chooses the interface.
 
 Run it like TF Serving:
 
-  python -m serving.model_server --port=8500 --model_name=mtrec \
-      --model_base_path=/abs/path/to/serving_models/mtrec
+  python -m serving.model_server --port=8500 --rest_api_port=8501 \\
+      --model_name=mtrec --model_base_path=/abs/path/to/serving_models/mtrec
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import dataclasses
-import functools
+import gc
 import logging
 import os
-import re
 import signal
 import sys
 import threading
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Optional
 
-from google.protobuf import text_format
 import grpc
-import numpy as np
-import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow.core.protobuf import saved_model_pb2
 
 from serving import apis
+from serving import batching
+from serving import config as config_lib
+from serving import grpc_services
+from serving import health
+from serving import manager as manager_lib
+from serving import rest
+from serving import service as service_lib
+from serving import status
 
 # A fixed name: under `python -m` __name__ would be "__main__".
 _LOG = logging.getLogger("serving.model_server")
 
-_VERSION_DIR_NAME = re.compile(r"[0-9]+")
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-_SERVE_TAG = "serve"  # TF Serving's default --saved_model_tags.
-# TF Serving's --max_num_load_retries default: a version whose load keeps
-# failing (e.g. still being written in place) is retried this many times.
-_MAX_LOAD_RETRIES = 5
-# TF Serving lifts gRPC's 4 MiB message limit; so do we.
-_GRPC_OPTIONS = (
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-)
-
-_State = apis.ModelVersionStatus.State
-# TensorFlow's error codes and gRPC's status codes share their numbering.
-_GRPC_CODE_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+_CPUS = os.cpu_count() or 1
+_KINT32_MAX = 2**31 - 1  # builder.SetMaxMessageSize(tensorflow::kint32max).
 
 
-class _RpcError(Exception):
-  """A request failure carrying the gRPC status TF Serving would return."""
+@dataclasses.dataclass
+class ServerOptions:
+  """tensorflow_model_server's options (flag names), plus `host`."""
 
-  def __init__(self, code: grpc.StatusCode, message: str):
-    super().__init__(message)
-    self.code = code
-    self.message = message
-
-
-@dataclasses.dataclass(frozen=True)
-class _Servable:
-  """One loaded model version."""
-
-  version: int
-  path: str
-  # The object tf.saved_model.load returned: it owns the variables, so it must
-  # stay referenced for as long as its signature functions are called.
-  model: Any
-  signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]
-
-  def signature(
-      self, name: str
-  ) -> Optional[tuple[Callable[..., Any], meta_graph_pb2.SignatureDef]]:
-    signature_def = self.signature_defs.get(name)
-    if signature_def is None or name not in self.model.signatures:
-      return None
-    return self.model.signatures[name], signature_def
-
-
-@dataclasses.dataclass(frozen=True)
-class _VersionState:
-  state: int  # a ModelVersionStatus.State value
-  code: grpc.StatusCode = grpc.StatusCode.OK
-  message: str = ""
-
-
-def _list_versions(base_path: str) -> Optional[dict[int, str]]:
-  """Maps version -> directory for complete versions; None if unlistable."""
-  try:
-    names = tf.io.gfile.listdir(base_path)
-  except tf.errors.OpError:
-    return None
-  versions = {}
-  for name in sorted(names):
-    name = name.rstrip("/")  # Object stores list directories as "3/".
-    if not _VERSION_DIR_NAME.fullmatch(name):
-      continue
-    path = os.path.join(base_path, name)
-    # saved_model.pb is written last by tf.saved_model.save; until it exists
-    # the directory is a version being written, not a version.
-    if any(tf.io.gfile.exists(os.path.join(path, f))
-           for f in _SAVED_MODEL_FILES):
-      versions.setdefault(int(name), path)
-  return versions
+  port: int = 8500
+  host: str = "0.0.0.0"
+  # None: no REST API (the flag's 0); 0 here picks a free port.
+  rest_api_port: Optional[int] = None
+  rest_api_num_threads: int = 4 * _CPUS
+  rest_api_timeout_in_ms: int = 30000
+  model_name: str = "default"
+  model_base_path: str = ""
+  model_config_file: str = ""
+  model_config_file_poll_wait_seconds: float = 0
+  # A config given directly (tests, tools) instead of a file.
+  model_server_config: Optional[apis.ModelServerConfig] = None
+  file_system_poll_wait_seconds: float = 1.0
+  max_num_load_retries: int = 5
+  load_retry_interval_micros: int = 60_000_000
+  allow_version_labels: bool = True
+  allow_version_labels_for_unavailable_models: bool = False
+  enable_batching: bool = False
+  batching_parameters_file: str = ""
+  # Parsed parameters given directly; overrides the file.
+  batching_parameters: Optional[batching.BatchingParameters] = None
+  grpc_max_threads: int = 4 * _CPUS
+  grpc_channel_arguments: str = ""
+  enable_model_warmup: bool = True
+  num_request_iterations_for_warmup: int = 1
+  saved_model_tags: str = "serve"
+  enable_signature_method_name_check: bool = False
+  tensorflow_intra_op_parallelism: int = 0
+  tensorflow_inter_op_parallelism: int = 0
+  # (mtrec) Session::Run on the calling thread, not TF's inter-op pool.
+  session_run_in_caller_thread: bool = True
 
 
-def _read_serving_signature_defs(
-    path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
-  """The SignatureDefs of the "serve" MetaGraph, as TF Serving sees them."""
-  saved_model = saved_model_pb2.SavedModel()
-  binary_path = os.path.join(path, "saved_model.pb")
-  if tf.io.gfile.exists(binary_path):
-    with tf.io.gfile.GFile(binary_path, "rb") as f:
-      saved_model.ParseFromString(f.read())
-  else:
-    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pbtxt"), "r") as f:
-      text_format.Parse(f.read(), saved_model)
-  for meta_graph in saved_model.meta_graphs:
-    if _SERVE_TAG in meta_graph.meta_info_def.tags:
-      return dict(meta_graph.signature_def)
-  raise ValueError(f"{path} has no MetaGraph tagged {_SERVE_TAG!r}")
-
-
-def _load_servable(version: int, path: str) -> _Servable:
-  signature_defs = _read_serving_signature_defs(path)
-  model = tf.saved_model.load(path, tags=[_SERVE_TAG])
-  return _Servable(version, path, model, signature_defs)
-
-
-def _dtype_name(dtype_enum: int) -> str:
-  try:
-    return tf.as_dtype(dtype_enum).name
-  except TypeError:
-    return f"DataType({dtype_enum})"
-
-
-def _parse_inputs(
-    signature_def: meta_graph_pb2.SignatureDef,
-    request_inputs: Mapping[str, Any]) -> dict[str, tf.Tensor]:
-  """Validates request tensors against the signature, as TF Serving does."""
-  expected = set(signature_def.inputs)
-  sent = set(request_inputs)
-  if len(sent) != len(expected):
-    raise _RpcError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"input size does not match signature: {len(sent)}!={len(expected)}"
-        f" len({{{','.join(sorted(sent))}}}) !="
-        f" len({{{','.join(sorted(expected))}}})."
-        f" Sent extra: {{{','.join(sorted(sent - expected))}}}."
-        f" Missing but required: {{{','.join(sorted(expected - sent))}}}.")
-  tensors = {}
-  for alias in sorted(sent):
-    if alias not in expected:
-      raise _RpcError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"input tensor alias not found in signature: {alias}. Inputs"
-          f" expected to be in the set {{{','.join(sorted(expected))}}}.")
-    proto = request_inputs[alias]
-    info = signature_def.inputs[alias]
-    # TF Serving leaves dtype and shape to Session::Run, whose errors name
-    # graph nodes ("Expects arg[1] to be string but float is provided");
-    # checking here names the input instead, with the same status code.
-    if proto.dtype != info.dtype:
-      raise _RpcError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f'Expects input "{alias}" to be {_dtype_name(info.dtype)} but'
-          f" {_dtype_name(proto.dtype)} is provided")
+def parse_channel_arguments(text: str) -> list[tuple[str, Any]]:
+  """--grpc_channel_arguments: "k=v,k2=v2", integers passed as integers."""
+  arguments = []
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise ValueError(f"gRPC channel argument {item!r} is not key=value")
     try:
-      array = tf.make_ndarray(proto)
-    except (TypeError, ValueError):
-      raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                      f"tensor parsing error: {alias}") from None
-    expected_shape = tf.TensorShape(info.tensor_shape)
-    if not expected_shape.is_compatible_with(array.shape):
-      raise _RpcError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f'input "{alias}" has shape {list(array.shape)}, which is not'
-          f" compatible with the signature's shape {expected_shape}")
-    tensors[alias] = tf.convert_to_tensor(array, dtype=info.dtype)
-  return tensors
-
-
-def _output_names(signature_def: meta_graph_pb2.SignatureDef,
-                  output_filter: Sequence[str]) -> list[str]:
-  """The outputs to return: output_filter, validated, or all of them."""
-  if not output_filter:
-    return sorted(signature_def.outputs)
-  names = []
-  for alias in output_filter:
-    if alias not in signature_def.outputs:
-      raise _RpcError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"output tensor alias not found in signature: {alias} Outputs"
-          " expected to be in the set"
-          f" {{{','.join(sorted(signature_def.outputs))}}}.")
-    if alias in names:
-      raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                      f"duplicate output tensor alias: {alias}")
-    names.append(alias)
-  return names
-
-
-def _require_model_spec(request: Any) -> apis.ModelSpec:
-  if not request.HasField("model_spec"):
-    raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
-  return request.model_spec
+      arguments.append((key, int(value)))
+    except ValueError:
+      arguments.append((key, value))
+  return arguments
 
 
 class ModelServer:
-  """Serves the latest version under a base path over TF Serving's gRPC API.
+  """TensorFlow Serving's model server, in-process.
 
   Usage:
 
-    server = ModelServer("mtrec", "/models/mtrec", port=8500).start()
-    ...
-    server.stop()
+    with ModelServer("mtrec", "/models/mtrec", port=0, host="127.0.0.1",
+                     rest_api_port=0) as server:
+      ... server.port, server.rest_port ...
 
-  or as a context manager. `start()` loads the latest version present (as TF
-  Serving loads its initial models) before it opens the port, then a
-  background thread polls `model_base_path` every `poll_wait_seconds` for new
-  versions: 0 polls only at start, a negative value never polls (TF Serving's
-  --file_system_poll_wait_seconds semantics).
+  `start()` loads the models present (as TF Serving loads its initial
+  models) before it opens the ports; keyword options are ServerOptions
+  fields.
   """
 
   def __init__(self,
-               model_name: str,
-               model_base_path: str,
+               model_name: Optional[str] = None,
+               model_base_path: Optional[str] = None,
                port: int = 8500,
                poll_wait_seconds: float = 1.0,
                max_workers: Optional[int] = None,
-               host: str = "0.0.0.0"):
-    """Initializes the server; nothing is loaded or bound until start().
+               host: str = "0.0.0.0",
+               **options: Any):
+    """Initializes the server; nothing loads or binds until start().
 
     Args:
-      model_name: the name requests must put in model_spec.name.
-      model_base_path: directory (or gs:// etc. URL) holding version
-        directories "1", "2", ...
-      port: TCP port for gRPC; 0 picks a free one (see `port` after start()).
-      poll_wait_seconds: seconds between file-system polls.
-      max_workers: gRPC worker threads, i.e. concurrent requests; None uses
-        ThreadPoolExecutor's default.
+      model_name: --model_name (ignored with a model config).
+      model_base_path: --model_base_path.
+      port: gRPC port; 0 picks a free one (see `port` after start()).
+      poll_wait_seconds: --file_system_poll_wait_seconds.
+      max_workers: --grpc_max_threads, the pool that runs unbatched calls.
       host: interface to bind; TF Serving binds all of them.
+      **options: any other ServerOptions field.
     """
-    self._model_name = model_name
-    self._base_path = model_base_path
-    self._requested_port = port
-    self._poll_wait_seconds = poll_wait_seconds
-    self._max_workers = max_workers
-    self._host = host
-    self._lock = threading.Lock()
-    self._servable: Optional[_Servable] = None
-    self._states: dict[int, _VersionState] = {}
-    self._load_failures: dict[int, int] = {}
-    self._poll_lock = threading.Lock()  # One poll (and load) at a time.
-    self._poll_problem: Optional[str] = None  # Logged once, not every poll.
-    self._stop_polling = threading.Event()
-    self._poll_thread: Optional[threading.Thread] = None
-    self._server: Optional[grpc.Server] = None
+    if max_workers is not None:
+      options["grpc_max_threads"] = max_workers
+    self._options = ServerOptions(
+        port=port, host=host, file_system_poll_wait_seconds=poll_wait_seconds,
+        **options)
+    if model_name is not None:
+      self._options.model_name = model_name
+    if model_base_path is not None:
+      self._options.model_base_path = model_base_path
+    self._manager: Optional[manager_lib.ModelManager] = None
+    self._loop: Optional[asyncio.AbstractEventLoop] = None
+    self._loop_thread: Optional[threading.Thread] = None
+    self._server: Optional[grpc.aio.Server] = None
+    self._rest: Optional[rest.RestServer] = None
+    self._batcher: Optional[batching.Batcher] = None
+    self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+    self._health = health.HealthServicer()
     self._port: Optional[int] = None
+    self._config_poller: Optional[threading.Thread] = None
+    self._stopping = threading.Event()
+    self._stopped = threading.Event()
+    self._started = False
+
+  @property
+  def options(self) -> ServerOptions:
+    return self._options
 
   @property
   def model_name(self) -> str:
-    return self._model_name
+    names = self._manager.model_names() if self._manager else []
+    return names[0] if names else self._options.model_name
 
   @property
   def port(self) -> int:
-    """The bound port; differs from the constructor's only when that was 0."""
+    """The bound gRPC port; differs from the option only when that was 0."""
     if self._port is None:
       raise RuntimeError("ModelServer is not started")
     return self._port
 
   @property
+  def rest_port(self) -> Optional[int]:
+    """The bound REST port, or None without a REST API."""
+    return self._rest.port if self._rest is not None else None
+
+  @property
+  def manager(self) -> manager_lib.ModelManager:
+    if self._manager is None:
+      raise RuntimeError("ModelServer is not started")
+    return self._manager
+
+  @property
   def version(self) -> Optional[int]:
-    """The version being served, or None while none is loaded."""
-    with self._lock:
-      return self._servable.version if self._servable else None
+    """The newest available version of the (first) model, or None."""
+    if self._manager is None:
+      return None
+    versions = self._manager.available_versions(self.model_name)
+    return versions[-1] if versions else None
+
+  # Lifecycle.
 
   def start(self) -> ModelServer:
-    """Loads the latest version, opens the port and starts polling."""
-    if self._server is not None:
+    """Loads the models, opens the ports and starts polling.
+
+    Raises:
+      RuntimeError: "Failed to start server. Error: ..." (TF Serving's
+        words) for a bad flag combination, config, label or initial load.
+    """
+    if self._started:
       raise RuntimeError("ModelServer is already started")
-    if self._poll_wait_seconds >= 0:
-      self.poll()
-    server = grpc.server(
-        concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._max_workers, thread_name_prefix="model_server"),
-        options=_GRPC_OPTIONS)
-    apis.add_PredictionServiceServicer_to_server(
-        _PredictionServicer(self), server)
-    apis.add_ModelServiceServicer_to_server(_ModelServicer(self), server)
-    address = f"{self._host}:{self._requested_port}"
-    port = server.add_insecure_port(address)
-    if not port:  # Older grpcio returns 0 instead of raising.
-      raise RuntimeError(f"Failed to bind gRPC server to {address}")
-    server.start()
-    self._server, self._port = server, port
-    if self._poll_wait_seconds > 0:
-      self._poll_thread = threading.Thread(
-          target=self._poll_loop, name=f"poll-{self._model_name}", daemon=True)
-      self._poll_thread.start()
+    self._started = True
+    try:
+      self._start()
+    except Exception as e:
+      self._shutdown(grace=0)
+      error = status.from_exception(e) if not isinstance(
+          e, (ValueError, OSError)) else status.invalid_argument(str(e))
+      raise RuntimeError(f"Failed to start server. Error: {error}") from e
     return self
 
+  def _start(self) -> None:
+    options = self._options
+    config = self._initial_config()
+    parameters = None
+    if options.enable_batching:
+      parameters = options.batching_parameters
+      if parameters is None and options.batching_parameters_file:
+        parameters = batching.read_batching_parameters(
+            options.batching_parameters_file)
+      parameters = parameters or batching.BatchingParameters()
+    elif options.batching_parameters_file:
+      raise status.invalid_argument(
+          "server_options.batching_parameters_file is set without setting"
+          " server_options.enable_batching to true.")
+    channel_arguments = dict([
+        ("grpc.max_send_message_length", _KINT32_MAX),
+        ("grpc.max_receive_message_length", _KINT32_MAX),
+    ])
+    channel_arguments.update(
+        parse_channel_arguments(options.grpc_channel_arguments))
+
+    self._manager = manager_lib.ModelManager(manager_lib.ManagerOptions(
+        file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+        max_num_load_retries=options.max_num_load_retries,
+        load_retry_interval_micros=options.load_retry_interval_micros,
+        allow_version_labels=options.allow_version_labels,
+        allow_version_labels_for_unavailable_models=(
+            options.allow_version_labels_for_unavailable_models),
+        saved_model_tags=tuple(
+            t for t in options.saved_model_tags.split(",") if t),
+        enable_model_warmup=options.enable_model_warmup,
+        num_request_iterations_for_warmup=(
+            options.num_request_iterations_for_warmup),
+        enable_signature_method_name_check=(
+            options.enable_signature_method_name_check),
+        intra_op_parallelism=options.tensorflow_intra_op_parallelism,
+        inter_op_parallelism=options.tensorflow_inter_op_parallelism,
+        session_run_in_caller_thread=options.session_run_in_caller_thread))
+    self._manager.start(config)
+
+    self._loop = asyncio.new_event_loop()
+    self._loop_thread = threading.Thread(
+        target=self._loop.run_forever, name="model-server-loop", daemon=True)
+    self._loop_thread.start()
+    self._executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, options.grpc_max_threads),
+        thread_name_prefix="model-server")
+    self._call(self._start_grpc(parameters, list(channel_arguments.items())))
+    self._manager.add_listener(self._on_model_change)
+    self._loop.call_soon_threadsafe(self._update_health)
+    _LOG.info("Running gRPC ModelServer at %s:%d ...", options.host,
+              self._port)
+
+    if options.rest_api_port is not None:
+      self._start_rest()
+    if options.model_config_file and (
+        options.model_config_file_poll_wait_seconds > 0):
+      self._config_poller = threading.Thread(
+          target=self._poll_config_file, name="config-poller", daemon=True)
+      self._config_poller.start()
+
+  def _start_rest(self) -> None:
+    options = self._options
+    if options.rest_api_port and options.rest_api_port == self._port:
+      _LOG.error("server_options.http_port cannot be same as grpc_port."
+                 " Please use a different port for HTTP/REST API. Skipped"
+                 " exporting HTTP/REST API.")
+      return
+    api = rest.RestApi(self._service, self._loop,
+                       options.rest_api_timeout_in_ms)
+    self._rest = rest.RestServer(
+        (options.host, options.rest_api_port), api,
+        options.rest_api_num_threads).start()
+    _LOG.info("Exporting HTTP/REST API at:localhost:%d ...", self._rest.port)
+
+  def _initial_config(self) -> apis.ModelServerConfig:
+    options = self._options
+    if options.model_server_config is not None:
+      return options.model_server_config
+    if options.model_config_file:
+      return config_lib.read_model_server_config(options.model_config_file)
+    if not options.model_base_path:
+      raise status.invalid_argument(
+          "Both server_options.model_base_path and"
+          " server_options.model_config_file are empty!")
+    base_path = options.model_base_path
+    if config_lib.is_relative_path(base_path):
+      base_path = os.path.abspath(base_path)
+    return config_lib.single_model_config(options.model_name, base_path)
+
+  async def _start_grpc(self, parameters: Optional[batching.BatchingParameters],
+                        channel_arguments: list[tuple[str, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    if parameters is not None:
+      self._batcher = batching.Batcher(parameters, loop)
+    self._service = service_lib.ServingService(
+        self._manager, loop, self._executor, self._batcher,
+        self._options.enable_signature_method_name_check)
+    server = grpc.aio.server(options=channel_arguments)
+    grpc_services.add_to_server(self._service, server)
+    server.add_generic_rpc_handlers((self._health.handler(),))
+    address = f"{self._options.host}:{self._options.port}"
+    port = server.add_insecure_port(address)
+    if not port:
+      raise status.invalid_argument(f"Failed to BuildAndStart gRPC server"
+                                    f" at {address}")
+    await server.start()
+    self._server, self._port = server, port
+
+  def _call(self, coroutine) -> Any:
+    return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+  def _on_model_change(self) -> None:
+    loop = self._loop
+    if loop is not None and not loop.is_closed():
+      try:
+        loop.call_soon_threadsafe(self._update_health)
+      except RuntimeError:
+        pass  # The loop is shutting down.
+
+  def _update_health(self) -> None:
+    """Recomputes the health statuses (on the event loop)."""
+    manager = self._manager
+    names = manager.model_names()
+    serving = {name: bool(manager.available_versions(name)) for name in names}
+    for name, up in serving.items():
+      self._health.set(name, health.SERVING if up else health.NOT_SERVING)
+    overall = health.SERVING if all(serving.values()) else health.NOT_SERVING
+    self._health.set(health.OVERALL, overall)
+    self._health.set(apis.PREDICTION_SERVICE, overall)
+    self._health.set(apis.MODEL_SERVICE, health.SERVING)
+
+  def _poll_config_file(self) -> None:
+    """--model_config_file_poll_wait_seconds: re-read and apply the file."""
+    options = self._options
+    applied = config_lib.format_model_server_config(self._manager.config())
+    while not self._stopping.wait(options.model_config_file_poll_wait_seconds):
+      try:
+        config = config_lib.read_model_server_config(options.model_config_file)
+      except status.ServingError as e:
+        _LOG.error("Failed to read ModelServerConfig file: %s", e.message)
+        continue
+      text = config_lib.format_model_server_config(config)
+      if text == applied:
+        continue
+      try:
+        self._manager.reload_config(config)
+        applied = text
+      except status.ServingError as e:
+        _LOG.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
+                   e.message)
+
   def stop(self, grace: Optional[float] = None) -> None:
-    """Stops polling and serving; `grace` seconds let in-flight RPCs finish."""
-    self._stop_polling.set()
-    if self._server is not None:
-      self._server.stop(grace).wait()
-    if self._poll_thread is not None:
-      self._poll_thread.join()
-    with self._lock:
-      if self._servable is not None:
-        self._states[self._servable.version] = _VersionState(_State.END)
-        self._servable = None
+    """Graceful shutdown: NOT_SERVING, refuse new calls, drain, unload.
+
+    Args:
+      grace: seconds calls in flight may still take; None waits for them.
+    """
+    if not self._started or self._stopped.is_set():
+      return
+    self._shutdown(grace)
+
+  def _shutdown(self, grace: Optional[float]) -> None:
+    self._stopping.set()
+    if self._config_poller is not None:
+      self._config_poller.join()
+    loop = self._loop
+    if loop is not None and loop.is_running():
+      async def drain():
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+          await self._server.stop(grace)
+      try:
+        self._call(drain())
+      except Exception:  # pylint: disable=broad-except
+        _LOG.exception("Stopping the gRPC server failed")
+    if self._rest is not None:
+      self._rest.stop()
+    if self._manager is not None:
+      self._manager.stop()
+    if self._batcher is not None:
+      self._batcher.close()
+    if self._executor is not None:
+      self._executor.shutdown(wait=True, cancel_futures=True)
+    if loop is not None:
+      loop.call_soon_threadsafe(loop.stop)
+      if self._loop_thread is not None:
+        self._loop_thread.join()
+      loop.close()
+    self._stopped.set()
 
   def wait(self, timeout: Optional[float] = None) -> bool:
     """Blocks until the server stops; False if `timeout` ran out first."""
-    if self._server is None:
+    if not self._started:
       raise RuntimeError("ModelServer is not started")
-    return not self._server.wait_for_termination(timeout)
+    return self._stopped.wait(timeout)
+
+  def poll(self, timeout: Optional[float] = None) -> None:
+    """Polls the model base paths now; returns when loads are done."""
+    self.manager.poll(timeout)
 
   def __enter__(self) -> ModelServer:
     return self.start()
@@ -347,263 +435,110 @@ class ModelServer:
   def __exit__(self, *exc_info) -> None:
     self.stop()
 
-  def poll(self) -> None:
-    """Makes the latest complete version on disk the served one, once.
 
-    The background thread calls this; it is public so that tests and tools can
-    force a poll when polling is disabled.
-    """
-    with self._poll_lock:
-      self._poll()
-
-  def _poll(self) -> None:
-    versions = _list_versions(self._base_path)
-    if versions is None:
-      self._report_problem(f"Could not find base path {self._base_path} for"
-                           f" servable {self._model_name}")
-      return
-    if not versions:
-      # As in TF Serving, an empty base path unloads the model.
-      self._report_problem(
-          f"No versions of servable {self._model_name} found under base path"
-          f" {self._base_path}. Did you forget to name your leaf directory as"
-          " a number (eg. '/1/')?")
-      self._unload()
-      return
-    self._poll_problem = None
-    latest = max(versions)
-    with self._lock:
-      current = self._servable
-    if current is not None and current.version == latest:
-      return
-    if self._load_failures.get(latest, 0) > _MAX_LOAD_RETRIES:
-      return
-    self._set_state(latest, _VersionState(_State.LOADING))
-    _LOG.info("Loading servable version {name: %s version: %d} from %s",
-              self._model_name, latest, versions[latest])
-    try:
-      servable = _load_servable(latest, versions[latest])
-    except Exception as e:  # pylint: disable=broad-except
-      failures = self._load_failures[latest] = (
-          self._load_failures.get(latest, 0) + 1)
-      code = (_GRPC_CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN)
-              if isinstance(e, tf.errors.OpError) else grpc.StatusCode.UNKNOWN)
-      gave_up = failures > _MAX_LOAD_RETRIES
-      self._set_state(
-          latest,
-          _VersionState(_State.END, code, str(e)) if gave_up else
-          _VersionState(_State.LOADING))
-      _LOG.error("Loading servable: {name: %s version: %d} failed%s: %s",
-                 self._model_name, latest,
-                 "; giving up" if gave_up else ", will retry", e)
-      return
-    with self._lock:
-      previous, self._servable = self._servable, servable
-      self._states[latest] = _VersionState(_State.AVAILABLE)
-      if previous is not None:
-        self._states[previous.version] = _VersionState(_State.END)
-    _LOG.info("Successfully loaded servable version {name: %s version: %d}",
-              self._model_name, latest)
-    if previous is not None:
-      _LOG.info("Unloaded servable version {name: %s version: %d}",
-                self._model_name, previous.version)
-
-  def _report_problem(self, problem: str) -> None:
-    if problem != self._poll_problem:
-      _LOG.warning("%s", problem)
-      self._poll_problem = problem
-
-  def _poll_loop(self) -> None:
-    while not self._stop_polling.wait(self._poll_wait_seconds):
-      try:
-        self.poll()
-      except Exception:  # pylint: disable=broad-except
-        _LOG.exception("Polling %s failed", self._base_path)
-
-  def _unload(self) -> None:
-    with self._lock:
-      previous, self._servable = self._servable, None
-      if previous is not None:
-        self._states[previous.version] = _VersionState(_State.END)
-    if previous is not None:
-      _LOG.info("Unloaded servable version {name: %s version: %d}",
-                self._model_name, previous.version)
-
-  def _set_state(self, version: int, state: _VersionState) -> None:
-    with self._lock:
-      self._states[version] = state
-
-  def _resolve(self, model_spec: apis.ModelSpec) -> _Servable:
-    """The servable a ModelSpec asks for, or TF Serving's lookup error."""
-    choice = model_spec.WhichOneof("version_choice")
-    if choice == "version_label":
-      # Labels come from a model config file, which this server has none of.
-      raise _RpcError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          f"Unrecognized servable version label: {model_spec.version_label}")
-    version = model_spec.version.value if choice == "version" else None
-    with self._lock:
-      servable = self._servable
-    if (model_spec.name != self._model_name or servable is None or
-        (version is not None and version != servable.version)):
-      request = (f"Specific({model_spec.name}, {version})"
-                 if version is not None else f"Latest({model_spec.name})")
-      raise _RpcError(grpc.StatusCode.NOT_FOUND,
-                      f"Servable not found for request: {request}")
-    return servable
-
-  def predict(self, request: apis.PredictRequest) -> apis.PredictResponse:
-    """Runs one Predict request; raises _RpcError as TF Serving would fail."""
-    servable = self._resolve(_require_model_spec(request))
-    signature_name = (request.model_spec.signature_name or
-                      apis.DEFAULT_SERVING_SIGNATURE)
-    signature = servable.signature(signature_name)
-    if signature is None:
-      raise _RpcError(
-          grpc.StatusCode.FAILED_PRECONDITION,
-          f'Serving signature name: "{signature_name}" not found in signature'
-          " def")
-    function, signature_def = signature
-    inputs = _parse_inputs(signature_def, request.inputs)
-    output_names = _output_names(signature_def, request.output_filter)
-    try:
-      outputs = function(**inputs)
-    except tf.errors.OpError as e:
-      # Session::Run's status goes back unchanged; for op failures (failed
-      # assertions, bad indices, reshape errors) that is INVALID_ARGUMENT.
-      raise _RpcError(
-          _GRPC_CODE_BY_NUMBER.get(e.error_code, grpc.StatusCode.UNKNOWN),
-          e.message) from None
-    except (TypeError, ValueError) as e:
-      raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-    response = apis.PredictResponse()
-    response.model_spec.name = self._model_name
-    response.model_spec.version.value = servable.version
-    response.model_spec.signature_name = signature_name
-    for name in output_names:
-      response.outputs[name].CopyFrom(
-          tf.make_tensor_proto(np.asarray(outputs[name])))
-    return response
-
-  def get_model_metadata(
-      self,
-      request: apis.GetModelMetadataRequest) -> apis.GetModelMetadataResponse:
-    model_spec = _require_model_spec(request)
-    if not request.metadata_field:
-      raise _RpcError(
-          grpc.StatusCode.INVALID_ARGUMENT,
-          "GetModelMetadataRequest must specify at least one metadata_field")
-    for field in request.metadata_field:
-      if field != apis.SIGNATURE_DEF_FIELD:
-        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                        f"Metadata field {field} is not supported")
-    servable = self._resolve(model_spec)
-    signature_def_map = apis.SignatureDefMap()
-    for name, signature_def in servable.signature_defs.items():
-      signature_def_map.signature_def[name].CopyFrom(signature_def)
-    response = apis.GetModelMetadataResponse()
-    response.model_spec.name = self._model_name
-    response.model_spec.version.value = servable.version
-    response.metadata[apis.SIGNATURE_DEF_FIELD].Pack(signature_def_map)
-    return response
-
-  def get_model_status(
-      self, request: apis.GetModelStatusRequest) -> apis.GetModelStatusResponse:
-    model_spec = _require_model_spec(request)
-    with self._lock:
-      states = (dict(self._states)
-                if model_spec.name == self._model_name else {})
-    if model_spec.HasField("version"):
-      version = model_spec.version.value
-      if version not in states:
-        raise _RpcError(
-            grpc.StatusCode.NOT_FOUND,
-            f"Could not find version {version} of model {model_spec.name}")
-      versions = [version]
-    else:
-      if not states:
-        raise _RpcError(
-            grpc.StatusCode.NOT_FOUND,
-            f"Could not find any versions of model {model_spec.name}")
-      versions = sorted(states, reverse=True)  # TF Serving lists newest first.
-    response = apis.GetModelStatusResponse()
-    for version in versions:
-      status = response.model_version_status.add()
-      status.version = version
-      status.state = states[version].state
-      status.status.error_code = states[version].code.value[0]
-      status.status.error_message = states[version].message
-    return response
+# The command line.
 
 
-def _rpc(method: Callable[[Any, Any], Any]) -> Callable[..., Any]:
-  """Turns _RpcError into the call's gRPC status; anything else is INTERNAL."""
-
-  @functools.wraps(method)
-  def wrapper(self, request, context):
-    try:
-      return method(self, request)
-    except _RpcError as e:
-      context.abort(e.code, e.message)
-    except Exception as e:  # pylint: disable=broad-except
-      _LOG.exception("%s failed", method.__name__)
-      context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
-
-  return wrapper
+def _bool(text: str) -> bool:
+  value = text.strip().lower()
+  if value in ("1", "true", "yes"):
+    return True
+  if value in ("0", "false", "no"):
+    return False
+  raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-class _PredictionServicer(apis.PredictionServiceServicer):
-  """tensorflow.serving.PredictionService backed by a ModelServer."""
-
-  def __init__(self, server: ModelServer):
-    self._server = server
-
-  @_rpc
-  def Predict(self, request):  # pylint: disable=invalid-name
-    return self._server.predict(request)
-
-  @_rpc
-  def GetModelMetadata(self, request):  # pylint: disable=invalid-name
-    return self._server.get_model_metadata(request)
-
-  def Classify(self, request, context):  # pylint: disable=invalid-name
-    del request  # Unused.
-    context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                  "Classify is not supported by this server; use Predict")
-
-  def Regress(self, request, context):  # pylint: disable=invalid-name
-    del request  # Unused.
-    context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                  "Regress is not supported by this server; use Predict")
-
-  def MultiInference(self, request, context):  # pylint: disable=invalid-name
-    del request  # Unused.
-    context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                  "MultiInference is not supported by this server; use"
-                  " Predict")
+_IGNORED_FLAGS = (
+    # Accepted so that a command line written for the real binary runs here;
+    # they tune parts of TF Serving this server does not have.
+    "num_load_threads", "num_unload_threads", "flush_filesystem_caches",
+    "per_process_gpu_memory_fraction", "tensorflow_session_parallelism",
+    "monitoring_config_file", "remove_unused_fields_from_bundle_metagraph",
+    "enable_profiler", "xla_cpu_compilation_enabled",
+    "enable_per_model_batching_parameters",
+)
 
 
-class _ModelServicer(apis.ModelServiceServicer):
-  """tensorflow.serving.ModelService backed by a ModelServer."""
-
-  def __init__(self, server: ModelServer):
-    self._server = server
-
-  @_rpc
-  def GetModelStatus(self, request):  # pylint: disable=invalid-name
-    return self._server.get_model_status(request)
-
-  # pylint: disable-next=invalid-name
-  def HandleReloadConfigRequest(self, request, context):
-    del request  # Unused.
-    context.abort(
-        grpc.StatusCode.UNIMPLEMENTED,
-        "This server serves one model from --model_base_path and has no"
-        " model config to reload")
+def build_arg_parser() -> argparse.ArgumentParser:
+  """tensorflow_model_server's flags, same names and defaults."""
+  defaults = ServerOptions()
+  parser = argparse.ArgumentParser(
+      prog="mtrec serve",
+      description="Serve SavedModels over TensorFlow Serving's gRPC and REST"
+      " APIs, with tensorflow_model_server's flags.")
+  add = parser.add_argument
+  add("--port", type=int, default=defaults.port,
+      help="TCP port for the gRPC API (0: any free port).")
+  add("--rest_api_port", type=int, default=0,
+      help="Port for the HTTP/REST API; 0 (default) turns it off. Must differ"
+      " from --port.")
+  add("--rest_api_num_threads", type=int, default=defaults.rest_api_num_threads,
+      help="Threads answering REST requests.")
+  add("--rest_api_timeout_in_ms", type=int,
+      default=defaults.rest_api_timeout_in_ms, help="Timeout of REST calls.")
+  add("--model_name", default=defaults.model_name,
+      help="Name of the model (ignored with --model_config_file).")
+  add("--model_base_path", default="",
+      help="Directory of the numbered versions (ignored with"
+      " --model_config_file).")
+  add("--model_config_file", default="",
+      help="A text ModelServerConfig: several models, version policies,"
+      " labels.")
+  add("--model_config_file_poll_wait_seconds", type=float, default=0,
+      help="Re-read --model_config_file this often; 0 reads it once.")
+  add("--file_system_poll_wait_seconds", type=float,
+      default=defaults.file_system_poll_wait_seconds,
+      help="Seconds between polls for new versions; 0 polls once at start,"
+      " a negative value never.")
+  add("--max_num_load_retries", type=int,
+      default=defaults.max_num_load_retries,
+      help="Retries of a failed load before giving up.")
+  add("--load_retry_interval_micros", type=int,
+      default=defaults.load_retry_interval_micros,
+      help="Wait between load retries.")
+  add("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?",
+      const=True, default=False,
+      help="Let a new label point at a version that is not loaded yet.")
+  add("--enable_batching", type=_bool, nargs="?", const=True, default=False,
+      help="Batch concurrent requests on the server.")
+  add("--batching_parameters_file", default="",
+      help="A text BatchingParameters (needs --enable_batching).")
+  add("--grpc_max_threads", type=int, default=defaults.grpc_max_threads,
+      help="Threads that run unbatched model calls.")
+  add("--grpc_channel_arguments", default="",
+      help="Comma-separated gRPC server arguments, e.g."
+      " grpc.max_receive_message_length=67108864.")
+  add("--enable_model_warmup", type=_bool, nargs="?", const=True,
+      default=True,
+      help="Replay assets.extra/tf_serving_warmup_requests before serving a"
+      " version.")
+  add("--num_request_iterations_for_warmup", type=int, default=1,
+      help="Times each warmup record is replayed.")
+  add("--saved_model_tags", default=defaults.saved_model_tags,
+      help="Comma-separated tags of the MetaGraph to load.")
+  add("--enable_signature_method_name_check", type=_bool, nargs="?",
+      const=True, default=False,
+      help="Require classify/regress method names on Classify and Regress.")
+  add("--tensorflow_intra_op_parallelism", type=int, default=0,
+      help="Threads per op; 0 lets TensorFlow choose.")
+  add("--tensorflow_inter_op_parallelism", type=int, default=0,
+      help="Ops run concurrently; 0 lets TensorFlow choose.")
+  add("--session_run_in_caller_thread", type=_bool, nargs="?", const=True,
+      default=defaults.session_run_in_caller_thread,
+      help="(mtrec) Run each model call on the thread that asked for it"
+      " instead of TensorFlow's inter-op pool; faster for small graphs.")
+  add("--bind_address", default=defaults.host,
+      help="(mtrec) Interface to bind both APIs to; TF Serving always binds"
+      " 0.0.0.0.")
+  add("--grace_period_seconds", type=float, default=10.0,
+      help="(mtrec) On SIGTERM, how long calls in flight may still take.")
+  for name in _IGNORED_FLAGS:
+    add(f"--{name}", default=None, help=argparse.SUPPRESS)
+  return parser
 
 
 def serve_main(argv: Optional[list[str]] = None) -> int:
-  """`mtrec serve`: serves a model until Ctrl-C or SIGTERM.
+  """`mtrec serve`: serves models until Ctrl-C or SIGTERM.
 
   Takes tensorflow_model_server's flag names, so launch scripts and manifests
   switch between this server and the real binary by changing the command.
@@ -614,23 +549,17 @@ def serve_main(argv: Optional[list[str]] = None) -> int:
   Returns:
     The process exit status.
   """
-  parser = argparse.ArgumentParser(
-      prog="mtrec serve",
-      description="Serve a SavedModel over TensorFlow Serving's gRPC API.")
-  parser.add_argument("--port", type=int, default=8500,
-                      help="Port to listen on for gRPC API.")
-  parser.add_argument("--model_name", default="mtrec",
-                      help="Name of the model; requests must use it.")
-  parser.add_argument("--model_base_path", required=True,
-                      help="Directory holding the numbered model versions.")
-  parser.add_argument(
-      "--file_system_poll_wait_seconds", type=float, default=1,
-      help="Seconds between polls for new versions; 0 polls once at start,"
-      " a negative value never.")
+  parser = build_arg_parser()
   args = parser.parse_args(argv)
   logging.basicConfig(
       level=logging.INFO,
       format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
+  if not args.model_base_path and not args.model_config_file:
+    parser.error("one of --model_base_path or --model_config_file is"
+                 " required")
+  for name in _IGNORED_FLAGS:
+    if getattr(args, name) is not None:
+      _LOG.warning("--%s has no effect on this server", name)
 
   stop_requested = threading.Event()
 
@@ -647,25 +576,52 @@ def serve_main(argv: Optional[list[str]] = None) -> int:
       args.model_name,
       args.model_base_path,
       port=args.port,
-      poll_wait_seconds=args.file_system_poll_wait_seconds)
+      poll_wait_seconds=args.file_system_poll_wait_seconds,
+      max_workers=args.grpc_max_threads,
+      host=args.bind_address,
+      rest_api_port=args.rest_api_port or None,
+      rest_api_num_threads=args.rest_api_num_threads,
+      rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+      model_config_file=args.model_config_file,
+      model_config_file_poll_wait_seconds=(
+          args.model_config_file_poll_wait_seconds),
+      max_num_load_retries=args.max_num_load_retries,
+      load_retry_interval_micros=args.load_retry_interval_micros,
+      allow_version_labels_for_unavailable_models=(
+          args.allow_version_labels_for_unavailable_models),
+      enable_batching=args.enable_batching,
+      batching_parameters_file=args.batching_parameters_file,
+      grpc_channel_arguments=args.grpc_channel_arguments,
+      enable_model_warmup=args.enable_model_warmup,
+      num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
+      saved_model_tags=args.saved_model_tags,
+      enable_signature_method_name_check=(
+          args.enable_signature_method_name_check),
+      tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+      tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+      session_run_in_caller_thread=args.session_run_in_caller_thread)
   try:
     try:
       server.start()
     except RuntimeError as e:
-      _LOG.error("Failed to start server: %s", e)
+      _LOG.error("%s", e)
       return 1
-    _LOG.info("Running gRPC ModelServer at 0.0.0.0:%d ...", server.port)
-    version = server.version
-    if version is None:
-      _LOG.warning("Serving no version of %s yet; waiting for one under %s",
-                   args.model_name, args.model_base_path)
-    else:
-      _LOG.info("Serving model %s version %d", args.model_name, version)
+    # The models' Python objects (hundreds of thousands) live as long as the
+    # process: keep them out of the garbage collector's full passes, which
+    # would otherwise stall requests for tens of milliseconds now and then.
+    gc.freeze()
+    for name in server.manager.model_names():
+      versions = server.manager.available_versions(name)
+      if versions:
+        _LOG.info("Serving model %s version %s", name,
+                  ", ".join(str(v) for v in versions))
+      else:
+        _LOG.warning("Serving no version of %s yet; waiting for one", name)
     # A timed wait keeps the main thread responsive to signals everywhere.
     while not stop_requested.wait(0.5):
       pass
   finally:
-    server.stop(grace=5.0)
+    server.stop(grace=args.grace_period_seconds)
     for sig, handler in previous_handlers.items():
       signal.signal(sig, handler)
   _LOG.info("Server stopped")

@@ -164,3 +164,34 @@ def test_synthetic_source_with_user_profiles(tmp_path):
   assert schema.user_features_of(spec) == sorted(reader.user_feature_names)
   meta = json.loads((out / "catalog" / "metadata.json").read_text())
   assert meta["artifact_type"] == "Catalog"
+
+
+def test_each_event_carries_the_items_consumed_before_it(tmp_path):
+  reader = _write_source(tmp_path, [",".join(row) for row in GOOD_ROWS])
+  _, out = _run(tmp_path, reader, split="temporal_user", eval_fraction=0.2)
+  spec = schema.read_feature_spec(str(out / "examples"))
+  assert isinstance(spec[schema.HISTORY], tf.io.VarLenFeature)
+  history = {}
+  for split in ("train", "eval"):
+    for rec in example_gen.read_examples(str(out / "examples"), split):
+      ex = tf.io.parse_single_example(rec, spec)
+      key = (ex[r.USER_ID].numpy().decode(), int(ex[r.TIMESTAMP].numpy()))
+      history[key] = [x.decode() for x in ex[schema.HISTORY].values.numpy()]
+  # User 1 in time order: 10, 11, 12, 13, then 10 again (its eval event).
+  assert [history[("1", t)] for t in (1000, 2000, 3000, 4000, 5000)] == [
+      [], ["10"], ["10", "11"], ["10", "11", "12"],
+      ["10", "11", "12", "13"]]
+  assert history[("2", 5500)] == ["10", "11", "12", "13"]
+
+
+def test_history_counts_consumed_items_only_and_is_capped():
+  events = [{r.USER_ID: "u", r.ITEM_ID: f"i{n}", r.TIMESTAMP: n,
+             r.CLICK: 0 if n == 1 else 1}
+            for n in range(schema.MAX_HISTORY_LENGTH + 5)]
+  # pylint: disable-next=protected-access
+  out = list(example_gen._with_history(events))
+  assert out[2][schema.HISTORY] == ["i0"]  # i1 was shown, not consumed
+  last = out[-1][schema.HISTORY]
+  assert len(last) == schema.MAX_HISTORY_LENGTH
+  assert last[-1] == f"i{len(events) - 2}"
+  assert schema.HISTORY not in events[0]  # inputs are not mutated

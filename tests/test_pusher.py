@@ -1,7 +1,9 @@
-"""Pusher: TF Serving layout, integer versions, nothing partial visible."""
+"""Pusher: TF Serving layout, integer versions, nothing partial visible,
+models.config pinned to the pushed version, rollbacks by re-pinning."""
 
 import json
 import os
+import struct
 
 import pytest
 
@@ -68,3 +70,75 @@ def test_failed_artifact_write_leaves_nothing_visible(tmp_path):
   meta = json.load(open(os.path.join(uri, "metadata.json")))
   assert meta["parameters"] == {"p": 1} and meta["summary"] == {"rows": 1}
   assert meta["fingerprint"] == artifacts.fingerprint(uri)
+
+
+def _write_records(model_dir, count):
+  """A warmup file of `count` TFRecord-framed records."""
+  os.makedirs(os.path.join(model_dir, "assets.extra"), exist_ok=True)
+  with open(os.path.join(model_dir, pusher.WARMUP_FILE), "wb") as f:
+    for i in range(count):
+      data = b"record%d" % i
+      f.write(struct.pack("<Q", len(data)) + b"\0" * 4 + data + b"\0" * 4)
+
+
+def _version_dir(model_root, version, warmup_records=0):
+  """A stand-in version: saved_model.pb and an optional warmup file."""
+  d = os.path.join(model_root, str(version))
+  os.makedirs(d)
+  open(os.path.join(d, "saved_model.pb"), "wb").write(b"pb")
+  if warmup_records:
+    _write_records(d, warmup_records)
+  return d
+
+
+def test_push_pins_the_version_in_models_config(tmp_path):
+  model_uri, model = _saved_model(tmp_path)
+  _write_records(model, 3)  # As trainer/export.py writes them.
+  serving = str(tmp_path / "serving")
+  # Another model's entry, with a label, must survive the push.
+  os.makedirs(serving)
+  open(pusher.model_config_path(serving), "w").write(
+      'model_config_list { config { name: "other" base_path: "/models/other"'
+      ' model_platform: "tensorflow" version_labels { key: "stable"'
+      ' value: 4 } } }')
+  s = pusher.run_pusher(model_uri, model,
+                        _blessing(tmp_path, evaluator.BLESSED), serving,
+                        "mtrec", str(tmp_path / "pushed"), "r")
+  assert s["warmup_records"] == 3
+  assert s["model_config"] == pusher.model_config_path(serving)
+  config = pusher.read_model_config(serving)
+  other, mtrec = config.model_config_list.config
+  assert (other.name, dict(other.version_labels)) == ("other", {"stable": 4})
+  assert mtrec.name == "mtrec"
+  assert mtrec.base_path == os.path.join(serving, "mtrec")
+  assert mtrec.model_platform == "tensorflow"
+  assert list(mtrec.model_version_policy.specific.versions) == [s["version"]]
+  assert pusher.pinned_version(serving, "mtrec") == s["version"]
+  # The file is a valid TF Serving config: no temporary files are left.
+  assert sorted(os.listdir(serving)) == [".models.config.lock", "models.config",
+                                         "mtrec"]
+
+
+def test_rollback_walks_back_and_forward(tmp_path):
+  serving = str(tmp_path / "serving")
+  root = os.path.join(serving, "mtrec")
+  for version in (3, 5, 8):
+    _version_dir(root, version)
+  os.makedirs(os.path.join(root, "9"))  # Incomplete: no saved_model.pb.
+  # Nothing pinned: the newest complete version is the one served.
+  assert pusher.rollback(serving, "mtrec") == (8, 5)
+  assert pusher.rollback(serving, "mtrec") == (5, 3)
+  with pytest.raises(ValueError, match="no older version"):
+    pusher.rollback(serving, "mtrec")
+  assert pusher.rollback(serving, "mtrec", to_version=8) == (3, 8)
+  with pytest.raises(ValueError, match="Version 9 of mtrec is not under"):
+    pusher.rollback(serving, "mtrec", to_version=9)
+  assert pusher.pinned_version(serving, "mtrec") == 8
+  with pytest.raises(ValueError, match="No versions of nope"):
+    pusher.rollback(serving, "nope")
+
+
+def test_count_warmup_records(tmp_path):
+  assert pusher.count_warmup_records(_version_dir(str(tmp_path), 1)) == 0
+  assert pusher.count_warmup_records(
+      _version_dir(str(tmp_path), 2, warmup_records=5)) == 5

@@ -1,8 +1,11 @@
 """Tests for the serving layer: a real gRPC server, real stubs, a toy model.
 
-The toy SavedModel is built with tf.Module + tf.function signatures like the
-trainer's export, and each version adds `100 * version` to its scores, so a
-response shows which version computed it, not only which version it claims.
+The toy SavedModel (serving/testing.py) is built with tf.Module + tf.function
+signatures like the trainer's export, and each version adds `100 * version`
+to its scores, so a response shows which version computed it, not only which
+version it claims. test_serving_conformance.py holds the full table of TF
+Serving's codes and messages; this file covers the server's life cycle and
+the client library.
 """
 
 from __future__ import annotations
@@ -24,49 +27,10 @@ import tensorflow as tf
 from serving import apis
 from serving import client as client_lib
 from serving import model_server
+from serving import testing
 
 _MODEL = "toy"
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _ToyModel(tf.Module):
-  """Scores (user, item) pairs and recommends three items per user."""
-
-  def __init__(self, version: int):
-    super().__init__()
-    self.offset = tf.Variable(100.0 * version)
-
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string),
-      tf.TensorSpec([None], tf.string)
-  ])
-  def score(self, user_id, item_id):
-    length = tf.strings.length(user_id) + tf.strings.length(item_id)
-    return {"score": tf.cast(length, tf.float32) + self.offset}
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-  def recommend(self, user_id):
-    batch = tf.shape(user_id)[0]
-
-    def per_user(row):
-      return tf.tile(tf.constant([row]), [batch, 1])
-
-    return {
-        "item_ids": tf.strings.join(
-            [tf.tile(user_id[:, None], [1, 3]), per_user(["a", "b", "c"])],
-            separator=":"),
-        "titles": per_user(["Alpha", "Beta", "Gamma"]),
-        "scores": per_user([0.9, 0.5, 0.1]) + self.offset,
-        "rating": per_user([4.5, 3.0, 1.5]),
-        "p_like": per_user([0.8, 0.4, 0.2]),
-        # Not per item: recommend() must leave it out.
-        "user_length": tf.strings.length(user_id),
-    }
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-  def strict(self, x):
-    tf.debugging.assert_non_negative(x, message="x must be >= 0")
-    return {"y": 2.0 * x}
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +41,14 @@ def export(tmp_path_factory):
 
   def _export(version: int) -> str:
     if version not in cache:
-      module = _ToyModel(version)
-      path = str(root / f"v{version}")
-      tf.saved_model.save(
-          module, path, signatures={
-              "serving_default": module.score,
-              "recommend": module.recommend,
-              "strict": module.strict,
-          })
-      cache[version] = path
+      cache[version] = testing.export_toy(str(root / f"v{version}"), version)
     return cache[version]
 
   return _export
 
 
 def _publish(export_dir: str, base_path: str, version: int) -> None:
-  """Publishes like a trainer should: write aside, then rename into place."""
-  staging = os.path.join(base_path, f".tmp-{version}")
-  shutil.copytree(export_dir, staging)
-  os.rename(staging, os.path.join(base_path, str(version)))
+  testing.publish(export_dir, base_path, version)
 
 
 def _start_server(base_path, **kwargs) -> model_server.ModelServer:
@@ -185,7 +138,10 @@ def _free_port() -> int:
 
 def test_predict_with_official_stub(stub):
   response = stub.Predict(_predict_request(), timeout=5)
-  assert list(response.outputs) == ["score"]
+  assert sorted(response.outputs) == ["batch", "score"]
+  # Typed fields, as TF Serving's AsProtoField writes them.
+  assert list(response.outputs["score"].float_val) == [107.0]
+  assert not response.outputs["score"].tensor_content
   score = tf.make_ndarray(response.outputs["score"])
   assert score.dtype == np.float32
   np.testing.assert_allclose(score, [2 + 5 + 100.0])
@@ -201,7 +157,7 @@ def test_client_predict_batch_and_specific_version(client):
   outputs = client.predict(
       _MODEL, {"user_id": ["u1", "user22"], "item_id": ["i", "item"]},
       version=1)
-  assert set(outputs) == {"score"}
+  assert set(outputs) == {"score", "batch"}
   np.testing.assert_allclose(outputs["score"], [103.0, 110.0])
 
 
@@ -248,8 +204,7 @@ def test_missing_model_spec(stub):
 def test_unknown_signature_is_failed_precondition(stub):
   error = _rpc_error(stub.Predict, _predict_request(signature_name="x"))
   assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-  assert error.details() == (
-      'Serving signature name: "x" not found in signature def')
+  assert error.details() == 'Serving signature key "x" not found.'
 
 
 def test_missing_input_is_invalid_argument(stub):
@@ -265,8 +220,10 @@ def test_unknown_input_alias_is_invalid_argument(stub):
       "itemid": np.array([b"i"])
   }))
   assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-  assert error.details().startswith(
-      "input tensor alias not found in signature: itemid.")
+  assert error.details() == (
+      "Signature input alias: item_id(feed name: serving_default_item_id:0)"
+      " not found in request and no default value provided. Inputs expected"
+      " to be in the request {itemid,user_id}, or default input alias set: ")
 
 
 def test_wrong_dtype_is_invalid_argument(stub):
@@ -275,8 +232,7 @@ def test_wrong_dtype_is_invalid_argument(stub):
       "item_id": np.array([1.5], dtype=np.float32)
   }))
   assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-  assert error.details() == (
-      'Expects input "item_id" to be string but float32 is provided')
+  assert error.details() == "Expects arg[0] to be string but float is provided"
 
 
 def test_wrong_shape_is_invalid_argument(stub):
@@ -285,7 +241,9 @@ def test_wrong_shape_is_invalid_argument(stub):
       "item_id": np.array([b"i"])
   }))
   assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-  assert 'input "user_id" has shape [1, 1]' in error.details()
+  assert error.details() == (
+      'input "user_id" has shape [1,1], which is not compatible with the'
+      " signature's shape [?]")
 
 
 def test_error_inside_model_is_invalid_argument_and_server_survives(stub):
@@ -517,6 +475,7 @@ def test_wait_until_ready_times_out_without_server():
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.slow
 def test_serve_main_serves_until_sigterm(export, tmp_path):
   base_path = tmp_path / _MODEL
   base_path.mkdir()

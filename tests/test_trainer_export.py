@@ -1,5 +1,6 @@
 """The exported SavedModel: signatures, raw inputs, consistency, core ops."""
 
+import collections
 import json
 import os
 import subprocess
@@ -39,6 +40,12 @@ assert "tensorflow_transform" not in sys.modules
 users = tf.constant(["u1", "u2", "no-such-user"])
 items = tf.constant(["i1", "i2", "no-such-item"])
 rec = m.signatures["recommend"](user_id=users)
+top = rec["item_ids"].numpy()
+exclude = tf.constant([[top[0, 0], top[0, 2]], [b"", b""], [b"nope", b""]])
+rex = m.signatures["recommend_excluding"](user_id=users,
+    exclude_item_ids=exclude, k=tf.constant(7))
+big = m.signatures["recommend_excluding"](user_id=users[:1],
+    exclude_item_ids=tf.constant([[b""]]), k=tf.constant(100000))
 sd = m.signatures["serving_default"](user_id=users, item_id=items)
 eu = m.signatures["embed_user"](user_id=users)["embedding"].numpy()
 ei = m.signatures["embed_item"](item_id=items)["embedding"].numpy()
@@ -50,20 +57,33 @@ out = dict(
   signatures=sorted(m.signatures.keys()),
   rec={{k: list(v.shape) for k, v in rec.items()}},
   rec_sorted=bool(np.all(np.diff(rec["scores"].numpy(), axis=1) <= 1e-6)),
-  rec_first=[rec["item_ids"].numpy()[0, 0].decode(), float(rec["scores"].numpy()[0, 0])],
+  because=[[x.decode() for x in row] for row in rec["because_item_ids"].numpy()],
+  rex_shape=list(rex["item_ids"].shape),
+  rex_first=[x.decode() for x in rex["item_ids"].numpy()[0]],
+  rex_same_as_rec=bool((rex["item_ids"].numpy()[1, :5] == top[1]).all()),
+  excluded=[top[0, 0].decode(), top[0, 2].decode()],
+  big=int(big["item_ids"].shape[1]),
   sd={{k: v.numpy().tolist() for k, v in sd.items()}},
   dots=np.sum(eu * ei, axis=1).tolist(),
   pe={{k: v.numpy().tolist() for k, v in pe.items()}},
-  finite=bool(all(np.all(np.isfinite(v.numpy())) for d in (rec, sd, pe)
+  finite=bool(all(np.all(np.isfinite(v.numpy())) for d in (rec, rex, sd, pe)
                   for k, v in d.items() if v.dtype != tf.string)),
 )
 print(json.dumps(out))
 """
   out = json.loads(_fresh_python(code))
   assert out["signatures"] == sorted(export.SIGNATURES)
-  assert out["rec"] == {"item_ids": [3, 5], "titles": [3, 5], "scores": [3, 5],
-                        "rating": [3, 5], "p_like": [3, 5]}
+  assert out["rec"] == {k: [3, 5] for k in (
+      "item_ids", "titles", "scores", "rating", "p_like", "because_item_ids")}
   assert out["rec_sorted"] and out["finite"]
+  # A user the model does not know has no history to explain with (the
+  # explanations of known users: the next test).
+  assert not any(out["because"][2])
+  # recommend_excluding: k items, none excluded, otherwise the same ranking.
+  assert out["rex_shape"] == [3, 7]
+  assert not set(out["excluded"]) & set(out["rex_first"])
+  assert out["rex_same_as_rec"]
+  assert out["big"] == 100  # k is capped at serving.max_k
   # serving_default's affinity is the dot product of the two towers...
   np.testing.assert_allclose(out["sd"]["affinity"], out["dots"], rtol=1e-4,
                              atol=1e-4)
@@ -71,6 +91,33 @@ print(json.dumps(out))
   # ...and predict_examples agrees with serving_default on the same pair.
   np.testing.assert_allclose(out["pe"]["affinity"][0], out["sd"]["affinity"][0],
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_explanations_and_history_come_from_the_users_training_events(
+    small_run):
+  from trainer import data  # pylint: disable=g-import-not-at-top
+  histories = data.latest_histories(small_run.uris["ExampleGen/examples"], 20)
+  user = max(histories, key=lambda u: len(set(histories[u])))
+  m = tf.saved_model.load(_model_dir(small_run))
+  rec = m.signatures["recommend"](user_id=tf.constant([user]))
+  because = {x.decode() for x in rec["because_item_ids"].numpy()[0]}
+  assert because <= set(histories[user]) and because - {""}
+  # predict_examples takes the event's own history when the example has one.
+  def example(history):
+    ex = tf.train.Example()
+    f = ex.features.feature
+    f["user_id"].bytes_list.value.append(user.encode())
+    f["item_id"].bytes_list.value.append(histories[user][0].encode())
+    f["timestamp"].int64_list.value.append(1_600_000_000)
+    f["history_item_ids"].bytes_list.value.extend(
+        [h.encode() for h in history])
+    return ex.SerializeToString()
+  pe = m.signatures["predict_examples"](examples=tf.constant([
+      example([]), example(histories[user]), example(histories[user][:1])]))
+  affinity = pe["affinity"].numpy()
+  assert affinity[0] == pytest.approx(affinity[1], abs=1e-5)  # the latest
+  assert affinity[2] != pytest.approx(affinity[1], abs=1e-4)
 
 
 @pytest.mark.slow
@@ -126,26 +173,25 @@ def test_warmup_requests_and_training_history(small_run):
   assert len(history["retrieval_loss"]) == 2  # one value per epoch
 
 
+
+
 @pytest.mark.slow
-def test_training_mirrored_over_two_logical_cpus(small_run, tmp_path):
-  """The multi-device (GPU) code path, on two logical CPU devices."""
-  u = small_run.uris
-  code = f"""
-import trainer, json
-from trainer import run
-from pipeline.config import TrainerConfig
-s = run.run_trainer({u['Transform/transform_graph']!r},
-    {u['Transform/transformed_examples']!r}, {u['ExampleGen/examples']!r},
-    {u['ExampleGen/catalog']!r}, {str(tmp_path / 'model')!r}, "t",
-    TrainerConfig(epochs=1, batch_size=128, steps_per_epoch=5,
-                  embedding_dim=8), "mtrec", 5, num_cpu_devices=2,
-    log=lambda m: None)
-print(json.dumps(s))
-"""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-  out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  summary = json.loads(out.stdout.strip().splitlines()[-1])
-  assert summary["strategy"] == "MirroredStrategy (2 replicas)"
-  assert all(np.isfinite(v) for v in summary["final_task_losses"].values())
+def test_tensorboard_gets_task_losses_and_weights_every_epoch(small_run):
+  logs = os.path.join(small_run.uris["Trainer/model"], trainer_run.LOG_DIR,
+                      "train")
+  values = collections.defaultdict(dict)
+  for name in os.listdir(logs):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(logs, name)):
+      for v in event.summary.value:
+        assert v.metadata.plugin_data.plugin_name == "scalars"
+        values[v.tag][event.step] = float(tf.make_ndarray(v.tensor))
+  for task in ("retrieval", "rating", "like"):
+    assert sorted(values[f"{task}_loss"]) == [0, 1]  # two epochs
+    assert sorted(values[f"weight/{task}"]) == [0, 1]
+  with open(os.path.join(small_run.uris["Trainer/model"],
+                         trainer_run.HISTORY_FILE)) as f:
+    history = json.load(f)
+  assert values["rating_loss"][1] == pytest.approx(history["rating_loss"][1])
+  meta = artifacts.read_metadata(small_run.uris["Trainer/model"])
+  assert meta["summary"]["task_weights"] == pytest.approx(
+      {t: values[f"weight/{t}"][1] for t in ("retrieval", "rating", "like")})

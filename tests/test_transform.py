@@ -73,3 +73,17 @@ def test_vocabulary_from_train_only_with_oov(transformed):
   assert [r[F.ITEM_ID] for r in evals] == [2, 2]
   assert [r[F.RETRIEVAL_WEIGHT] for r in evals] == [1.0, 1.0]
   assert out.vocabulary_size_by_name(F.USER_ID_VOCAB) == 2
+
+
+def test_history_is_indexed_by_the_item_vocabulary(transformed):
+  out = tft.TFTransformOutput(str(transformed / "graph"))
+  index = {v.decode(): i for i, v in enumerate(
+      out.vocabulary_by_name(F.ITEM_ID_VOCAB))}
+  # Both eval events come after the user's x and y (in time order).
+  assert sorted(r[F.HISTORY] for r in _rows(transformed, "eval")) == [
+      [index["x"], index["y"]]] * 2
+  train = _rows(transformed, "train")
+  histories = sorted(r[F.HISTORY] for r in train)
+  # a: [] then [x]; b: [] then [x]. An item's own event never holds it.
+  assert histories == [[], [], [index["x"]], [index["x"]]]
+  assert all(r[F.ITEM_ID] not in r[F.HISTORY] for r in train)

@@ -1,19 +1,33 @@
-"""tf.data input from Transform's output: parallel reads, parse, prefetch."""
+"""tf.data input from Transform's output, and what one pass over it tells.
+
+Input: files read in parallel, shuffled records, batched and then parsed in
+parallel (parse_example on a batch is far cheaper than per record), the
+next batches prefetched while the model trains on this one.
+
+Statistics (one pass over the train split): item frequencies for the
+retrieval task's logQ correction, and each scalar label's weighted mean to
+start the output biases where the answer is. The users' latest histories
+(what serving puts in the query tower) come from ExampleGen's train split.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import collections
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from components import artifacts
+from components import example_gen
 from components import features as F
+from components import records as r
 
 
 def make_dataset(examples_uri: str, split: str,
                  feature_spec: Mapping[str, Any], batch_size: int,
-                 shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+                 shuffle: bool, seed: int = 0, repeat: bool = False,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
   """Batches of parsed transformed examples from one split."""
   files = tf.data.Dataset.list_files(
       artifacts.split_pattern(examples_uri, split), shuffle=False)
@@ -21,35 +35,87 @@ def make_dataset(examples_uri: str, split: str,
                                num_parallel_reads=tf.data.AUTOTUNE)
   if shuffle:
     ds = ds.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.batch(batch_size)
+  if repeat:
+    ds = ds.repeat()
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   ds = ds.map(lambda x: tf.io.parse_example(x, dict(feature_spec)),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  # Several workers: split batches, not files (a split may be one file).
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def training_statistics(dataset: tf.data.Dataset,
-                        item_vocab_size: int) -> dict[str, Any]:
-  """One pass over the train split: item frequencies and the mean rating.
+def training_statistics(dataset: tf.data.Dataset, item_vocab_size: int,
+                        labels: Mapping[str, tuple[str, Any]] = (
+                            )) -> dict[str, Any]:
+  """One pass over the train split.
 
-  The frequencies give the retrieval task's logQ correction; the mean rating
-  starts the rating head's bias where the answer is, instead of at zero.
+  Args:
+    dataset: batches of the transformed train split.
+    item_vocab_size: size of the item vocabulary (without OOV).
+    labels: name -> (label feature, weight feature or None) of the scalar
+      labels whose mean is wanted.
+
+  Returns:
+    rows, item_probabilities [vocab + 1] (smoothed share of training
+    positives), label_means {name: weighted mean}, label_counts.
   """
   counts = np.zeros(item_vocab_size + 1, np.float64)
-  rating_sum = 0.0
-  rating_n = 0.0
+  sums = collections.defaultdict(float)
+  weights = collections.defaultdict(float)
   rows = 0
   for batch in dataset:
     ids = batch[F.ITEM_ID].numpy()
     counts += np.bincount(ids, weights=batch[F.RETRIEVAL_WEIGHT].numpy(),
                           minlength=len(counts))
-    w = batch[F.RATING_WEIGHT].numpy()
-    rating_sum += float((batch[F.RATING].numpy() * w).sum())
-    rating_n += float(w.sum())
+    for name, (label, weight) in dict(labels).items():
+      y = batch[label].numpy().astype(np.float64)
+      w = (batch[weight].numpy() if weight else np.ones_like(y))
+      sums[name] += float((y * w).sum())
+      weights[name] += float(w.sum())
     rows += len(ids)
   probabilities = (counts + 1.0) / (counts.sum() + len(counts))
   return {
       "rows": rows,
       "item_probabilities": probabilities.astype(np.float32),
-      "mean_rating": rating_sum / rating_n if rating_n else 0.0,
-      "rated_rows": int(rating_n),
+      "label_means": {n: sums[n] / weights[n] if weights[n] else 0.0
+                      for n in dict(labels)},
+      "label_counts": {n: int(weights[n]) for n in dict(labels)},
   }
+
+
+def latest_histories(examples_uri: str, length: int
+                     ) -> dict[str, list[str]]:
+  """Each user's last `length` consumed items in the train split, oldest first.
+
+  Ordered as ExampleGen orders a user's events (timestamp, then item id), so
+  a user's served history is the history their next event would have had.
+  """
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+          r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
+  files = example_gen.iter_tfrecord_files(examples_uri, "train")
+  ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
+  events = collections.defaultdict(list)
+  for b in ds.map(lambda x: tf.io.parse_example(x, spec)):
+    keep = b[r.CLICK].numpy() > 0
+    for u, i, t in zip(b[r.USER_ID].numpy()[keep], b[r.ITEM_ID].numpy()[keep],
+                       b[r.TIMESTAMP].numpy()[keep]):
+      events[u.decode()].append((int(t), i.decode()))
+  if length <= 0:
+    return {}
+  return {u: [i for _, i in sorted(e)[-length:]] for u, e in events.items()}
+
+
+def scalar_labels(task_configs: Sequence[Any]) -> dict[str, tuple[str, Any]]:
+  """The (label, weight) features of the config's regression/binary tasks."""
+  out = {}
+  for t in task_configs:
+    if t.kind == "regression":
+      out[t.name] = F.REGRESSION_LABELS[t.label]
+    elif t.kind == "binary":
+      out[t.name] = F.BINARY_LABELS[t.label]
+  return out

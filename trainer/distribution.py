@@ -1,11 +1,14 @@
 """Picks the tf.distribute strategy from the hardware (and TF_CONFIG) found.
 
 - TF_CONFIG naming several workers: MultiWorkerMirroredStrategy.
-- one or more GPUs: MirroredStrategy over them (mixed precision is the
-  caller's choice).
+- one or more GPUs: MirroredStrategy over them.
 - otherwise the default strategy (one CPU device).
 `num_cpu_devices > 1` splits the CPU into that many logical devices and
 mirrors over them: the GPU code path, runnable on a machine without a GPU.
+
+Mixed precision (float16 compute, float32 variables, a loss-scaling
+optimizer) pays on GPUs with tensor cores and costs on CPUs, so `auto` turns
+it on exactly when training runs on GPUs.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def choose_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(
         [f"/cpu:{i}" for i in range(num_cpu_devices)])
   return tf.distribute.get_strategy()
+
+
+def use_mixed_precision(setting: str) -> bool:
+  """Whether to train in mixed_float16: `on`, `off`, or `auto` (on GPUs)."""
+  if setting == "auto":
+    return bool(tf.config.list_physical_devices("GPU"))
+  return setting == "on"
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

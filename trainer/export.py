@@ -1,30 +1,42 @@
 """Exports the trained model as a SavedModel with TF Serving signatures.
 
 The SavedModel answers from raw values only: it holds the TFT transform graph,
-the item catalog (ids, titles and the raw features the transform needs) and
-the user profiles, so a client sends a user id or an item id, never a vocab
+the item catalog (ids, titles and the raw features the transform needs), the
+user profiles and each user's latest history (their last consumed items in
+the training data), so a client sends a user id or an item id, never a vocab
 index or a feature vector. `recommend` scores the whole catalog by brute force
 (a matmul and top_k: only core TensorFlow ops, since TF Serving ships no ScaNN
 ops) against candidate embeddings computed once at export, through the same
 code path `serving_default` uses for one item, so the two always agree.
 
 Signatures (their names and outputs are the project's API):
-  serving_default(user_id, item_id) -> rating, p_like, affinity
-  recommend(user_id) -> item_ids, titles, scores, rating, p_like   [B, top_k]
+  serving_default(user_id, item_id) -> affinity and one output per task:
+      a ranking task's prediction for the pair (`rating`, `p_like`, ...), a
+      multi-label task's probabilities for the user ([N, labels]).
+  recommend(user_id) -> item_ids, titles, scores, because_item_ids and one
+      [B, top_k] output per ranking task (the returned items' predictions).
+      because_item_ids: the item of the user's history closest to each
+      returned item (cosine of the candidate embeddings), "" without one:
+      a short "because you watched ..." explanation.
   recommend_excluding(user_id, exclude_item_ids, k) -> the same, [B, k]:
       k up to the configured max_k, never returning an excluded item (e.g.
       what the user has already seen); exclude_item_ids is [B, M], padded
       with "". A separate signature because TF Serving requires every input
       of a signature, and plain `recommend` should stay one-argument.
-  predict_examples(examples) -> rating, p_like, affinity
+  predict_examples(examples) -> as serving_default. Reads user_id, item_id
+      and, if present, timestamp (the event time; the request time
+      otherwise) and history_item_ids (the user's history at that event;
+      the latest known one otherwise).
   embed_user(user_id) -> embedding;  embed_item(item_id) -> embedding
-Ranking heads see the time of the request as the event time.
+Ranking heads and the query tower see the time of the request as the event
+time. Unknown users get an empty history and OOV ids; unknown items OOV ids
+and no content features.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +49,7 @@ from trainer import model as model_lib
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _INDEX_BATCH = 4096
+_RANKING_KINDS = ("regression", "binary")
 
 
 def _empty_sparse(n: tf.Tensor, dtype=tf.string) -> tf.SparseTensor:
@@ -49,6 +62,16 @@ def _split_categories(joined: tf.Tensor) -> tf.SparseTensor:
   return tf.ragged.boolean_mask(parts, tf.strings.length(parts) > 0).to_sparse()
 
 
+def _choose_rows(first: tf.RaggedTensor, second: tf.RaggedTensor
+                 ) -> tf.RaggedTensor:
+  """Row i of `first` where it is not empty, else row i of `second`."""
+  use_second = first.row_lengths() == 0
+  kept = tf.ragged.boolean_mask(
+      second, second.with_flat_values(
+          tf.repeat(use_second, second.row_lengths())))
+  return tf.concat([first, kept], axis=1)
+
+
 class ServingModule(tf.Module):
   """Everything the signatures need, tracked so that it is saved."""
 
@@ -56,13 +79,20 @@ class ServingModule(tf.Module):
                tft_output: tft.TFTransformOutput,
                items: Mapping[str, Sequence[Any]],
                users: Mapping[str, Sequence[Any]], user_features: Sequence[str],
-               top_k: int, max_k: int = 100):
+               top_k: int, max_k: int = 100,
+               histories: Optional[Mapping[str, Sequence[str]]] = None):
     super().__init__()
     self.query_tower = model.query_tower
     self.candidate_tower = model.candidate_tower
     self.ranking_heads = model.ranking_heads
+    self.query_heads = model.query_heads
     self.tft_layer = tft_output.transform_features_layer()
     self._user_features = list(user_features)
+    self._has_history = F.HISTORY in tft_output.transformed_feature_spec()
+    # (task name, output name, kind) and how to serve each task's output.
+    self._tasks = [(t.task_name, t.output_name, t.kind) for t in model.tasks
+                   if t.kind != "retrieval"]
+    self._serve = {t.task_name: t.serve for t in model.tasks}
 
     item_ids = tf.constant(items[r.ITEM_ID], tf.string)
     self.item_rows = tf.lookup.StaticHashTable(
@@ -76,23 +106,52 @@ class ServingModule(tf.Module):
     self.item_categories = tf.Variable(
         [r.CATEGORY_SEPARATOR.join(c) for c in items[r.CATEGORIES]],
         trainable=False, dtype=tf.string)
-    user_ids = list(users.get(r.USER_ID, [])) or [""]
-    self.user_rows = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(user_ids, tf.string),
-            tf.range(len(user_ids), dtype=tf.int64)), -1)
-    self.user_attributes = {
-        name: tf.Variable(list(users.get(name, [])) or [""], trainable=False,
-                          dtype=tf.string) for name in self._user_features
-    }
+    self.item_tags = tf.Variable(
+        [r.CATEGORY_SEPARATOR.join(t) for t in items[r.TAGS]],
+        trainable=False, dtype=tf.string)
+    self._init_users(users, histories or {})
     self.top_k = min(top_k, len(items[r.ITEM_ID]))
     self.max_k = min(max(max_k, top_k), len(items[r.ITEM_ID]))
     self.index = tf.Variable(self._build_index(items[r.ITEM_ID]),
                              trainable=False)
 
+  def _init_users(self, users: Mapping[str, Sequence[Any]],
+                  histories: Mapping[str, Sequence[str]]) -> None:
+    """User table: profiles and latest histories; a last, empty row for
+    users the model does not know."""
+    profile_ids = list(users.get(r.USER_ID, []))
+    row_of = {u: i for i, u in enumerate(profile_ids)}
+    user_ids = profile_ids + sorted(set(histories) - set(row_of))
+    # A table needs a key: without users, one that maps to the empty row.
+    keys = user_ids or ["\x00"]
+    self.user_rows = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.string),
+            tf.range(len(keys), dtype=tf.int64)), len(user_ids))
+    self.user_attributes = {
+        name: tf.Variable(
+            [users[name][row_of[u]] if u in row_of else "" for u in user_ids]
+            + [""], trainable=False, dtype=tf.string)
+        for name in self._user_features
+    }
+    lists = [list(histories.get(u, [])) for u in user_ids] + [[]]
+    self.history_values = tf.Variable(
+        tf.constant([i for h in lists for i in h], tf.string),
+        trainable=False)
+    self.history_splits = tf.Variable(
+        np.cumsum([0] + [len(h) for h in lists]).astype(np.int64),
+        trainable=False)
+
+  def _histories(self, user_row: tf.Tensor) -> tf.RaggedTensor:
+    table = tf.RaggedTensor.from_row_splits(
+        self.history_values, self.history_splits, validate=False)
+    return tf.gather(table, user_row)
+
   # Raw values -> transformed features, exactly as in training.
   def transform(self, user_id: tf.Tensor, item_id: tf.Tensor,
-                timestamp: tf.Tensor) -> dict[str, tf.Tensor]:
+                timestamp: tf.Tensor,
+                history: Optional[tf.RaggedTensor] = None
+                ) -> dict[str, tf.Tensor]:
     n = tf.shape(user_id)[0]
     item_row = self.item_rows.lookup(item_id)
     item_known = item_row >= 0
@@ -108,20 +167,22 @@ class ServingModule(tf.Module):
         r.TITLE: item_value(self.item_titles, ""),
         r.YEAR: item_value(self.item_years, tf.constant(0, tf.int64)),
         r.CATEGORIES: _split_categories(item_value(self.item_categories, "")),
-        r.TAGS: _empty_sparse(n),
+        r.TAGS: _split_categories(item_value(self.item_tags, "")),
         # Labels are inputs of the transform graph; at serving time unknown.
         r.RATING: tf.fill([n], float(r.MISSING_LABEL)),
         r.LIKE: tf.fill([n], tf.constant(r.MISSING_LABEL, tf.int64)),
         r.CLICK: tf.ones([n], tf.int64),
         r.WATCH_FRACTION: tf.fill([n], float(r.MISSING_LABEL)),
     }
-    if self._user_features:
-      user_row = self.user_rows.lookup(user_id)
-      user_known = user_row >= 0
-      user_row = tf.maximum(user_row, 0)
-      for name in self._user_features:
-        raw[schema.user_feature_key(name)] = tf.where(
-            user_known, tf.gather(self.user_attributes[name], user_row), "")
+    user_row = self.user_rows.lookup(user_id)
+    for name in self._user_features:
+      raw[schema.user_feature_key(name)] = tf.gather(
+          self.user_attributes[name], user_row)
+    if self._has_history:
+      known = self._histories(user_row)
+      if history is not None:
+        known = _choose_rows(history, known)
+      raw[schema.HISTORY] = known.to_sparse()
     return self.tft_layer(raw)
 
   def _build_index(self, item_ids: Sequence[str]) -> np.ndarray:
@@ -136,22 +197,42 @@ class ServingModule(tf.Module):
   def _now(self, n: tf.Tensor) -> tf.Tensor:
     return tf.fill([n], tf.cast(tf.timestamp(), tf.int64))
 
-  def _heads(self, query, candidate, feats) -> dict[str, tf.Tensor]:
-    out = self.ranking_heads(query, candidate, feats[F.HOUR],
-                             feats[F.WEEKDAY])
-    return {
-        "rating": out["rating"],
-        "p_like": tf.sigmoid(out["like_logit"]),
-        "affinity": tf.reduce_sum(query * candidate, axis=-1),
-    }
+  def _outputs(self, query, candidate, feats,
+               kinds: Sequence[str] = ("regression", "binary", "multilabel")
+               ) -> dict[str, tf.Tensor]:
+    raw = model_lib.score(self.ranking_heads, self.query_heads, query,
+                          candidate, feats)
+    out = {output: self._serve[task](raw[task])
+           for task, output, kind in self._tasks if kind in kinds}
+    out["affinity"] = tf.reduce_sum(query * candidate, axis=-1)
+    return out
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id"),
       tf.TensorSpec([None], tf.string, name="item_id")])
   def serving_default(self, user_id, item_id):
     feats = self.transform(user_id, item_id, self._now(tf.shape(user_id)[0]))
-    return self._heads(self.query_tower(feats), self.candidate_tower(feats),
-                       feats)
+    return self._outputs(self.query_tower(feats), self.candidate_tower(feats),
+                         feats)
+
+  def _because(self, user_id: tf.Tensor, top: tf.Tensor) -> tf.Tensor:
+    """For each returned item, the closest item of the user's history."""
+    n = tf.shape(user_id)[0]
+    k = tf.shape(top)[1]
+    history = self._histories(self.user_rows.lookup(user_id)).to_tensor("")
+    history = tf.pad(history, [[0, 0], [0, 1]])  # never empty; "" is no item
+    rows = self.item_rows.lookup(history)  # [n, h], -1 padding / unknown
+    unit = tf.math.l2_normalize(self.index, axis=-1)
+    similarity = tf.einsum("nkd,nhd->nkh", tf.gather(unit, top),
+                           tf.gather(unit, tf.maximum(rows, 0)))
+    top = tf.cast(top, tf.int64)
+    usable = tf.logical_and(rows[:, None, :] >= 0,
+                            rows[:, None, :] != top[..., None])
+    similarity = tf.where(usable, similarity, -np.inf)
+    best = tf.argmax(similarity, axis=-1, output_type=tf.int32)  # [n, k]
+    because = tf.gather(history, best, batch_dims=1)
+    found = tf.reduce_any(usable, axis=-1)
+    return tf.reshape(tf.where(found, because, ""), [n, k])
 
   def _recommend(self, user_id, k, exclude_item_ids=None):
     n = tf.shape(user_id)[0]
@@ -169,14 +250,16 @@ class ServingModule(tf.Module):
     queries = tf.repeat(query, k, axis=0)
     context = {key: tf.repeat(feats[key], k, axis=0)
                for key in (F.HOUR, F.WEEKDAY)}
-    heads = self._heads(queries, candidates, context)
-    return {
-        "item_ids": tf.gather(self.item_ids, top.indices),
-        "titles": tf.gather(self.item_titles, top.indices),
-        "scores": top.values,
-        "rating": tf.reshape(heads["rating"], [n, k]),
-        "p_like": tf.reshape(heads["p_like"], [n, k]),
-    }
+    heads = self._outputs(queries, candidates, context, _RANKING_KINDS)
+    out = {name: tf.reshape(value, [n, k]) for name, value in heads.items()
+           if name != "affinity"}
+    out.update(
+        item_ids=tf.gather(self.item_ids, top.indices),
+        titles=tf.gather(self.item_titles, top.indices),
+        scores=top.values,
+        because_item_ids=(self._because(user_id, top.indices)
+                          if self._has_history else tf.fill([n, k], "")))
+    return out
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id")])
@@ -210,21 +293,22 @@ class ServingModule(tf.Module):
   def predict_examples(self, examples):
     """Scores serialized tf.Examples (TFMA, batch scoring).
 
-    Reads user_id, item_id and, if present, timestamp (the event time; the
-    request time otherwise). Item and user features come from the catalog
-    held in the model, as for every other signature, so an example needs
-    nothing more than the two ids.
+    Item and user features come from the catalog held in the model, as for
+    every other signature, so an example needs nothing more than the two ids.
     """
     parsed = tf.io.parse_example(examples, {
         r.USER_ID: tf.io.FixedLenFeature([], tf.string),
         r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
         r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        schema.HISTORY: tf.io.VarLenFeature(tf.string),
     })
     ts = parsed[r.TIMESTAMP]
-    feats = self.transform(parsed[r.USER_ID], parsed[r.ITEM_ID],
-                           tf.where(ts >= 0, ts, self._now(tf.shape(ts)[0])))
-    return self._heads(self.query_tower(feats), self.candidate_tower(feats),
-                       feats)
+    feats = self.transform(
+        parsed[r.USER_ID], parsed[r.ITEM_ID],
+        tf.where(ts >= 0, ts, self._now(tf.shape(ts)[0])),
+        history=tf.RaggedTensor.from_sparse(parsed[schema.HISTORY]))
+    return self._outputs(self.query_tower(feats), self.candidate_tower(feats),
+                         feats)
 
 
 SIGNATURES = ("serving_default", "recommend", "recommend_excluding",

@@ -1,20 +1,25 @@
 """Trainer entry point (TFX's `run_fn`): build, fit, export.
 
-Reads the transform graph (vocabulary sizes, feature spec), streams the
-transformed train split, fits the multi-task model under the strategy the
-hardware allows, and exports the serving SavedModel with the catalog and user
-profiles from ExampleGen's catalog artifact.
+Reads the transform graph (vocabularies, feature spec), streams the
+transformed train split, builds the model the config describes (tasks, shared
+layers, loss weighting) from the features the transform produced, optionally
+starts from the model now served, fits it under the strategy the hardware
+allows (mixed precision on GPUs), stops early on a validation metric when
+asked, and exports the serving SavedModel with the catalog, the user profiles
+and the users' latest histories. TensorBoard logs (per-task losses and
+effective weights per epoch) go to the Model artifact's `logs/`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -25,32 +30,59 @@ from components import records as r
 from components import schema
 from pipeline.config import TrainerConfig
 from pipeline.steps import SERVING_MODEL_DIR
+from trainer import callbacks as callbacks_lib
 from trainer import data
 from trainer import distribution
 from trainer import export
+from trainer import heads as heads_lib
+from trainer import inputs as inputs_lib
+from trainer import loss_weighting
 from trainer import model as model_lib
+from trainer import shared_layers
+from trainer import tasks as tasks_lib
 from trainer import towers
+from trainer import warm_start as warm_start_lib
 
 HISTORY_FILE = "training_history.json"
+LOG_DIR = "logs"
 
 
-def build_model(tft_output: tft.TFTransformOutput, user_features,
-                config: TrainerConfig, stats: Mapping[str, Any]
-                ) -> model_lib.MultiTaskModel:
+def _initial_bias(task: Any, stats: Mapping[str, Any]) -> float:
+  mean = stats["label_means"].get(task.name, 0.0)
+  if task.kind == "binary":
+    p = min(max(mean, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+  return mean
+
+
+def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
+                stats: Mapping[str, Any]) -> model_lib.MultiTaskModel:
+  """The model the config describes, over the features the transform made."""
   dim = config.embedding_dim
-  query = towers.QueryTower(
-      tft_output.vocabulary_size_by_name(F.USER_ID_VOCAB),
-      {name: tft_output.vocabulary_size_by_name(F.user_attribute_vocab(name))
-       for name in user_features}, dim)
-  candidate = towers.CandidateTower(
-      tft_output.vocabulary_size_by_name(F.ITEM_ID_VOCAB),
-      tft_output.vocabulary_size_by_name(F.CATEGORIES_VOCAB),
-      tft_output.vocabulary_size_by_name(F.TITLE_TOKENS_VOCAB), dim)
-  heads = towers.RankingHeads(config.hidden_units, dim,
-                              rating_bias=stats["mean_rating"])
-  return model_lib.MultiTaskModel(query, candidate, heads,
-                                  stats["item_probabilities"],
-                                  config.task_weights.model_dump())
+  item_embedding = towers.IdEmbedding(inputs.item_id, dim,
+                                      name="item_embedding")
+  query = towers.QueryTower(inputs, dim, item_embedding,
+                            config.history_length, config.history_encoder)
+  candidate = towers.CandidateTower(inputs, dim, item_embedding)
+  ranking_heads = None
+  ranking = config.tasks_of_kind("regression", "binary")
+  if ranking:
+    sl = config.shared_layers
+    biases = {t.name: _initial_bias(t, stats) for t in ranking}
+    ranking_heads = heads_lib.RankingHeads(
+        shared_layers.build(sl.kind, list(biases), config.hidden_units,
+                            sl.num_experts, sl.task_experts, sl.levels),
+        biases, sl.tower_units)
+  num_labels = {t.name: inputs.multilabel_size(t.label)
+                for t in config.tasks_of_kind("multilabel")}
+  query_heads = heads_lib.QueryHeads(num_labels) if num_labels else None
+  tasks = [tasks_lib.build(t, stats["item_probabilities"], num_labels)
+           for t in config.tasks]
+  weighting = loss_weighting.build(
+      config.loss_weighting, {t.name: t.weight for t in config.tasks},
+      {t.name: t.kind for t in config.tasks})
+  return model_lib.MultiTaskModel(query, candidate, ranking_heads,
+                                  query_heads, tasks, weighting)
 
 
 def _optimizer(config: TrainerConfig):
@@ -59,22 +91,82 @@ def _optimizer(config: TrainerConfig):
   return tf.keras.optimizers.Adagrad(config.learning_rate)
 
 
-class _EpochLog(tf.keras.callbacks.Callback):
+def _vocabulary_files(tft_output: tft.TFTransformOutput,
+                      inputs: inputs_lib.ModelInputs) -> dict[str, str]:
+  return {v.vocab_name: tft_output.vocabulary_file_by_name(v.vocab_name)
+          for v in inputs.vocabularies()}
 
-  def __init__(self, log):
-    super().__init__()
-    self._log = log
-    self._start = 0.0
 
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.time()
+def fit(transform_graph_uri: str, transformed_examples_uri: str,
+        examples_uri: str, config: TrainerConfig, log_dir: str,
+        strategy: tf.distribute.Strategy,
+        warm_start_from: Optional[str] = None,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Builds and trains the model; returns it with what training measured."""
+  tf.keras.utils.set_random_seed(config.seed)  # weights, shuffles, dropout
+  tft_output = tft.TFTransformOutput(transform_graph_uri)
+  feature_spec = tft_output.transformed_feature_spec()
+  user_features = schema.user_features_of(
+      schema.read_feature_spec(examples_uri))
+  inputs = inputs_lib.discover(feature_spec, tft_output.vocabulary_size_by_name,
+                               user_features)
+  stats = data.training_statistics(
+      data.make_dataset(transformed_examples_uri, "train", feature_spec, 8192,
+                        shuffle=False),
+      inputs.item_id.size, data.scalar_labels(config.tasks))
+  log(f"train rows: {stats['rows']}; label means: " + ", ".join(
+      f"{k} {v:.3f}" for k, v in stats["label_means"].items()))
+  # Equal batches: in-batch negatives do not depend on where an epoch ends,
+  # and replicas split every batch evenly.
+  drop_remainder = stats["rows"] >= config.batch_size * 2
+  train = data.make_dataset(
+      transformed_examples_uri, "train", feature_spec, config.batch_size,
+      shuffle=True, seed=config.seed, repeat=bool(config.steps_per_epoch),
+      drop_remainder=drop_remainder)
+  validation = None
+  if config.early_stopping:
+    validation = data.make_dataset(transformed_examples_uri, "eval",
+                                   feature_spec, config.batch_size,
+                                   shuffle=False)
 
-  def on_epoch_end(self, epoch, logs=None):
-    logs = {k: round(float(v), 5) for k, v in (logs or {}).items()}
-    self._log(f"epoch {epoch + 1}: " + ", ".join(
-        f"{k}={v:g}" for k, v in sorted(logs.items())
-        if k.endswith(("_loss", "rmse", "auc"))) +
-              f" ({time.time() - self._start:.1f}s)")
+  with strategy.scope():
+    model = build_model(inputs, config, stats)
+    model(next(iter(data.make_dataset(
+        transformed_examples_uri, "train", feature_spec, 8, shuffle=False))))
+    warm = None
+    if warm_start_from and warm_start_lib.has_state(warm_start_from):
+      warm = warm_start_lib.restore(model, warm_start_from,
+                                    _vocabulary_files(tft_output, inputs))
+      log(f"warm start from {warm_start_from}: {warm['copied']} variables "
+          f"copied, rows kept per vocabulary {warm['remapped']}, "
+          f"{len(warm['fresh'])} fresh")
+    elif warm_start_from:
+      log(f"warm start: {warm_start_from} has no warm-start state; "
+          "training from scratch")
+    model.compile(optimizer=_optimizer(config))
+
+  batches = config.steps_per_epoch or (
+      stats["rows"] // config.batch_size if drop_remainder else
+      math.ceil(stats["rows"] / config.batch_size))
+  throughput = callbacks_lib.Throughput(batches * config.batch_size)
+  callbacks = [callbacks_lib.EpochLog(log),
+               callbacks_lib.TaskSummaries(log_dir), throughput]
+  if config.early_stopping:
+    callbacks.append(callbacks_lib.early_stopping(config.early_stopping))
+  start = time.time()
+  history = model.fit(train, validation_data=validation, epochs=config.epochs,
+                      steps_per_epoch=config.steps_per_epoch, verbose=0,
+                      callbacks=callbacks)
+  return {
+      "model": model, "tft_output": tft_output, "inputs": inputs,
+      "user_features": user_features, "stats": stats,
+      "history": {k: [float(x) for x in v] for k, v in
+                  history.history.items()},
+      "train_seconds": time.time() - start,
+      "epochs_run": len(throughput.epoch_seconds),
+      "examples_per_second": throughput.examples_per_second() or 0.0,
+      "warm_start": warm,
+  }
 
 
 def run_trainer(
@@ -91,41 +183,47 @@ def run_trainer(
     num_cpu_devices: int = 1,
     log=print,
     parameters: Optional[Mapping[str, Any]] = None,
+    warm_start_from: Optional[str] = None,
 ) -> dict[str, Any]:
-  """Trains and publishes the Model artifact; returns its summary."""
-  tf.keras.utils.set_random_seed(config.seed)
+  """Trains and publishes the Model artifact; returns its summary.
+
+  Args:
+    warm_start_from: a SavedModel directory written by an earlier run (the
+      model now served) to start from; None trains from scratch.
+  """
   strategy = distribution.choose_strategy(num_cpu_devices)
-  log(f"strategy: {distribution.describe(strategy)}")
-  tft_output = tft.TFTransformOutput(transform_graph_uri)
-  feature_spec = tft_output.transformed_feature_spec()
-  user_features = schema.user_features_of(schema.read_feature_spec(examples_uri))
+  mixed = distribution.use_mixed_precision(config.mixed_precision)
+  log(f"strategy: {distribution.describe(strategy)}"
+      f"{', mixed precision' if mixed else ''}")
+  with artifacts.scratch_dir(model_uri) as scratch:
+    previous_policy = tf.keras.mixed_precision.global_policy()
+    if mixed:
+      tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+      trained = fit(transform_graph_uri, transformed_examples_uri,
+                    examples_uri, config, os.path.join(scratch, LOG_DIR),
+                    strategy, warm_start_from, log)
+    finally:
+      # The layers keep the policy they were built with; what the export
+      # adds (the TFT layer) must not cast its inputs to float16.
+      tf.keras.mixed_precision.set_global_policy(previous_policy)
+    return _publish(trained, transform_graph_uri, transformed_examples_uri,
+                    examples_uri, catalog_uri, model_uri, run_id, config,
+                    model_name, top_k, max_k, strategy, mixed, parameters,
+                    scratch)
 
-  stats = data.training_statistics(
-      data.make_dataset(transformed_examples_uri, "train", feature_spec, 8192,
-                        shuffle=False),
-      tft_output.vocabulary_size_by_name(F.ITEM_ID_VOCAB))
-  log(f"train rows: {stats['rows']}, rated: {stats['rated_rows']}, "
-      f"mean rating: {stats['mean_rating']:.3f}")
-  train = data.make_dataset(transformed_examples_uri, "train", feature_spec,
-                            config.batch_size, shuffle=True, seed=config.seed)
-  if config.steps_per_epoch:
-    train = train.repeat()
-  with strategy.scope():
-    model = build_model(tft_output, user_features, config, stats)
-    model.compile(optimizer=_optimizer(config))
-  start = time.time()
-  history = model.fit(
-      strategy.experimental_distribute_dataset(train)
-      if strategy.num_replicas_in_sync > 1 else train,
-      epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-      verbose=0, callbacks=[_EpochLog(log)])
-  train_seconds = time.time() - start
-  examples_per_second = (
-      stats["rows"] * config.epochs if not config.steps_per_epoch else
-      config.steps_per_epoch * config.batch_size * config.epochs
-  ) / max(train_seconds, 1e-9)
 
-  items, users = example_gen.read_catalog(catalog_uri, user_features)
+def _publish(trained, transform_graph_uri, transformed_examples_uri,
+             examples_uri, catalog_uri, model_uri, run_id, config, model_name,
+             top_k, max_k, strategy, mixed, parameters, scratch):
+  """Exports the SavedModel and writes the Model artifact."""
+  model = trained["model"]
+  tft_output = trained["tft_output"]
+  items, users = example_gen.read_catalog(catalog_uri,
+                                          trained["user_features"])
+  histories = data.latest_histories(
+      examples_uri, config.history_length if trained["inputs"].has_history
+      else 0)
   params = dict(parameters or {}, **config.model_dump(mode="json"))
   inputs = {"transform_graph": transform_graph_uri,
             "transformed_examples": transformed_examples_uri,
@@ -134,24 +232,33 @@ def run_trainer(
                                 inputs) as w:
     export_dir = os.path.join(w.uri, SERVING_MODEL_DIR)
     module = export.ServingModule(model, tft_output, items, users,
-                                  user_features, top_k, max_k)
+                                  trained["user_features"], top_k, max_k,
+                                  histories)
     export.save(module, export_dir)
+    warm_start_lib.save_state(
+        model, _vocabulary_files(tft_output, trained["inputs"]), export_dir)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
     export.write_warmup_requests(
         export_dir, model_name, user_ids=[top_user, "__unknown_user__"],
         item_ids=[items[r.ITEM_ID][0], "__unknown_item__"])
-    per_epoch = {k: [float(x) for x in v] for k, v in history.history.items()}
+    per_epoch = trained["history"]
     with open(os.path.join(w.uri, HISTORY_FILE), "w") as f:
       json.dump(per_epoch, f, indent=2)
+    shutil.move(os.path.join(scratch, LOG_DIR), os.path.join(w.uri, LOG_DIR))
+    eps = trained["examples_per_second"]
     w.summary = {
         "strategy": distribution.describe(strategy),
-        "train_rows": stats["rows"],
-        "epochs": config.epochs,
-        "train_seconds": round(train_seconds, 2),
-        "examples_per_second": round(examples_per_second, 1),
+        "mixed_precision": mixed,
+        "train_rows": trained["stats"]["rows"],
+        "epochs": trained["epochs_run"],
+        "train_seconds": round(trained["train_seconds"], 2),
+        "examples_per_second": round(eps, 1) if eps else None,
         "catalog_items": len(items[r.ITEM_ID]),
         "final_task_losses": {
-            t: per_epoch[f"{t}_loss"][-1] for t in model_lib.TASKS},
+            t.name: per_epoch[f"{t.name}_loss"][-1] for t in config.tasks},
+        "task_weights": model.effective_weights(),
+        "warm_start": (None if trained["warm_start"] is None else {
+            k: v for k, v in trained["warm_start"].items() if k != "fresh"}),
         "signatures": list(export.SIGNATURES),
     }
   return w.summary

@@ -1,107 +1,116 @@
-"""Query and candidate towers: raw ids and side features to embeddings.
+"""Query and candidate towers: transformed features to embeddings.
 
 Each tower concatenates the embeddings of its features and projects them to
-the shared embedding size. The id embedding has an out-of-vocabulary row
-(index == vocabulary size) that unknown ids fall into; a candidate tower with
-content features (categories, title tokens, year) still gives an unseen item a
-meaningful embedding, which is what lets cold items be scored at all.
+the shared embedding size. Which features there are comes from
+`trainer.inputs` (the transform's output), never from a dataset's column
+names. Every id embedding has an out-of-vocabulary row (index == vocabulary
+size) that unknown ids fall into; a candidate tower with content features
+(categories, title tokens, tags, year, item vectors) still gives an unseen
+item a meaningful embedding, which is what lets cold items be scored at all,
+and a query tower with a history gives a user the id table has never seen a
+meaningful embedding from what they consumed.
+
+The item id table is one layer shared by the candidate tower and the query
+tower's history. The projections are float32 even under mixed precision: the
+embeddings are compared across batches, exported as a served index, and fed to
+softmaxes, where float16 loses too much.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import tensorflow as tf
 
 from components import features as F
+from trainer import history as history_lib
+from trainer import inputs as inputs_lib
+
+
+class IdEmbedding(tf.keras.layers.Embedding):
+  """Embedding of a vocabulary-indexed feature, the OOV row last.
+
+  Remembers its vocabulary so that a warm start can move rows by token when
+  the vocabulary changed between runs (trainer.warm_start).
+  """
+
+  def __init__(self, vocab: inputs_lib.Vocabulary, dim: int, **kwargs):
+    super().__init__(vocab.rows, dim, **kwargs)
+    self.vocab_name = vocab.vocab_name
 
 
 class PooledEmbedding(tf.keras.layers.Layer):
   """Mean of the embeddings of a multi-valued (sparse) feature; 0 when empty."""
 
-  def __init__(self, vocab_size: int, dim: int, **kwargs):
+  def __init__(self, vocab: inputs_lib.Vocabulary, dim: int, **kwargs):
     super().__init__(**kwargs)
-    self._vocab_size = vocab_size
+    self.vocab_name = vocab.vocab_name
+    self._rows = vocab.rows
     self._dim = dim
 
   def build(self, input_shape):
     self.embeddings = self.add_weight(
-        name="embeddings", shape=(self._vocab_size, self._dim),
+        name="embeddings", shape=(self._rows, self._dim),
         initializer="uniform")
     super().build(input_shape)
 
   def call(self, ids: tf.SparseTensor) -> tf.Tensor:
     return tf.nn.safe_embedding_lookup_sparse(
-        self.embeddings, ids, None, combiner="mean")
+        tf.cast(self.embeddings, self.compute_dtype), ids, None,
+        combiner="mean")
 
 
 class QueryTower(tf.keras.layers.Layer):
-  """User id plus categorical user attributes."""
+  """User id, user attributes, recent history and the time of the event."""
 
-  def __init__(self, user_vocab_size: int,
-               attribute_vocab_sizes: Mapping[str, int], dim: int, **kwargs):
+  def __init__(self, inputs: inputs_lib.ModelInputs, dim: int,
+               item_embedding: IdEmbedding, history_length: int = 0,
+               history_encoder: str = "mean", **kwargs):
     super().__init__(**kwargs)
-    self.user_embedding = tf.keras.layers.Embedding(user_vocab_size + 1, dim)
-    self.attributes: Sequence[str] = sorted(attribute_vocab_sizes)
+    self.user_embedding = IdEmbedding(inputs.user_id, dim)
+    self.attribute_features = [v.feature for v in inputs.user_attributes]
     self.attribute_embeddings = [
-        tf.keras.layers.Embedding(attribute_vocab_sizes[name] + 1, dim)
-        for name in self.attributes
-    ]
-    self.projection = tf.keras.layers.Dense(dim)
+        IdEmbedding(v, dim) for v in inputs.user_attributes]
+    self.history = (
+        history_lib.HistoryEncoder(item_embedding, history_length,
+                                   history_encoder)
+        if inputs.has_history and history_length > 0 else None)
+    self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, 4)
+    self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, 4)
+    self.projection = tf.keras.layers.Dense(dim, dtype="float32")
 
   def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
     parts = [self.user_embedding(features[F.USER_ID])]
-    for name, emb in zip(self.attributes, self.attribute_embeddings):
-      parts.append(emb(features[F.user_attribute(name)]))
+    for name, emb in zip(self.attribute_features, self.attribute_embeddings):
+      parts.append(emb(features[name]))
+    if self.history is not None:
+      parts.append(self.history(features[F.HISTORY]))
+    parts.append(self.hour_embedding(features[F.HOUR]))
+    parts.append(self.weekday_embedding(features[F.WEEKDAY]))
     return self.projection(tf.concat(parts, axis=-1))
 
 
 class CandidateTower(tf.keras.layers.Layer):
-  """Item id plus categories, title tokens and release year."""
+  """Item id plus the item's multi-valued, numeric and vector features."""
 
-  def __init__(self, item_vocab_size: int, category_vocab_size: int,
-               title_vocab_size: int, dim: int, **kwargs):
+  def __init__(self, inputs: inputs_lib.ModelInputs, dim: int,
+               item_embedding: IdEmbedding, **kwargs):
     super().__init__(**kwargs)
-    self.item_embedding = tf.keras.layers.Embedding(item_vocab_size + 1, dim)
-    self.category_embedding = PooledEmbedding(category_vocab_size + 1, dim)
-    self.title_embedding = PooledEmbedding(title_vocab_size + 1, dim)
-    self.projection = tf.keras.layers.Dense(dim)
+    self.item_embedding = item_embedding
+    self.set_features = [v.feature for v in inputs.item_sets]
+    self.set_embeddings = [PooledEmbedding(v, dim) for v in inputs.item_sets]
+    self.numeric_features = list(inputs.item_numeric)
+    self.vector_features = [name for name, _ in inputs.item_vectors]
+    self.projection = tf.keras.layers.Dense(dim, dtype="float32")
 
   def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
-    year = tf.stack([features[F.YEAR_Z], features[F.YEAR_KNOWN]], axis=-1)
-    return self.projection(tf.concat([
-        self.item_embedding(features[F.ITEM_ID]),
-        self.category_embedding(features[F.CATEGORIES]),
-        self.title_embedding(features[F.TITLE_TOKENS]),
-        year,
-    ], axis=-1))
-
-
-class RankingHeads(tf.keras.layers.Layer):
-  """Shared-bottom ranking: one MLP over the pair, one output per task.
-
-  Input is the query and candidate embeddings (shared with retrieval), their
-  element-wise product, and the time-of-event context. Outputs are the
-  predicted rating and the like logit.
-  """
-
-  def __init__(self, hidden_units: Sequence[int], dim: int,
-               rating_bias: float = 0.0, **kwargs):
-    super().__init__(**kwargs)
-    self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, 4)
-    self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, 4)
-    self.shared = tf.keras.Sequential(
-        [tf.keras.layers.Dense(u, activation="relu") for u in hidden_units])
-    self.rating = tf.keras.layers.Dense(
-        1, bias_initializer=tf.keras.initializers.Constant(rating_bias))
-    self.like = tf.keras.layers.Dense(1)
-    del dim
-
-  def call(self, query: tf.Tensor, candidate: tf.Tensor, hour: tf.Tensor,
-           weekday: tf.Tensor) -> dict[str, tf.Tensor]:
-    x = tf.concat([query, candidate, query * candidate,
-                   self.hour_embedding(hour),
-                   self.weekday_embedding(weekday)], axis=-1)
-    h = self.shared(x)
-    return {"rating": tf.squeeze(self.rating(h), -1),
-            "like_logit": tf.squeeze(self.like(h), -1)}
+    parts = [self.item_embedding(features[F.ITEM_ID])]
+    for name, emb in zip(self.set_features, self.set_embeddings):
+      parts.append(emb(features[name]))
+    dtype = parts[0].dtype
+    if self.numeric_features:
+      parts.append(tf.cast(tf.stack(
+          [features[f] for f in self.numeric_features], axis=-1), dtype))
+    for name in self.vector_features:
+      parts.append(tf.cast(features[name], dtype))
+    return self.projection(tf.concat(parts, axis=-1))

@@ -1,0 +1,62 @@
+# The mtrec component image: the project and its pinned dependencies.
+#
+# Every task of the compiled pipeline runs in it (KFP starts
+# `python3 -m kfp.dsl.executor_main` on the component's embedded source, which
+# imports the installed `pipeline`, `components`, `trainer` packages), and so
+# can Beam's workers: the image carries Beam's SDK harness boot program, so
+# `--sdk_container_image=<this image>` works for Dataflow and portable
+# Flink/Spark runners with the same code and pins.
+#
+# Build and push (from the repository root):
+#   docker build -t REGISTRY/mtrec:TAG .
+#   docker push REGISTRY/mtrec:TAG
+#   mtrec compile --image REGISTRY/mtrec:TAG --output mtrec.yaml
+#     (or MTREC_IMAGE=REGISTRY/mtrec:TAG mtrec compile ...; `mtrec submit`
+#     takes the same --image)
+# A CPU-only image, without the CUDA libraries TensorFlow uses on the
+# trainer's GPU (much smaller; the trainer then falls back to the CPU):
+#   docker build --build-arg TF_EXTRAS= -t REGISTRY/mtrec:TAG-cpu .
+# KFP gives each task a container command, which replaces the ENTRYPOINT
+# below; the ENTRYPOINT is for Beam workers.
+
+ARG PYTHON_VERSION=3.11
+ARG BEAM_VERSION=2.77.0
+
+FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS beam
+
+FROM python:${PYTHON_VERSION}-slim
+
+# "and-cuda": TensorFlow's CUDA/cuDNN wheels, so the trainer uses the GPU
+# its task requests. Empty for a CPU-only image.
+ARG TF_EXTRAS=and-cuda
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_USE_LEGACY_KERAS=1 \
+    TF_CPP_MIN_LOG_LEVEL=2
+
+WORKDIR /opt/mtrec
+
+# Dependencies first, in their own layer: rebuilt only when a pin changes.
+COPY requirements.txt requirements-dev.txt constraints.txt ./
+RUN pip install -c constraints.txt -r requirements.txt \
+ && if [ -n "$TF_EXTRAS" ]; then \
+      pip install -c constraints.txt "tensorflow[${TF_EXTRAS}]==$(pip show tensorflow | sed -n 's/^Version: //p')"; \
+    fi
+
+# The project itself (dependencies are already there; setup.py reads the
+# requirements files copied above).
+COPY setup.py ./
+COPY components ./components
+COPY pipeline ./pipeline
+COPY trainer ./trainer
+COPY serving ./serving
+COPY configs ./configs
+RUN pip install --no-deps . \
+ && python -c "import pipeline.kfp_components, kfp.dsl.executor_main"
+
+# Beam's SDK harness, for Beam workers started from this image.
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -1,0 +1,325 @@
+"""Single-task specialists against the multi-task variants, on one dataset.
+
+Runs ExampleGen and Transform once (the temporal_user split of the config:
+each user's latest 20% of events are eval), then trains and exports each
+variant with the pipeline's own trainer and measures the exported SavedModel
+as the evaluator does, only in-process (no TFMA, no Beam) so the table takes
+minutes:
+
+- Recall@20, NDCG@20: full catalog, ranked by `recommend_excluding` with
+  the user's training items excluded; relevant = the user's eval positives
+  in the catalog not seen in training; averaged over users with one
+  (components.metrics.per_user_retrieval, as components.retrieval_eval).
+- RMSE: `predict_examples` on the eval split, rows with a rating.
+- AUC: `predict_examples` on the eval split, rows with a like label.
+Labels and weights come from the transform graph
+(components.ranking_eval.write_labeled_eval_examples), as for TFMA.
+
+Variants: retrieval only, rating only, like only; then the multi-task model
+with shared-bottom / MMoE / PLE and static / uncertainty weights. `default`
+is the config's trainer section as it is. A specialist is the config's model
+with one task and none of the others. Metrics a variant has no head for are
+left blank. Each variant is trained with each seed; the table shows means
+(and the spread across seeds when there are several).
+
+  .venv/bin/python benchmarks/model_comparison.py \\
+      --config configs/movielens_latest_small.yaml --seeds 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Mapping, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import trainer  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from components import example_gen  # noqa: E402
+from components import metrics as M  # noqa: E402
+from components import ranking_eval  # noqa: E402
+from components import records as r  # noqa: E402
+from components import transform  # noqa: E402
+from components import features as F  # noqa: E402
+from components.readers import build_reader  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+from pipeline import steps  # noqa: E402
+from trainer import run as trainer_run  # noqa: E402
+
+K = 20
+METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc")
+# The metric each specialist is judged on.
+SPECIALIST_METRIC = {"retrieval only": ("recall_at_20", "ndcg_at_20"),
+                     "rating only": ("rmse",), "like only": ("auc",)}
+LOWER_IS_BETTER = ("rmse",)
+
+
+def prepare(config: config_lib.PipelineConfig, work_dir: str) -> dict:
+  """ExampleGen + Transform once; reused when work_dir already has them."""
+  uris = {n: os.path.join(work_dir, n) for n in (
+      "examples", "catalog", "quarantine", "graph", "transformed")}
+  if not os.path.exists(os.path.join(uris["transformed"], "metadata.json")):
+    for uri in uris.values():
+      shutil.rmtree(uri, ignore_errors=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    eg = config.example_gen
+    example_gen.run_example_gen(
+        build_reader(config.data.format, **config.data.options),
+        steps.validation_rules(config, started), uris["examples"],
+        uris["catalog"], uris["quarantine"], "benchmark", split=eg.split,
+        eval_fraction=eg.eval_fraction, seed=eg.seed,
+        max_quarantine_fraction=eg.max_quarantine_fraction,
+        beam_args=config.beam_args)
+    transform.run_transform(
+        uris["examples"], uris["graph"], uris["transformed"], "benchmark",
+        like_threshold=config.transform.like_threshold,
+        max_title_tokens=config.transform.max_title_tokens_vocab,
+        beam_args=config.beam_args)
+  return uris
+
+
+def _positives(examples_uri: str, split: str) -> dict[str, set]:
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
+  out = collections.defaultdict(set)
+  files = example_gen.iter_tfrecord_files(examples_uri, split)
+  for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
+      8192).map(lambda x: tf.io.parse_example(x, spec)):
+    keep = b[r.CLICK].numpy() > 0
+    for u, i in zip(b[r.USER_ID].numpy()[keep], b[r.ITEM_ID].numpy()[keep]):
+      out[u.decode()].add(i.decode())
+  return out
+
+
+class Evaluation:
+  """The evaluator's protocol, in-process, for any exported model."""
+
+  def __init__(self, uris: Mapping[str, str]):
+    items, _ = example_gen.read_catalog(uris["catalog"])
+    catalog = set(items[r.ITEM_ID])
+    seen = _positives(uris["examples"], "train")
+    evals = _positives(uris["examples"], "eval")
+    self.users = []
+    for user in sorted(evals):
+      relevant = (evals[user] & catalog) - seen.get(user, set())
+      if relevant:
+        self.users.append((user, sorted(seen.get(user, ())), relevant))
+    self._labeled = os.path.join(uris["work_dir"], "eval_labeled.tfrecord")
+    if not os.path.exists(self._labeled):
+      users, item_counts = ranking_eval.train_counts(uris["examples"])
+      ranking_eval.write_labeled_eval_examples(
+          uris["examples"], tft.TFTransformOutput(uris["graph"]),
+          self._labeled, users, item_counts, [5, 20, 100])
+    spec = {k: tf.io.FixedLenFeature([], tf.float32) for k in (
+        F.RATING, F.RATING_WEIGHT, F.LIKE, F.LIKE_WEIGHT)}
+    self._examples, labels = [], collections.defaultdict(list)
+    for rec in tf.data.TFRecordDataset(self._labeled).batch(4096):
+      self._examples.append(rec)
+      for k, v in tf.io.parse_example(rec, spec).items():
+        labels[k].append(v.numpy())
+    self._labels = {k: np.concatenate(v) for k, v in labels.items()}
+
+  def retrieval(self, recommend_excluding, batch: int = 128) -> dict:
+    per_user = []
+    for start in range(0, len(self.users), batch):
+      chunk = self.users[start:start + batch]
+      width = max(1, max(len(s) for _, s, _ in chunk))
+      exclude = np.array([list(s) + [""] * (width - len(s))
+                          for _, s, _ in chunk], dtype=object)
+      out = recommend_excluding(
+          user_id=tf.constant([u for u, _, _ in chunk]),
+          exclude_item_ids=tf.constant(exclude), k=tf.constant(K, tf.int32))
+      for (_, _, relevant), row in zip(chunk, out["item_ids"].numpy()):
+        per_user.append(M.per_user_retrieval(
+            [x.decode() for x in row], relevant, [K]))
+    return {m: float(np.mean([p[m] for p in per_user]))
+            for m in ("recall_at_20", "ndcg_at_20")}
+
+  def ranking(self, predict_examples) -> dict:
+    preds = collections.defaultdict(list)
+    for rec in self._examples:
+      for k, v in predict_examples(examples=rec).items():
+        preds[k].append(v.numpy())
+    preds = {k: np.concatenate(v) for k, v in preds.items()}
+    out = {}
+    lab = self._labels
+    if "rating" in preds:
+      w = lab[F.RATING_WEIGHT] > 0
+      out["rmse"] = M.rmse(preds["rating"][w], lab[F.RATING][w])
+    if "p_like" in preds:
+      w = lab[F.LIKE_WEIGHT] > 0
+      out["auc"] = M.auc(preds["p_like"][w], lab[F.LIKE][w])
+    return out
+
+  def __call__(self, model_dir: str, has_retrieval: bool) -> dict:
+    model = tf.saved_model.load(model_dir)
+    out = self.ranking(model.signatures["predict_examples"])
+    if has_retrieval:
+      out.update(self.retrieval(model.signatures["recommend_excluding"]))
+    return out
+
+
+def variants(base: config_lib.TrainerConfig) -> dict[str, Any]:
+  """Name -> TrainerConfig of every row of the table."""
+  tasks = {t.kind if t.kind == "retrieval" else t.label: t
+           for t in base.tasks if t.kind != "multilabel"}
+
+  def with_tasks(chosen):
+    return base.model_copy(update={"tasks": list(chosen)})
+
+  out = {}
+  for name, key in (("retrieval only", "retrieval"),
+                    ("rating only", "rating"), ("like only", "like")):
+    if key in tasks:
+      out[name] = with_tasks([tasks[key].model_copy(update={"weight": 1.0})])
+  out["default"] = base
+  for kind in ("shared_bottom", "mmoe", "ple"):
+    for weighting in ("static", "uncertainty"):
+      cfg = base.model_copy(update={
+          "shared_layers": base.shared_layers.model_copy(
+              update={"kind": kind}),
+          "loss_weighting": weighting})
+      out[f"{kind} + {weighting}"] = cfg
+  return out
+
+
+def run(config_path: str, work_dir: str, seeds: Sequence[int],
+        only: Sequence[str] = (), epochs: int = 0) -> dict:
+  config = config_lib.load_config(config_path)
+  os.makedirs(work_dir, exist_ok=True)
+  t0 = time.time()
+  uris = dict(prepare(config, work_dir), work_dir=work_dir)
+  print(f"ExampleGen + Transform ready in {time.time() - t0:.0f}s", flush=True)
+  evaluation = Evaluation(uris)
+  print(f"{len(evaluation.users)} eval users with relevant items", flush=True)
+  base = config.trainer
+  if epochs:
+    base = base.model_copy(update={"epochs": epochs})
+  results = {}
+  for name, cfg in variants(base).items():
+    if only and name not in only:
+      continue
+    runs = []
+    for seed in seeds:
+      cfg_seed = cfg.model_copy(update={"seed": seed})
+      model_uri = tempfile.mkdtemp(dir=work_dir, prefix="model-")
+      shutil.rmtree(model_uri)
+      start = time.time()
+      summary = trainer_run.run_trainer(
+          uris["graph"], uris["transformed"], uris["examples"],
+          uris["catalog"], model_uri, "benchmark", cfg_seed, config.model_name,
+          config.serving.top_k, max_k=max(K, config.serving.max_k),
+          log=lambda m: None)
+      seconds = time.time() - start
+      metrics = evaluation(
+          os.path.join(model_uri, trainer_run.SERVING_MODEL_DIR),
+          any(t.kind == "retrieval" for t in cfg_seed.tasks))
+      metrics.update(train_seconds=summary["train_seconds"],
+                     epochs=summary["epochs"],
+                     examples_per_second=summary["examples_per_second"],
+                     task_weights=summary["task_weights"])
+      runs.append(metrics)
+      print(f"{name} seed {seed}: " + ", ".join(
+          f"{m} {metrics[m]:.4f}" for m in METRICS if m in metrics) +
+            f" ({summary['epochs']} epochs, {seconds:.0f}s with export)",
+            flush=True)
+      shutil.rmtree(model_uri, ignore_errors=True)
+      tf.keras.backend.clear_session()
+    results[name] = runs
+  return {"config": os.path.abspath(config_path), "seeds": list(seeds),
+          "trainer": base.model_dump(mode="json"), "results": results}
+
+
+def summarize(results: Mapping[str, list]) -> dict[str, dict]:
+  out = {}
+  for name, runs in results.items():
+    row = {}
+    for m in METRICS:
+      values = [x[m] for x in runs if m in x]
+      if values:
+        row[m] = (float(np.mean(values)), float(np.std(values)))
+    row["train_seconds"] = float(np.mean([x["train_seconds"] for x in runs]))
+    out[name] = row
+  return out
+
+
+def table(summary: Mapping[str, dict], seeds: int) -> str:
+  lines = ["| model | Recall@20 | NDCG@20 | RMSE | AUC | train s |",
+           "|---|---|---|---|---|---|"]
+  for name, row in summary.items():
+    cells = []
+    for m in METRICS:
+      if m in row:
+        mean, std = row[m]
+        cells.append(f"{mean:.4f}" + (f" ± {std:.4f}" if seeds > 1 else ""))
+      else:
+        cells.append("—")
+    lines.append(f"| {name} | " + " | ".join(cells) +
+                 f" | {row['train_seconds']:.0f} |")
+  return "\n".join(lines)
+
+
+def verdict(summary: Mapping[str, dict], candidate: str = "default") -> str:
+  """Is the candidate within 2% of each specialist, and better on one?"""
+  lines, better = [], []
+  ok = True
+  for specialist, metrics in SPECIALIST_METRIC.items():
+    if specialist not in summary or candidate not in summary:
+      continue
+    for m in metrics:
+      s, c = summary[specialist][m][0], summary[candidate][m][0]
+      lower = m in LOWER_IS_BETTER
+      change = (s - c) / s if lower else (c - s) / s  # > 0: candidate better
+      within = change >= -0.02
+      ok &= within
+      if change > 0:
+        better.append(m)
+      lines.append(f"{m}: {candidate} {c:.4f} vs {specialist} {s:.4f} "
+                   f"({change:+.1%}, "
+                   f"{'within 2%' if within else 'NOT within 2%'})")
+  lines.append(f"better than the specialist on: {better or 'none'}")
+  lines.append("DONE-WHEN HOLDS" if ok and better else "DONE-WHEN FAILS")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      "configs", "movielens_latest_small.yaml"))
+  parser.add_argument("--work-dir", default=os.path.join(
+      tempfile.gettempdir(), "mtrec_model_comparison"))
+  parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+  parser.add_argument("--only", nargs="*", default=[],
+                      help="variant names to run (default: all)")
+  parser.add_argument("--epochs", type=int, default=0,
+                      help="override trainer.epochs (0: the config's)")
+  parser.add_argument("--output", default="",
+                      help="also write the raw results as JSON here")
+  args = parser.parse_args(argv)
+  out = run(args.config, args.work_dir, args.seeds, args.only, args.epochs)
+  summary = summarize(out["results"])
+  print()
+  print(table(summary, len(args.seeds)))
+  print()
+  print(verdict(summary))
+  if args.output:
+    with open(args.output, "w") as f:
+      json.dump(dict(out, summary=summary), f, indent=2)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,183 @@
+"""Runs one compiled KFP task on this machine, the way its container would.
+
+The command is the task's own from the compiled pipeline spec: `sh -ec`
+writing the component's embedded source to a file and starting
+`python3 -m kfp.dsl.executor_main` on it, with the executor input (parameter
+values, input artifacts, output artifact URIs) that a KFP backend would
+pass. The executor input and placeholder resolution come from kfp.local's
+own helpers (kfp is pinned), with `python3` swapped for this interpreter as
+kfp.local.SubprocessRunner(use_venv=False) does. Each task is a fresh
+process, as on a cluster: TensorFlow state (e.g. the logical CPU devices the
+trainer's num_cpu_devices asks for) never leaks from one step into the next.
+
+The child's output goes, whole, to a log file; the console gets it indented,
+without the KFP executor's bookkeeping and TensorFlow's C++ startup lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional
+
+from kfp.local import executor_input_utils
+from kfp.local import executor_output_utils
+from kfp.local import placeholder_utils
+from kfp.local import subprocess_task_handler
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import step_deps
+
+# KFP artifact types that are single files the Kubeflow UI renders; locally
+# they get an extension so a browser or editor opens them too.
+FILE_SUFFIXES = {"system.HTML": ".html", "system.Markdown": ".md"}
+
+# The KFP executor logs every record at INFO to stdout with this prefix.
+_KFP_RECORD = re.compile(r"^\[KFP Executor [\d\- :,]+ ([A-Z]+)\]: ?")
+# TensorFlow's C++ lines from before absl is initialized (TF_CPP_MIN_LOG_LEVEL
+# does not reach them).
+_TF_STARTUP = re.compile(
+    r"^(WARNING: All log messages before absl::|"
+    r"[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] )")
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+@dataclasses.dataclass
+class TaskResult:
+  succeeded: bool
+  seconds: float
+  outputs: dict[str, Any]  # KFP outputs: artifacts and parameters
+  error: Optional[str] = None  # "ExceptionType: message"
+  traceback: Optional[str] = None
+
+
+def output_uris(component_spec: pipeline_spec_pb2.ComponentSpec,
+                task_root: str) -> dict[str, str]:
+  """Output artifact name -> local URI under `task_root`."""
+  return {
+      name: os.path.join(task_root, name) + FILE_SUFFIXES.get(
+          spec.artifact_type.schema_title, "")
+      for name, spec in component_spec.output_definitions.artifacts.items()}
+
+
+def embedded_source(container: Any) -> tuple[str, str]:
+  """(component source, function name) from a lightweight task's command."""
+  args = list(container.args)
+  name = args[args.index("--function_to_execute") + 1]
+  for part in container.command:
+    if f"def {name}(" in part:
+      return part, name
+  raise ValueError(f"task {name!r} embeds no Python source")
+
+
+def console_filter() -> Callable[[str], Optional[str]]:
+  """Maps each output line to what the console shows (None: nothing).
+
+  Hidden: TensorFlow's startup lines, and INFO/DEBUG records of the KFP
+  executor's logging (which makes every library log at INFO, e.g. the
+  executor input or TFMA's whole eval config) with their continuation
+  lines (indented, blank, or opening or closing a bracket). WARNING and
+  above stay, without the KFP prefix; the log file keeps everything.
+  """
+  state = {"hiding": False}
+
+  def show(line: str) -> Optional[str]:
+    line = line.rstrip("\n")
+    record = _KFP_RECORD.match(line)
+    if record:
+      state["hiding"] = record.group(1) in ("INFO", "DEBUG")
+      return None if state["hiding"] else (
+          f"{record.group(1)}: {line[record.end():]}")
+    stripped = line.strip()
+    if state["hiding"] and (not stripped or line[0].isspace() or
+                            stripped[0] in "}])" or stripped[-1] in "{[("):
+      return None  # a continuation: JSON, a proto's text format, ...
+    state["hiding"] = False
+    if _TF_STARTUP.match(line) or not stripped:
+      return None
+    return line
+
+  return show
+
+
+def parse_error(output: str) -> tuple[Optional[str], Optional[str]]:
+  """("Type: message", traceback) of the last Python traceback in `output`."""
+  start = output.rfind(_TRACEBACK)
+  if start < 0:
+    return None, None
+  tb = output[start:].rstrip()
+  lines = tb.splitlines()[1:]
+  for i, line in enumerate(lines):
+    if line and not line[0].isspace():
+      head, _, message = line.partition(": ")
+      message = "\n".join([message] + lines[i + 1:]).strip()
+      kind = head.rpartition(".")[2]
+      return (f"{kind}: {message}" if message else kind), tb
+  return None, tb
+
+
+def launch(component_spec: pipeline_spec_pb2.ComponentSpec,
+           container: Any, arguments: dict[str, Any], task_root: str,
+           task_name: str, run_id: str, pipeline_root: str, log_dir: str,
+           echo: Callable[[str], None]) -> TaskResult:
+  """Runs the task; its outputs land at output_uris(component_spec, ...).
+
+  `log_dir` receives <task_name>.log (the child's whole output) and
+  <task_name>.executor_output.json (what the KFP executor reported).
+  """
+  start = time.time()
+  log_path = os.path.join(log_dir, f"{task_name}.log")
+  executor_input = executor_input_utils.construct_executor_input(
+      component_spec=component_spec, arguments=arguments,
+      task_root=task_root, block_input_artifact=False)
+  uris = output_uris(component_spec, task_root)
+  for name, artifact_list in executor_input.outputs.artifacts.items():
+    artifact_list.artifacts[0].uri = uris[name]
+  executor_input.outputs.output_file = os.path.join(
+      log_dir, f"{task_name}.executor_output.json")
+  executor_input_dict = executor_input_utils.executor_input_to_dict(
+      executor_input=executor_input, component_spec=component_spec)
+  command = placeholder_utils.replace_placeholders(
+      full_command=list(container.command) + list(container.args),
+      executor_input_dict=executor_input_dict,
+      pipeline_resource_name=run_id, task_resource_name=task_name,
+      pipeline_root=pipeline_root, unique_pipeline_id=run_id)
+  command = subprocess_task_handler.replace_python_executable(
+      command, sys.executable)
+  env = dict(os.environ)
+  env.update({e.name: e.value for e in container.env})
+  # The child imports this checkout, whether or not it is pip-installed.
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (step_deps.PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+  env.setdefault("TF_USE_LEGACY_KERAS", "1")
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  env["PYTHONUNBUFFERED"] = "1"
+  show = console_filter()
+  tail: list[str] = []
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "w") as log, subprocess.Popen(
+      command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      bufsize=1, env=env) as proc:
+    for line in proc.stdout:
+      log.write(line)
+      tail.append(line)
+      del tail[:-400]
+      shown = show(line)
+      if shown is not None:
+        echo(shown)
+    returncode = proc.wait()
+  seconds = round(time.time() - start, 2)
+  if returncode == 0:
+    outputs = executor_output_utils.get_outputs_for_task(
+        executor_input=executor_input, component_spec=component_spec)
+    return TaskResult(True, seconds, outputs)
+  error, tb = parse_error("".join(tail))
+  if error is None:
+    error = (f"killed by signal {-returncode}" if returncode < 0 else
+             f"exited with status {returncode}")
+    error += f" (log: {log_path})"
+  return TaskResult(False, seconds, {}, error, tb)

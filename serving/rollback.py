@@ -1,0 +1,91 @@
+"""`mtrec rollback`: serve the previous version of a model again.
+
+A bad version is rolled back by configuration, not by deleting it: the
+pusher's models.config pins each model to one version, and rolling back
+re-pins the previous one (components.pusher.rollback). Servers pick the
+change up the way TF Serving does:
+
+* a server started with `--model_config_file=<serving_root>/models.config
+  --model_config_file_poll_wait_seconds=N` re-reads the file within N
+  seconds (in Kubernetes, the same file in a ConfigMap);
+* with `--server host:port`, this command also sends the new config through
+  ModelService.HandleReloadConfigRequest, so the switch happens now.
+
+Either way the server loads the old version from disk, warms it up, and only
+then unloads the bad one: no request fails during a rollback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+import grpc
+
+from components import pusher
+from serving import apis
+
+
+def reload_server(target: str, config: apis.ModelServerConfig,
+                  timeout: float) -> None:
+  """Sends a config with HandleReloadConfigRequest; raises grpc.RpcError."""
+  request = apis.ReloadConfigRequest()
+  request.config.CopyFrom(config)
+  with grpc.insecure_channel(target) as channel:
+    apis.ModelServiceStub(channel).HandleReloadConfigRequest(
+        request, timeout=timeout)
+
+
+def rollback_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec rollback --model_name M [--serving-root D] [--to_version V]`.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    0 on success; 1 when there is nothing to roll back to or the server
+    refused the new config.
+  """
+  parser = argparse.ArgumentParser(
+      prog="mtrec rollback",
+      description="Point serving back to the previous version of a model.")
+  parser.add_argument("--model_name", default="mtrec",
+                      help="The model to roll back.")
+  parser.add_argument("--serving-root", "--serving_root", dest="serving_root",
+                      default="serving_models",
+                      help="The pusher's serving root (holds models.config).")
+  parser.add_argument("--to_version", type=int, default=None,
+                      help="Go to this version instead of the previous one.")
+  parser.add_argument("--server", default=None,
+                      help="host:port of a running server to reload now.")
+  parser.add_argument("--timeout", type=float, default=120.0,
+                      help="Seconds to wait for the server's reload.")
+  args = parser.parse_args(argv)
+  try:
+    before, after = pusher.rollback(args.serving_root, args.model_name,
+                                    args.to_version)
+  except ValueError as e:
+    print(f"mtrec rollback: {e}", file=sys.stderr)
+    return 1
+  path = pusher.model_config_path(args.serving_root)
+  print(f"{args.model_name}: version {before} -> {after} (pinned in {path})")
+  if args.server:
+    config = pusher.read_model_config(args.serving_root)
+    try:
+      reload_server(args.server, config, args.timeout)
+    except grpc.RpcError as e:
+      print(f"mtrec rollback: {args.server} refused the config:"
+            f" {e.code().name}: {e.details()}", file=sys.stderr)
+      return 1
+    print(f"{args.server} reloaded its config")
+  else:
+    print("Servers polling "
+          f"{os.path.basename(path)} (--model_config_file_poll_wait_seconds)"
+          " switch at their next poll; pass --server to switch one now.")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(rollback_main())

@@ -1,0 +1,186 @@
+"""Server-side batching: TF Serving's parameters, errors and guarantees.
+
+The toy model's `batch` output tells how many rows each model call saw, so
+the tests see batches form; each request's `score` depends on its own ids,
+so they also see that every request gets its own rows back.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from serving import apis
+from serving import batching
+from serving import model_server
+from serving import status
+from serving import testing
+
+_MODEL = "toy"
+
+
+@pytest.fixture(scope="module")
+def base_path(tmp_path_factory):
+  root = tmp_path_factory.mktemp("batching")
+  testing.publish(testing.export_toy(str(root / "export"), 1),
+                  str(root / _MODEL), 1)
+  return str(root / _MODEL)
+
+
+def _server(base_path, **parameters) -> model_server.ModelServer:
+  return model_server.ModelServer(
+      _MODEL, base_path, port=0, host="127.0.0.1", poll_wait_seconds=0,
+      enable_batching=True,
+      batching_parameters=batching.BatchingParameters(**parameters)).start()
+
+
+def _predict(port, users, items, signature_name=""):
+  request = testing.predict_request(
+      _MODEL, {"user_id": np.array(users, dtype=object),
+               "item_id": np.array(items, dtype=object)}, signature_name)
+  with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    return apis.PredictionServiceStub(channel).Predict(request, timeout=20)
+
+
+def test_parameters_file_format_and_checks():
+  parameters = batching.parse_batching_parameters("""
+      max_batch_size { value: 32 }
+      batch_timeout_micros { value: 2000 }
+      max_enqueued_batches { value: 100 }
+      num_batch_threads { value: 4 }
+      allowed_batch_sizes: 8
+      allowed_batch_sizes: 32
+  """)
+  assert parameters == batching.BatchingParameters(
+      max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100,
+      num_batch_threads=4, allowed_batch_sizes=(8, 32))
+  assert batching.BatchingParameters().max_batch_size == 1000  # TF's default.
+  with pytest.raises(status.ServingError) as info:
+    batching.parse_batching_parameters("max_batch_size { value: 8 }\n"
+                                       "batch_timeout: 5", "b.config")
+  assert info.value.message.startswith("Invalid protobuf file: 'b.config'")
+  with pytest.raises(status.ServingError) as info:
+    batching.parse_batching_parameters(
+        "max_batch_size { value: 16 } allowed_batch_sizes: 8")
+  assert info.value.message == (
+      "Last entry in allowed_batch_sizes must match max_batch_size; last"
+      " entry was 8; expected 16")
+  with pytest.raises(status.ServingError) as info:
+    batching.parse_batching_parameters(
+        "max_batch_size { value: 8 } allowed_batch_sizes: 8"
+        " allowed_batch_sizes: 4")
+  assert info.value.message == (
+      "allowed_batch_sizes entries must be monotonically increasing")
+
+
+def test_concurrent_requests_share_batches_and_get_their_rows(base_path):
+  # A timeout long enough for 16 requests to meet in one batch.
+  server = _server(base_path, max_batch_size=64, batch_timeout_micros=200_000,
+                   num_batch_threads=1)
+  try:
+    def call(i):
+      users = [f"u{i}", f"user{i}"]
+      response = _predict(server.port, users, ["x" * i, "y"])
+      return i, response
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+      results = list(pool.map(call, range(16)))
+  finally:
+    server.stop()
+  batch_sizes = []
+  for i, response in results:
+    scores = list(response.outputs["score"].float_val)
+    expected = [len(f"u{i}") + i + 100.0, len(f"user{i}") + 1 + 100.0]
+    assert scores == expected
+    batch_sizes.append(response.outputs["batch"].int_val[0])
+  assert max(batch_sizes) > 2  # Requests of 2 rows met in a bigger batch.
+
+
+def test_padding_to_allowed_batch_sizes(base_path):
+  server = _server(base_path, max_batch_size=8, allowed_batch_sizes=(4, 8))
+  try:
+    response = _predict(server.port, ["a", "bb", "ccc"], ["", "", ""])
+  finally:
+    server.stop()
+  assert list(response.outputs["score"].float_val) == [101.0, 102.0, 103.0]
+  assert list(response.outputs["batch"].int_val) == [4, 4, 4]  # Padded.
+
+
+def test_batching_errors_are_tf_servings(base_path):
+  server = _server(base_path, max_batch_size=4)
+  try:
+    cases = [
+        (testing.predict_request(_MODEL, {"x": np.float32(1.0)},
+                                 signature_name="scalar"),
+         "Batching Run() input tensors must have at least one dimension"),
+        (testing.predict_request(_MODEL, {"user_id": [b"a", b"b"],
+                                          "item_id": [b"c"]}),
+         "Batching Run() input tensors must have equal 0th-dimension size"),
+        (testing.predict_request(_MODEL, {"user_id": [b"a"] * 5,
+                                          "item_id": [b"c"] * 5}),
+         "Task size 5 is larger than maximum input batch size 4"),
+    ]
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+      stub = apis.PredictionServiceStub(channel)
+      for request, message in cases:
+        with pytest.raises(grpc.RpcError) as info:
+          stub.Predict(request, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == message
+  finally:
+    server.stop()
+
+
+def test_large_batch_splitting(base_path):
+  server = _server(base_path, max_batch_size=16,
+                   enable_large_batch_splitting=True,
+                   max_execution_batch_size=4)
+  try:
+    users = [f"u{i}" for i in range(10)]
+    response = _predict(server.port, users, [""] * 10)
+  finally:
+    server.stop()
+  assert list(response.outputs["score"].float_val) == [
+      100.0 + len(u) for u in users]
+  assert max(response.outputs["batch"].int_val) <= 4  # Ran in pieces.
+
+
+def test_full_queue_sheds_load_with_unavailable(base_path):
+  # One open batch of one row waits 0.5 s for company; a request of two
+  # rows needs a second batch, and the queue holds one.
+  server = _server(base_path, max_batch_size=2, batch_timeout_micros=500_000,
+                   max_enqueued_batches=1, num_batch_threads=1)
+  try:
+    first = concurrent.futures.ThreadPoolExecutor(1).submit(
+        _predict, server.port, ["a"], ["b"])
+    time.sleep(0.15)
+    with pytest.raises(grpc.RpcError) as info:
+      _predict(server.port, ["a", "b"], ["c", "d"])
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert info.value.details() == (
+        "The batch scheduling queue to which this task was submitted is full")
+    assert list(first.result(timeout=10).outputs["score"].float_val) == [102.0]
+  finally:
+    server.stop()
+
+
+def test_without_batching_each_request_runs_alone(base_path):
+  server = model_server.ModelServer(_MODEL, base_path, port=0,
+                                    host="127.0.0.1", poll_wait_seconds=0,
+                                    max_workers=2).start()
+  results = []
+  lock = threading.Lock()
+  try:
+    def call(i):
+      response = _predict(server.port, [f"u{i}"], ["i"])
+      with lock:
+        results.append(response.outputs["batch"].int_val[0])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      list(pool.map(call, range(16)))
+  finally:
+    server.stop()
+  assert results == [1] * 16

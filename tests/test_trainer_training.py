@@ -1,0 +1,219 @@
+"""Training: multi-device equivalence, mixed precision, warm start."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_python(code: str) -> dict:
+  """Runs code in a fresh interpreter (logical devices and the mixed
+  precision policy are process-wide); returns its last line as JSON."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+  out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _uris(small_run):
+  u = small_run.uris
+  return (u["Transform/transform_graph"], u["Transform/transformed_examples"],
+          u["ExampleGen/examples"])
+
+
+@pytest.mark.slow
+def test_an_epoch_mirrored_over_two_cpus_matches_one_device(small_run,
+                                                            tmp_path):
+  """The multi-device (GPU) code path, on two logical CPU devices.
+
+  Mirrored training splits each global batch between the replicas, gathers
+  every replica's candidates for the in-batch softmax and sums the replicas'
+  gradients, so it computes what one device computes on the same batches;
+  only the order of float32 additions differs (relative error ~1e-7 per op).
+  After an epoch of Adam steps the logged losses (per-epoch means) drift by
+  about 1e-6 relative; 1e-4 leaves room for that while staying far below
+  what a real difference does: the control run, whose replicas see only
+  their own half of the batch as negatives, is off by several percent.
+  """
+  graph, transformed, examples = _uris(small_run)
+  code = f"""
+import json
+import trainer
+import tensorflow as tf
+from pipeline.config import TrainerConfig
+from trainer import distribution, run, tasks
+mirrored = distribution.choose_strategy(2)  # before TF starts its devices
+config = TrainerConfig(epochs=1, batch_size=512, embedding_dim=8)
+out = {{}}
+def fit(name, strategy):
+  tf.keras.utils.set_random_seed(config.seed)
+  r = run.fit({graph!r}, {transformed!r}, {examples!r}, config,
+              {str(tmp_path)!r} + "/" + name, strategy, log=lambda m: None)
+  out[name] = {{k: v[-1] for k, v in r["history"].items()}}
+  out[name]["replicas"] = strategy.num_replicas_in_sync
+fit("single", tf.distribute.get_strategy())
+fit("mirrored", mirrored)
+tasks.gather_replicas = lambda *values: list(values)  # local negatives only
+fit("local_negatives", mirrored)
+print(json.dumps(out))
+"""
+  out = _run_python(code)
+  single, mirrored = out["single"], out["mirrored"]
+  assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+  for key in ("loss", "retrieval_loss", "rating_loss", "like_loss",
+              "rating_rmse"):
+    assert mirrored[key] == pytest.approx(single[key], rel=1e-4), key
+  # AUC counts predictions in 200 threshold buckets: a 1e-6 change moves
+  # the odd prediction across a bucket edge, so it agrees less closely.
+  assert mirrored["like_auc"] == pytest.approx(single["like_auc"], abs=5e-3)
+  control = out["local_negatives"]["retrieval_loss"]
+  assert abs(control - single["retrieval_loss"]) > 0.02 * single[
+      "retrieval_loss"]
+
+
+@pytest.mark.slow
+def test_mixed_precision_ple_uncertainty_and_warm_start(small_run, tmp_path):
+  """A non-default model end to end: every task kind, PLE, learned weights,
+  float16 compute, and a warm start from the model the pipeline exported."""
+  graph, transformed, examples = _uris(small_run)
+  base = os.path.join(small_run.uris["Trainer/model"], "Format-Serving")
+  code = f"""
+import json, numpy as np, tensorflow as tf
+import trainer
+from pipeline.config import TrainerConfig
+from trainer import run
+config = TrainerConfig.model_validate(dict(
+    epochs=2, batch_size=256, steps_per_epoch=4, embedding_dim=16,
+    mixed_precision="on", loss_weighting="uncertainty",
+    shared_layers=dict(kind="ple", levels=2, tower_units=[8]),
+    tasks=[dict(name="retrieval", kind="retrieval", temperature=0.5),
+           dict(name="rating", kind="regression", label="rating",
+                loss="huber"),
+           dict(name="like", kind="binary", label="like"),
+           dict(name="click", kind="binary", label="click"),
+           dict(name="interest", kind="multilabel", label="categories",
+                weight=0.5)],
+    early_stopping=dict(monitor="val_like_auc", patience=0)))
+s = run.run_trainer({graph!r}, {transformed!r}, {examples!r},
+    {small_run.uris["ExampleGen/catalog"]!r}, {str(tmp_path / "model")!r},
+    "t", config, "mtrec", 5, log=lambda m: None, warm_start_from={base!r})
+m = tf.saved_model.load({str(tmp_path / "model" / "Format-Serving")!r})
+rec = m.signatures["recommend"](user_id=tf.constant(["u1", "nobody"]))
+sd = m.signatures["serving_default"](user_id=tf.constant(["u1"]),
+                                     item_id=tf.constant(["i1"]))
+s["rec_keys"] = sorted(rec)
+s["sd_shapes"] = {{k: list(v.shape) for k, v in sd.items()}}
+s["finite"] = bool(all(np.isfinite(v.numpy()).all() for d in (rec, sd)
+                       for v in d.values() if v.dtype != tf.string))
+print(json.dumps(s))
+"""
+  s = _run_python(code)
+  assert s["mixed_precision"] is True and s["finite"]
+  assert all(np.isfinite(v) for v in s["final_task_losses"].values())
+  # Uncertainty weighting learned: the weights left their static start.
+  start = {"retrieval": 1.0, "rating": 1.0, "like": 1.0, "click": 1.0,
+           "interest": 0.5}
+  assert set(s["task_weights"]) == set(start)
+  assert all(abs(s["task_weights"][t] - w) > 1e-3 for t, w in start.items())
+  # Warm start: towers carried over (same shapes), id tables row by row.
+  warm = s["warm_start"]
+  assert warm["copied"] > 0
+  assert warm["remapped"]["item_id"][0] == warm["remapped"]["item_id"][1] > 0
+  assert s["rec_keys"] == sorted(["item_ids", "titles", "scores",
+                                  "because_item_ids", "rating", "p_like",
+                                  "p_click"])
+  assert s["sd_shapes"]["p_interest"][0] == 1  # [users, categories]
+  assert s["sd_shapes"]["rating"] == [1]
+  assert s["epochs"] in (1, 2)  # early stopping may end it after one
+
+
+@pytest.mark.slow
+def test_warm_start_moves_id_rows_by_token(small_run, tmp_path):
+  # pylint: disable=g-import-not-at-top
+  import trainer  # noqa: F401  pylint: disable=unused-import
+  import tensorflow as tf
+  import tensorflow_transform as tft
+  from components import features as F
+  from components import schema
+  from pipeline.config import TrainerConfig
+  from trainer import data
+  from trainer import inputs as inputs_lib
+  from trainer import run
+  from trainer import warm_start
+  # pylint: enable=g-import-not-at-top
+
+  graph, transformed, examples = _uris(small_run)
+  export_dir = os.path.join(small_run.uris["Trainer/model"], "Format-Serving")
+  tft_output = tft.TFTransformOutput(graph)
+  spec = tft_output.transformed_feature_spec()
+  inputs = inputs_lib.discover(
+      spec, tft_output.vocabulary_size_by_name,
+      schema.user_features_of(schema.read_feature_spec(examples)))
+  config = TrainerConfig(embedding_dim=16)  # as small_config's run
+  stats = data.training_statistics(
+      data.make_dataset(transformed, "train", spec, 4096, shuffle=False),
+      inputs.item_id.size, data.scalar_labels(config.tasks))
+  model = run.build_model(inputs, config, stats)
+  model(next(iter(data.make_dataset(transformed, "train", spec, 8,
+                                    shuffle=False))))
+  # The new run's item vocabulary: reversed, one item gone, one new.
+  old_tokens = tft_output.vocabulary_by_name(F.ITEM_ID_VOCAB)
+  new_tokens = list(reversed(old_tokens[1:])) + [b"brand-new-item"]
+  files = {v.vocab_name: tft_output.vocabulary_file_by_name(v.vocab_name)
+           for v in inputs.vocabularies()}
+  files[F.ITEM_ID_VOCAB] = str(tmp_path / "item_id")
+  (tmp_path / "item_id").write_bytes(b"\n".join(new_tokens) + b"\n")
+  table = model.candidate_tower.item_embedding
+  fresh = table.embeddings.numpy().copy()
+  summary = warm_start.restore(model, export_dir, files)
+
+  with np.load(os.path.join(export_dir, warm_start.STATE_DIR,
+                            warm_start.WEIGHTS_FILE)) as old:
+    path = {v: p for p, v in warm_start.id_tables(model).items()}[
+        F.ITEM_ID_VOCAB]
+    before = old[path]
+    now = table.embeddings.numpy()
+    old_row = {t: i for i, t in enumerate(old_tokens)}
+    for j, token in enumerate(new_tokens[:-1]):
+      np.testing.assert_array_equal(now[j], before[old_row[token]])
+    new_index = len(new_tokens) - 1
+    np.testing.assert_array_equal(now[new_index], fresh[new_index])
+    np.testing.assert_array_equal(now[-1], before[-1])  # OOV row
+    dense = "query_tower.projection.kernel"
+    np.testing.assert_array_equal(
+        model.get_weight_paths()[dense].numpy(), old[dense])
+  assert summary["remapped"][F.ITEM_ID_VOCAB] == [len(new_tokens) - 1,
+                                                  len(new_tokens)]
+  assert summary["copied"] > 5 and not summary["fresh"]
+  tf.keras.backend.clear_session()
+
+
+def test_trainer_step_warm_starts_from_the_served_version(tmp_path,
+                                                          monkeypatch):
+  from conftest import small_config  # pylint: disable=g-import-not-at-top
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from trainer import run  # pylint: disable=g-import-not-at-top
+  for version in ("1", "3", "2"):
+    os.makedirs(tmp_path / "serving" / "mtrec" / version)
+  seen = {}
+
+  def fake_run_trainer(*args, **kwargs):
+    seen["warm_start_from"] = kwargs["warm_start_from"]
+    return {"epochs": 1, "strategy": "x", "examples_per_second": 1.0}
+
+  monkeypatch.setattr(run, "run_trainer", fake_run_trainer)
+  for warm, expected in ((True, str(tmp_path / "serving" / "mtrec" / "3")),
+                         (False, None)):
+    config = small_config(
+        serving_root=str(tmp_path / "serving"),
+        trainer={"epochs": 1, "warm_start": warm})
+    steps.trainer_step(config, "r", {k: "" for k in (
+        "Transform/transform_graph", "Transform/transformed_examples",
+        "ExampleGen/examples", "ExampleGen/catalog", "Trainer/model")})
+    assert seen["warm_start_from"] == expected
