@@ -363,19 +363,20 @@ class ModelServer:
   def _poll_config_file(self) -> None:
     """--model_config_file_poll_wait_seconds: re-read and apply the file."""
     options = self._options
-    applied = config_lib.format_model_server_config(self._manager.config())
     while not self._stopping.wait(options.model_config_file_poll_wait_seconds):
       try:
         config = config_lib.read_model_server_config(options.model_config_file)
       except status.ServingError as e:
         _LOG.error("Failed to read ModelServerConfig file: %s", e.message)
         continue
+      # Compared with the config in force, not the file's last text: a
+      # HandleReloadConfigRequest may have changed it since, and a file that
+      # went A -> B -> A between two polls must still bring back A.
       text = config_lib.format_model_server_config(config)
-      if text == applied:
+      if text == config_lib.format_model_server_config(self._manager.config()):
         continue
       try:
         self._manager.reload_config(config)
-        applied = text
       except status.ServingError as e:
         _LOG.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
                    e.message)
