@@ -5,8 +5,8 @@ becomes a failed check, so the verdict is NOT_BLESSED with the reason):
   1. retrieval on Beam through `recommend_excluding` (components.retrieval_eval)
      for the candidate, the model now serving, and popularity;
   2. ranking heads with TFMA through `predict_examples`, candidate against
-     the serving model, thresholds as TFMA MetricThresholds
-     (components.ranking_eval);
+     the serving model, thresholds as TFMA MetricThresholds, and the same
+     metrics per slice (components.ranking_eval);
   3. infra validation in a fresh process (components.infra_validator);
   4. the blessing (components.blessing) and the reports (components.report).
 """
@@ -98,10 +98,10 @@ def run_evaluator(
     with artifacts.scratch_dir(evaluation_uri) as scratch:
       items, _ = example_gen.read_catalog(catalog_uri)
       retrieval: dict[str, Any] = {}
+      models = {"candidate": model_dir}
+      if serving_model_dir:
+        models["serving"] = serving_model_dir
       try:
-        models = {"candidate": model_dir}
-        if serving_model_dir:
-          models["serving"] = serving_model_dir
         retrieval = retrieval_eval.evaluate_retrieval(
             models, examples_uri, items[r.ITEM_ID], items[r.CATEGORIES], ks,
             config.activity_boundaries, scratch, config.max_eval_users, seed,
@@ -123,6 +123,11 @@ def run_evaluator(
         ranking = ranking_eval.run_tfma(
             model_dir, serving_model_dir, labeled, os.path.join(scratch, "tfma"),
             config.thresholds, config.max_regression, beam_args)
+        # The overall slice stays TFMA's; the slices are added beside it.
+        for name, by_slice in ranking_eval.slice_metrics(
+            models, labeled).items():
+          by_slice.pop(retrieval_eval.ALL)
+          ranking["metrics"].setdefault(name, {}).update(by_slice)
       except Exception as e:  # pylint: disable=broad-except
         stage_errors.append(_stage_error("ranking evaluation (TFMA)", e))
 

@@ -11,6 +11,15 @@ The eval examples are first rewritten with what TFMA needs and raw examples
 lack: labels and weights as the transform derives them (one definition of
 "like", in the TFT graph), and slice features (user activity bucket, new
 user, cold item, category).
+
+TFMA judges the overall slice only. Its combiners run per example and per
+slice in Python: on ml-latest-small each slicing spec costs seconds, the
+category spec alone fans every example out to ~2.5 slices, and slicing made
+the ranking stage 4x slower than the whole trainer step. The slices are for
+reading, not for the verdict, so `slice_metrics` computes them vectorized
+from one `predict_examples` pass per model, with the same formulas
+(components.metrics) on the same labeled examples. Where both exist, the
+overall values agree to TFMA's AUC bucketing (1e-3; tested).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import math
 import os
 from typing import Any, Mapping, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
@@ -118,9 +128,7 @@ def eval_config(thresholds: Mapping[str, Any],
       spec.label_keys[output] = label
       spec.example_weight_keys[output] = weight
       spec.prediction_keys[output] = output
-  cfg.slicing_specs.add()
-  for feature in SLICE_FEATURES:
-    cfg.slicing_specs.add(feature_keys=[feature])
+  cfg.slicing_specs.add()  # Overall; the slices come from slice_metrics.
   for output in LABELS:
     ms = cfg.metrics_specs.add(output_names=[output])
     ms.metrics.add(class_name="ExampleCount")
@@ -140,7 +148,7 @@ def eval_config(thresholds: Mapping[str, Any],
       regression = max_regression.get(ours)
       if bounds is None and (regression is None or not has_baseline):
         continue
-      # Thresholds judge the overall slice only; slices are for reading.
+      # Thresholds judge the overall slice; slices are for reading.
       pst = metric.per_slice_thresholds.add()
       pst.slicing_specs.add()
       if bounds is not None and bounds.min is not None:
@@ -228,6 +236,79 @@ def run_tfma(candidate_dir: str, serving_dir: Optional[str],
   return {"metrics": {k: dict(v) for k, v in results.items()},
           "calibration": calibration, "validation_ok": validation.validation_ok,
           "failures": failures}
+
+
+def _read_labeled(path: str) -> tuple[list[bytes], dict[str, np.ndarray],
+                                       list[list[str]]]:
+  """Serialized examples, their labels/weights, and each one's slice names."""
+  spec = {k: tf.io.FixedLenFeature([], tf.float32)
+          for pair in LABELS.values() for k in pair}
+  spec.update({k: tf.io.FixedLenFeature([], tf.string)
+               for k in SLICE_FEATURES if k != "category"})
+  spec["category"] = tf.io.VarLenFeature(tf.string)
+  serialized, columns, slices = [], collections.defaultdict(list), []
+  for batch in tf.data.TFRecordDataset([path]).batch(8192):
+    parsed = tf.io.parse_example(batch, spec)
+    serialized.extend(batch.numpy().tolist())
+    for k in (k for pair in LABELS.values() for k in pair):
+      columns[k].append(parsed[k].numpy())
+    single = {k: parsed[k].numpy() for k in SLICE_FEATURES if k != "category"}
+    cats = tf.RaggedTensor.from_sparse(parsed["category"]).to_list()
+    for i, example_cats in enumerate(cats):
+      names = [f"{k}:{v[i].decode()}" for k, v in single.items()]
+      names += [f"category:{c.decode()}" for c in example_cats]
+      slices.append(names)
+  return serialized, {k: np.concatenate(v) if v else np.zeros(0, np.float32)
+                      for k, v in columns.items()}, slices
+
+
+def _predict(model_dir: str, serialized: Sequence[bytes],
+             batch_size: int = 4096) -> dict[str, np.ndarray]:
+  fn = tf.saved_model.load(model_dir).signatures[SIGNATURE]
+  out = collections.defaultdict(list)
+  for start in range(0, len(serialized), batch_size):
+    result = fn(examples=tf.constant(serialized[start:start + batch_size]))
+    for output in LABELS:
+      out[output].append(np.reshape(result[output].numpy(), [-1]))
+  return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _head_metrics(pred: Mapping[str, np.ndarray],
+                  cols: Mapping[str, np.ndarray],
+                  rows: np.ndarray) -> dict[str, float]:
+  """Our metric names over `rows`; each head on the rows its weight keeps."""
+  out = {}
+  for output, (label, weight) in LABELS.items():
+    out[f"{output}_example_count"] = float(len(rows))
+    keep = rows[cols[weight][rows] > 0]
+    for ours, (out_name, _, _) in METRICS.items():
+      if out_name == output:
+        out[ours] = getattr(M, ours)(pred[output][keep], cols[label][keep])
+  return out
+
+
+def slice_metrics(model_dirs: Mapping[str, str],
+                  labeled_path: str) -> dict[str, dict[str, dict[str, float]]]:
+  """Ranking metrics per slice, {model: {slice: {metric: value}}}.
+
+  Args:
+    model_dirs: model name -> SavedModel directory (with predict_examples).
+    labeled_path: the output of write_labeled_eval_examples.
+  """
+  serialized, cols, slices = _read_labeled(labeled_path)
+  rows_of = collections.defaultdict(list)
+  for i, names in enumerate(slices):
+    for name in names:
+      rows_of[name].append(i)
+  results = {}
+  for model, model_dir in model_dirs.items():
+    pred = _predict(model_dir, serialized)
+    results[model] = {
+        name: _head_metrics(pred, cols, np.asarray(rows, np.int64))
+        for name, rows in sorted(rows_of.items())}
+    results[model][retrieval_eval.ALL] = _head_metrics(
+        pred, cols, np.arange(len(serialized)))
+  return results
 
 
 def finite(x: Any) -> bool:

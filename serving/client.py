@@ -110,13 +110,7 @@ class PredictionClient:
     Raises:
       grpc.RpcError: with the server's status code and message.
     """
-    request = apis.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature_name
-    if version is not None:
-      request.model_spec.version.value = version
-    for alias, value in inputs.items():
-      _fill_input(value, request.inputs[alias])
+    request = predict_request(model_name, inputs, signature_name, version)
     response = self._prediction.Predict(request, timeout=self._timeout)
     return {alias: tensors.to_ndarray(proto)
             for alias, proto in response.outputs.items()}
@@ -213,10 +207,26 @@ class PredictionClient:
         wait_for_ready=wait_for_ready).model_version_status
 
 
+def predict_request(model_name: str, inputs: Mapping[str, Any],
+                    signature_name: str = "",
+                    version: Optional[int] = None) -> apis.PredictRequest:
+  """A PredictRequest; `inputs` maps aliases to arrays, lists or scalars."""
+  request = apis.PredictRequest()
+  request.model_spec.name = model_name
+  request.model_spec.signature_name = signature_name
+  if version is not None:
+    request.model_spec.version.value = version
+  for alias, value in inputs.items():
+    _fill_input(value, request.inputs[alias])
+  return request
+
+
 def _fill_input(value: Any, proto: tensors.TensorProto) -> None:
-  """Strings take the fast path; other values tf.make_tensor_proto's rules."""
-  if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S", "U"):
-    tensors.fill_proto(value, proto, tensors.DT_STRING)
+  """Arrays keep their dtype (strings as DT_STRING); lists of strings are
+  strings; other values follow tf.make_tensor_proto's rules."""
+  if isinstance(value, (np.ndarray, np.generic)):
+    tensors.fill_proto(value, proto, tensors.DT_STRING if value.dtype.kind in (
+        "O", "S", "U") else None)
     return
   if (isinstance(value, (list, tuple)) and value and
       all(isinstance(v, (str, bytes)) for v in value)):

@@ -176,16 +176,33 @@ def _output_aliases(signature: servables.Signature,
   return aliases
 
 
+def _find_signature(servable: servables.Servable, model_spec: apis.ModelSpec,
+                    missing: Callable[[str], status.ServingError]
+                    ) -> tuple[str, Any]:
+  """The requested signature; `missing(name)` is raised when there is none.
+
+  The error differs by API, as in TF Serving: Predict answers
+  FAILED_PRECONDITION, Classify and Regress INVALID_ARGUMENT.
+  """
+  signature_name = _signature_name(model_spec)
+  signature = servable.signatures.get(signature_name)
+  if signature is None:
+    raise missing(signature_name)
+  return signature_name, signature
+
+
+def _no_signature_named(name: str) -> status.ServingError:
+  return status.invalid_argument(f"No signature was found with the name: {name}")
+
+
 def plan_predict(servable: servables.Servable,
                  request: apis.PredictRequest,
                  method_name_check: bool = False) -> Plan:
   """Validates a PredictRequest (RunPredict / PreProcessPrediction)."""
   model_spec = require_model_spec(request)
-  signature_name = _signature_name(model_spec)
-  signature = servable.signatures.get(signature_name)
-  if signature is None:
-    raise status.failed_precondition(
-        f'Serving signature key "{signature_name}" not found.')
+  signature_name, signature = _find_signature(
+      servable, model_spec, lambda name: status.failed_precondition(
+          f'Serving signature key "{name}" not found.'))
   if method_name_check and signature.method_name not in (
       apis.PREDICT_METHOD_NAME, apis.CLASSIFY_METHOD_NAME,
       apis.REGRESS_METHOD_NAME):
@@ -240,11 +257,8 @@ def _classification_signature(servable: servables.Servable,
                               model_spec: apis.ModelSpec,
                               method_name_check: bool) -> servables.Signature:
   """GetClassificationSignatureDef."""
-  signature_name = _signature_name(model_spec)
-  signature = servable.signatures.get(signature_name)
-  if signature is None:
-    raise status.invalid_argument(
-        f"No signature was found with the name: {signature_name}")
+  signature_name, signature = _find_signature(
+      servable, model_spec, _no_signature_named)
   check_classification_signature(signature, method_name_check)
   return signature
 
@@ -390,11 +404,8 @@ def plan_regress(servable: servables.Servable,
                  method_name_check: bool = False) -> Plan:
   """Validates a RegressionRequest (RunRegress)."""
   model_spec = require_model_spec(request)
-  signature_name = _signature_name(model_spec)
-  signature = servable.signatures.get(signature_name)
-  if signature is None:
-    raise status.invalid_argument(
-        f"No signature was found with the name: {signature_name}")
+  signature_name, signature = _find_signature(
+      servable, model_spec, _no_signature_named)
   check_regression_signature(signature, method_name_check)
   examples = serialized_examples(request.input)
   call = _examples_call(signature, examples, apis.REGRESS_INPUTS)

@@ -19,11 +19,10 @@ import socket
 import time
 from typing import Callable, Iterable, Optional
 
-import numpy as np
 import tensorflow as tf
 
 from serving import apis
-from serving import tensors
+from serving import client
 from serving import warmup
 
 
@@ -87,22 +86,8 @@ TOY_SIGNATURES = ("serving_default", "recommend", "strict", "scalar",
                   "call_count")
 
 
-def predict_request(model_name: str, inputs: dict,
-                    signature_name: str = "",
-                    version: Optional[int] = None) -> apis.PredictRequest:
-  request = apis.PredictRequest()
-  request.model_spec.name = model_name
-  request.model_spec.signature_name = signature_name
-  if version is not None:
-    request.model_spec.version.value = version
-  for alias, value in inputs.items():
-    array = np.asarray(value)
-    if array.dtype.kind in ("U", "S", "O"):
-      tensors.fill_proto(array.astype(object) if array.dtype.kind != "O"
-                         else array, request.inputs[alias], tensors.DT_STRING)
-    else:
-      tensors.fill_proto(array, request.inputs[alias])
-  return request
+# One home for building requests: the client's.
+predict_request = client.predict_request
 
 
 def write_warmup(export_dir: str,

@@ -42,3 +42,25 @@ def small_run(tmp_path_factory):
       small_config(), output_dir=str(root / "runs"),
       serving_root=str(root / "serving"), log=lambda m: None)
   return result
+
+
+# gRPC stubs on a module's `server` fixture (a started ModelServer).
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+  import grpc  # pylint: disable=g-import-not-at-top
+  with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    yield channel
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+  from serving import apis  # pylint: disable=g-import-not-at-top
+  return apis.PredictionServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def model_stub(channel):
+  from serving import apis  # pylint: disable=g-import-not-at-top
+  return apis.ModelServiceStub(channel)

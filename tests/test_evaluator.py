@@ -13,6 +13,7 @@ import tensorflow as tf
 from components import artifacts
 from components import blessing
 from components import evaluator
+from components import features as F
 from components import infra_validator
 from components import retrieval_eval
 from pipeline import steps
@@ -84,6 +85,56 @@ def test_infra_validation_fails_a_model_without_the_api(tmp_path):
   assert not by_name["warmup_requests"]["passed"]
   missing = infra_validator.validate(str(tmp_path / "nothing-here"))
   assert not missing["passed"] and "exit" in missing["checks"][0]["detail"]
+
+
+def test_head_metrics_by_hand():
+  from components import ranking_eval  # pylint: disable=g-import-not-at-top
+  pred = {"rating": np.array([4.0, 3.0, 5.0]),
+          "p_like": np.array([0.9, 0.2, 0.6])}
+  cols = {F.RATING: np.array([5.0, 3.0, 0.0]),
+          F.RATING_WEIGHT: np.array([1.0, 1.0, 0.0]),
+          F.LIKE: np.array([1.0, 0.0, 1.0]),
+          F.LIKE_WEIGHT: np.array([1.0, 1.0, 1.0])}
+  m = ranking_eval._head_metrics(pred, cols, np.array([0, 1, 2]))
+  # The third row has no rating: its weight keeps it out of the rating head.
+  assert m["rmse"] == pytest.approx(math.sqrt(0.5))
+  assert m["mae"] == pytest.approx(0.5)
+  assert m["auc"] == pytest.approx(1.0)
+  assert m["log_loss"] == pytest.approx(
+      -(math.log(0.9) + math.log(0.8) + math.log(0.6)) / 3)
+  assert m["rating_example_count"] == 3.0
+  only_second = ranking_eval._head_metrics(pred, cols, np.array([1]))
+  assert only_second["rmse"] == 0.0 and math.isnan(only_second["auc"])
+
+
+@pytest.mark.slow
+def test_ranking_slices_agree_with_tfma_overall(small_run, tmp_path):
+  """The vectorized slices use the formulas TFMA's overall slice uses."""
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  from components import ranking_eval  # pylint: disable=g-import-not-at-top
+  u = small_run.uris
+  users, items = ranking_eval.train_counts(u["ExampleGen/examples"])
+  labeled = str(tmp_path / "labeled.tfrecord")
+  n = ranking_eval.write_labeled_eval_examples(
+      u["ExampleGen/examples"],
+      tft.TFTransformOutput(u["Transform/transform_graph"]), labeled, users,
+      items, EvaluatorConfig().activity_boundaries)
+  model_dir = os.path.join(u["Trainer/model"], steps.SERVING_MODEL_DIR)
+  ours = ranking_eval.slice_metrics({"candidate": model_dir}, labeled)[
+      "candidate"]
+  metrics = json.loads(open(os.path.join(
+      u["Evaluator/evaluation"], evaluator.METRICS_FILE)).read())
+  tfma_overall = metrics["ranking"]["candidate"][retrieval_eval.ALL]
+  for name in ("rmse", "mae", "log_loss"):
+    assert ours["all"][name] == pytest.approx(tfma_overall[name], rel=1e-4)
+  assert ours["all"]["auc"] == pytest.approx(tfma_overall["auc"], abs=2e-3)
+  # Every example is in exactly one activity bucket and one new_user slice.
+  for feature in ("user_activity", "new_user"):
+    assert sum(v["rating_example_count"] for k, v in ours.items()
+               if k.startswith(feature + ":")) == n
+  assert any(k.startswith("category:") for k in ours)
+  # The evaluator put the same slices beside TFMA's overall.
+  assert set(metrics["ranking"]["candidate"]) == set(ours)
 
 
 def _evaluate(small_run, tmp_path, model_uri, config, examples_uri=None,

@@ -68,22 +68,6 @@ def server(export, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def channel(server):
-  with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-    yield channel
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-  return apis.PredictionServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def model_stub(channel):
-  return apis.ModelServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
 def client(server):
   with client_lib.PredictionClient(f"127.0.0.1:{server.port}") as client:
     yield client

@@ -65,22 +65,6 @@ model_config_list {{
   server.stop()
 
 
-@pytest.fixture(scope="module")
-def channel(server):
-  with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-    yield channel
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-  return apis.PredictionServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def model_stub(channel):
-  return apis.ModelServiceStub(channel)
-
-
 def _score_request(**overrides) -> apis.PredictRequest:
   inputs = overrides.pop("inputs", {"user_id": [b"u1"], "item_id": [b"i22"]})
   return testing.predict_request(overrides.pop("name", _TOY), inputs,
