@@ -95,17 +95,18 @@ def _hash_fraction(seed: int, row: Mapping[str, Any]) -> float:
   return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def _with_history(events: Sequence[Mapping[str, Any]]) -> Iterator[dict]:
+def _with_history(events: Sequence[Mapping[str, Any]],
+                  counted: Optional[Sequence[bool]] = None) -> Iterator[dict]:
   """Adds to each of a user's time-sorted events the items consumed before it.
 
   Only consumed items (click > 0) count: an impression the user skipped says
-  little about their taste. The history is computed before the split, so an
-  eval event's history holds the train events before it, as at serving time.
+  little about their taste. `counted[i]` False leaves event i out of the
+  later events' histories (a held-out event under a random split).
   """
   consumed: list[str] = []
-  for row in events:
+  for i, row in enumerate(events):
     yield dict(row, **{schema.HISTORY: consumed[-schema.MAX_HISTORY_LENGTH:]})
-    if row.get(r.CLICK, 1) > 0:
+    if row.get(r.CLICK, 1) > 0 and (counted is None or counted[i]):
       consumed.append(row[r.ITEM_ID])
 
 
@@ -116,6 +117,19 @@ class _DedupeAndSplit(beam.DoFn):
     self._split = split
     self._eval_fraction = eval_fraction
     self._seed = seed
+
+  def _assign(self, events: Sequence[Mapping[str, Any]],
+              cutoff_ts: Optional[int]) -> list[str]:
+    if self._split == "temporal_user":
+      n_eval = max(1, int(len(events) * self._eval_fraction)) if len(
+          events) >= 2 else 0
+      return [EVAL if i >= len(events) - n_eval else TRAIN
+              for i in range(len(events))]
+    if self._split == "temporal_global":
+      return [EVAL if row[r.TIMESTAMP] > cutoff_ts else TRAIN
+              for row in events]
+    return [EVAL if _hash_fraction(self._seed, row) < self._eval_fraction
+            else TRAIN for row in events]
 
   def process(self, element, cutoff_ts=None) -> Iterator[Any]:
     _, rows = element
@@ -128,19 +142,16 @@ class _DedupeAndSplit(beam.DoFn):
       seen.add(key)
       unique.append(row)
     unique.sort(key=lambda x: (x[r.TIMESTAMP], x[r.ITEM_ID]))
-    unique = list(_with_history(unique))
-    if self._split == "temporal_user":
-      n_eval = max(1, int(len(unique) * self._eval_fraction)) if len(
-          unique) >= 2 else 0
-      for i, row in enumerate(unique):
-        yield (EVAL if i >= len(unique) - n_eval else TRAIN, row)
-    elif self._split == "temporal_global":
-      for row in unique:
-        yield (EVAL if row[r.TIMESTAMP] > cutoff_ts else TRAIN, row)
-    else:
-      for row in unique:
-        yield (EVAL if _hash_fraction(self._seed, row) < self._eval_fraction
-               else TRAIN, row)
+    splits = self._assign(unique, cutoff_ts)
+    # Under a temporal split every train event precedes the user's eval
+    # events, so a history holds what was consumed before, as at serving
+    # time. Under a random split an eval event can precede train events:
+    # only train events enter histories, or held-out interactions would be
+    # learned from (the training rows' histories) and served from.
+    counted = ([s == TRAIN for s in splits] if self._split == "random"
+               else None)
+    for split, row in zip(splits, _with_history(unique, counted)):
+      yield (split, row)
 
 
 def _to_example(split_and_row, items: Mapping[str, Any],

@@ -195,3 +195,23 @@ def test_history_counts_consumed_items_only_and_is_capped():
   assert len(last) == schema.MAX_HISTORY_LENGTH
   assert last[-1] == f"i{len(events) - 2}"
   assert schema.HISTORY not in events[0]  # inputs are not mutated
+
+
+def test_random_split_keeps_held_out_events_out_of_histories():
+  events = [{f: 1 for f in r.INTERACTION_FIELDS} | {
+      r.USER_ID: "u", r.ITEM_ID: f"i{n}", r.TIMESTAMP: n} for n in range(40)]
+  # pylint: disable-next=protected-access
+  split = example_gen._DedupeAndSplit("random", eval_fraction=0.3, seed=7)
+  out = [x for x in split.process(("u", events)) if isinstance(x, tuple)]
+  held_out = {row[r.ITEM_ID] for s, row in out if s == example_gen.EVAL}
+  assert 0 < len(held_out) < 40
+  for s, row in out:
+    assert not held_out & set(row[schema.HISTORY]), (s, row[r.ITEM_ID])
+  # The train events before it, in time order.
+  last = out[-1][1]
+  trained_before = [f"i{n}" for n in range(39) if f"i{n}" not in held_out]
+  assert last[schema.HISTORY] == trained_before[-schema.MAX_HISTORY_LENGTH:]
+  # A temporal split keeps every earlier event (train precede eval anyway).
+  temporal = example_gen._DedupeAndSplit("temporal_user", 0.3, 7)  # pylint: disable=protected-access
+  rows = [row for _, row in temporal.process(("u", events))]
+  assert rows[-1][schema.HISTORY][-1] == "i38"

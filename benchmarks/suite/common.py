@@ -1,0 +1,148 @@
+"""What every part of the suite shares: configs, the pipeline's own steps,
+reading a split back as arrays, and the machine description.
+
+Every model of a protocol is trained and measured on the split ExampleGen
+wrote, read back from its TFRecords here, so "the same split" is true by
+construction rather than by re-implementing the split rule.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+CONFIGS = os.path.join(ROOT, "configs")
+SHARED_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+ML_LATEST_SMALL = os.path.join(SHARED_DATA, "ml-latest-small")
+
+
+def load_config(path: str, data: Optional[Mapping[str, Any]] = None,
+                trainer: Optional[Mapping[str, Any]] = None,
+                **top: Any):
+  """A pipeline config from YAML with the data section and fields replaced.
+
+  Overrides go through the YAML mapping and the same validation as a file
+  (pipeline.config.parse_config), so a bad override fails like a bad file.
+  """
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    raw = yaml.safe_load(f)
+  if data is not None:
+    raw["data"] = dict(data)
+  if trainer:
+    raw["trainer"] = dict(raw.get("trainer") or {}, **trainer)
+  raw.update(top)
+  return config_lib.parse_config(raw, source=path,
+                                 base_dir=os.path.dirname(
+                                     os.path.abspath(path)))
+
+
+def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
+              log: Callable[[str], None] = lambda m: None,
+              fresh: bool = True) -> dict[str, Any]:
+  """Runs pipeline steps in this process through pipeline/steps.py.
+
+  The same functions `mtrec run` and the KFP components call, without the
+  per-step subprocess (whose interpreter and TensorFlow start-up would
+  otherwise dominate a small dataset's timings).
+
+  Returns:
+    {"uris": output URIs, "seconds": {step: wall seconds}}.
+  """
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  if fresh:  # artifacts are write-once: a rerun starts from an empty run dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+  uris = steps.output_uris(run_dir)
+  # The optional TextEmbedder step runs only when the config enables it, as
+  # in the pipeline; without it the Trainer must not look for its output.
+  text = getattr(config, "text_embedder", None)
+  if text is not None and text.enabled and "Transform" in names:
+    names = tuple(n for n in names if n != "Transform")
+    i = names.index("ExampleGen") + 1 if "ExampleGen" in names else 0
+    names = names[:i] + ("TextEmbedder", "Transform") + names[i:]
+  elif "TextEmbedder/item_features" in uris and not os.path.exists(
+      os.path.join(uris["TextEmbedder/item_features"], "metadata.json")):
+    uris.pop("TextEmbedder/item_features")
+  started = datetime.datetime.now(datetime.timezone.utc)
+  seconds = {}
+  for name in names:
+    start = time.time()
+    if name == "ExampleGen":
+      summary = steps.example_gen_step(config, "bench", uris, started)
+    elif name == "TextEmbedder":
+      summary = steps.text_embedder_step(config, "bench", uris)
+    elif name == "Transform":
+      summary = steps.transform_step(config, "bench", uris)
+    elif name == "Trainer":
+      summary = steps.trainer_step(config, "bench", uris, log=log)
+    elif name == "Evaluator":
+      summary = steps.evaluator_step(config, "bench", uris,
+                                     serving_root=os.path.join(
+                                         run_dir, "serving"))
+    else:
+      raise ValueError(f"unknown step {name}")
+    seconds[name] = time.time() - start
+    log(f"  {name}: {seconds[name]:.1f}s — {summary.splitlines()[0]}")
+  return {"uris": uris, "seconds": seconds}
+
+
+def read_split(examples_uri: str, split: str) -> dict[str, Any]:
+  """One ExampleGen split as numpy columns (user, item, rating, timestamp)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components import records as r  # pylint: disable=g-import-not-at-top
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+          r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+          r.RATING: tf.io.FixedLenFeature([], tf.float32, default_value=-1),
+          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
+  files = example_gen.iter_tfrecord_files(examples_uri, split)
+  cols = {k: [] for k in spec}
+  ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
+  for b in ds.map(lambda x: tf.io.parse_example(x, spec)):
+    for k, v in b.items():
+      cols[k].append(v.numpy())
+  out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+  for k in (r.USER_ID, r.ITEM_ID):
+    out[k] = np.array([x.decode() for x in out[k]], dtype=object)
+  return {"user": out[r.USER_ID], "item": out[r.ITEM_ID],
+          "rating": out[r.RATING].astype(np.float64),
+          "timestamp": out[r.TIMESTAMP], "click": out[r.CLICK]}
+
+
+def machine() -> dict[str, Any]:
+  """Where the figures were measured, for the report's header."""
+  info = {"platform": platform.platform(), "python": platform.python_version(),
+          "cpus": os.cpu_count(), "machine": platform.machine()}
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          info["cpu_model"] = line.split(":", 1)[1].strip()
+          break
+    with open("/proc/meminfo") as f:
+      kb = int(f.readline().split()[1])
+      info["memory_gib"] = round(kb / 2**20, 1)
+  except OSError:
+    pass
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    info["tensorflow"] = tf.__version__
+    info["gpus"] = len(tf.config.list_physical_devices("GPU"))
+  except ImportError:
+    pass
+  try:
+    import apache_beam  # pylint: disable=g-import-not-at-top
+    info["apache_beam"] = apache_beam.__version__
+  except ImportError:
+    pass
+  return info

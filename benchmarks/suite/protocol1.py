@@ -1,0 +1,249 @@
+"""Protocol 1: the TFRS multitask tutorial's, on any MovieLens format.
+
+Split: ExampleGen's random split (seeded hash of the event, seed 42, 20%
+eval; configs/bench_protocol1.yaml), read back so every model sees the same
+rows. Metrics, on every eval interaction:
+
+- top-100 categorical accuracy: is the eval item among the user's 100
+  best-scored items of the whole catalog, training items NOT excluded (the
+  tutorial's FactorizedTopK over all movies; ties as tf.math.in_top_k);
+- RMSE of the predicted rating.
+
+Models, in one run: the tutorial's joint model (benchmarks/tutorial_model),
+mtrec's default model trained by the pipeline's own ExampleGen → Transform →
+Trainer steps and asked through its exported `recommend_excluding` (nothing
+excluded, k=100) and `predict_examples` signatures, popularity and EASE for
+top-100, biased MF and the global mean for RMSE.
+
+"mtrec (bench_protocol1.yaml)" is the protocol config's trainer section:
+the shipped model without the history feature, for the reasons given in
+that file. "mtrec (movielens_latest_small.yaml)" is the shipped config's
+trainer section on the same split, reported next to it so that the
+difference is measured, not asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from benchmarks import baselines
+from benchmarks.suite import common
+
+K = 100
+CONFIG = os.path.join(common.CONFIGS, "bench_protocol1.yaml")
+SHIPPED_CONFIG = os.path.join(common.CONFIGS, "movielens_latest_small.yaml")
+MTREC = "mtrec (bench_protocol1.yaml)"
+MTREC_SHIPPED = "mtrec (movielens_latest_small.yaml)"
+# EASE's Gram matrix is items × items in float64: skip it past this many.
+EASE_MAX_ITEMS = 20_000
+EASE_L2 = 500.0  # Steck (2019)'s value for MovieLens-20M
+
+
+def _index(values: Sequence[str]) -> dict[str, int]:
+  return {v: i for i, v in enumerate(values)}
+
+
+def _mtrec_top_k(model_dir: str, users: Sequence[str], k: int,
+                 batch: int = 256) -> dict[str, list[str]]:
+  """Each user's top k through the served signature, nothing excluded."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  fn = tf.saved_model.load(model_dir).signatures["recommend_excluding"]
+  out = {}
+  for start in range(0, len(users), batch):
+    chunk = list(users[start:start + batch])
+    res = fn(user_id=tf.constant(chunk),
+             exclude_item_ids=tf.constant([[""]] * len(chunk)),
+             k=tf.constant(k, tf.int32))
+    for u, row in zip(chunk, res["item_ids"].numpy()):
+      out[u] = [x.decode() for x in row]
+  return out
+
+
+def _mtrec_ratings(model_dir: str, examples_uri: str) -> tuple[np.ndarray,
+                                                               np.ndarray]:
+  """(predicted, true) ratings of the eval split via `predict_examples`.
+
+  The examples are ExampleGen's own eval records, so the model sees each
+  event's timestamp and history exactly as the evaluator's TFMA pass does.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components import records as r  # pylint: disable=g-import-not-at-top
+  fn = tf.saved_model.load(model_dir).signatures["predict_examples"]
+  spec = {r.RATING: tf.io.FixedLenFeature([], tf.float32, default_value=-1)}
+  preds, labels = [], []
+  files = example_gen.iter_tfrecord_files(examples_uri, "eval")
+  for batch in tf.data.TFRecordDataset(files,
+                                       compression_type="GZIP").batch(4096):
+    preds.append(fn(examples=batch)["rating"].numpy().reshape(-1))
+    labels.append(tf.io.parse_example(batch, spec)[r.RATING].numpy())
+  preds, labels = np.concatenate(preds), np.concatenate(labels)
+  keep = labels >= 0
+  return preds[keep], labels[keep]
+
+
+def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
+        config_path: str = CONFIG,
+        shipped_config_path: Optional[str] = SHIPPED_CONFIG,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs protocol 1 on `data` ({format, options}); returns every figure.
+
+  Args:
+    data: the pipeline config's data section (any MovieLens format the
+      readers support, or synthetic for smoke runs).
+    work_dir: where the pipeline's artifacts go.
+    epochs: overrides mtrec's trainer.epochs (smoke runs only; the report
+      says when it was used).
+    config_path: the protocol's pipeline config.
+    shipped_config_path: also train this config's trainer section on the
+      same split (None: don't), to show what the protocol's config changes.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from benchmarks import tutorial_model  # pylint: disable=g-import-not-at-top
+  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components import metrics as M  # pylint: disable=g-import-not-at-top
+  from components import records as r  # pylint: disable=g-import-not-at-top
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+
+  config = common.load_config(config_path, data=data,
+                              trainer={"epochs": epochs} if epochs else None)
+  log(f"protocol 1: {data['format']} {data.get('options', {})}")
+  ran = common.run_steps(config, os.path.join(work_dir, "protocol1"),
+                         ("ExampleGen", "Transform", "Trainer"), log)
+  uris = ran["uris"]
+  train = common.read_split(uris["ExampleGen/examples"], "train")
+  test = common.read_split(uris["ExampleGen/examples"], "eval")
+  items, _ = example_gen.read_catalog(uris["ExampleGen/catalog"])
+  catalog = list(items[r.ITEM_ID])
+  # The tutorial's vocabularies: every user of the dataset, every movie.
+  user_vocab = sorted(set(train["user"]) | set(test["user"]))
+  item_of, user_of = _index(catalog), _index(user_vocab)
+  # Retrieval positives are consumed events (MovieLens: every rating).
+  in_catalog = np.array([i in item_of for i in test["item"]], bool)
+  positive = in_catalog & (test["click"] > 0)
+  test_u = np.array([user_of[u] for u in test["user"]], np.int64)[positive]
+  test_i = np.array([item_of.get(i, 0) for i in test["item"]],
+                    np.int64)[positive]
+  consumed = train["click"] > 0
+  train_u = np.array([user_of[u] for u in train["user"]], np.int64)
+  train_i = np.array([item_of[i] for i in train["item"]], np.int64)
+  rated_train = train["rating"] >= 0
+  rated_test = test["rating"] >= 0
+  n_users, n_items = len(user_vocab), len(catalog)
+  models: dict[str, dict[str, Any]] = {}
+
+  def measure_mtrec(model_dir: str, train_seconds: float) -> dict[str, Any]:
+    """mtrec through its exported signatures, as serving answers."""
+    start = time.time()
+    top = _mtrec_top_k(model_dir, user_vocab, K)
+    acc = baselines.accuracy_from_lists(
+        top, [user_vocab[u] for u in test_u], [catalog[i] for i in test_i])
+    pred, true = _mtrec_ratings(model_dir, uris["ExampleGen/examples"])
+    return {"top100_accuracy": acc, "rmse": M.rmse(pred, true),
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(time.time() - start, 1)}
+
+  models[MTREC] = measure_mtrec(steps.model_dir(uris),
+                                ran["seconds"]["Trainer"])
+  log(f"  {MTREC}: {models[MTREC]}")
+  if shipped_config_path:
+    # The shipped config's trainer section on the same split, for contrast
+    # (configs/bench_protocol1.yaml says why the protocol's differs).
+    shipped = common.load_config(
+        shipped_config_path, data=data,
+        trainer={"epochs": epochs} if epochs else None)
+    config_shipped = config.model_copy(update={"trainer": shipped.trainer})
+    u2 = dict(uris, **{"Trainer/model": os.path.join(
+        work_dir, "protocol1", "TrainerShipped", "model")})
+    start = time.time()
+    steps.trainer_step(config_shipped, "bench", u2, log=lambda m: None)
+    models[MTREC_SHIPPED] = measure_mtrec(
+        steps.model_dir(u2), time.time() - start)
+    log(f"  {MTREC_SHIPPED}: {models[MTREC_SHIPPED]}")
+
+  # The tutorial's joint model.
+  start = time.time()
+  tm = tutorial_model.train(train["user"][rated_train],
+                            train["item"][rated_train],
+                            train["rating"][rated_train], user_vocab, catalog)
+  seconds = time.time() - start
+  q = tutorial_model.user_embeddings(tm, user_vocab)
+  c = tutorial_model.movie_embeddings(tm, catalog)
+  pred = tutorial_model.predict_ratings(tm, test["user"][rated_test],
+                                        test["item"][rated_test])
+  models["TFRS tutorial joint"] = {
+      "top100_accuracy": baselines.top_k_categorical_accuracy(
+          lambda u: q[u] @ c.T, test_u, test_i, K),
+      "rmse": M.rmse(pred, test["rating"][rated_test]),
+      "train_seconds": round(seconds, 1)}
+  log(f"  tutorial: {models['TFRS tutorial joint']}")
+  tf.keras.backend.clear_session()
+
+  # Popularity.
+  counts = baselines.popularity(train_i[consumed], n_items)
+  models["popularity"] = {
+      "top100_accuracy": baselines.top_k_categorical_accuracy(
+          lambda u: np.broadcast_to(counts, (len(u), n_items)), test_u,
+          test_i, K)}
+  log(f"  popularity: {models['popularity']}")
+
+  # EASE over the items seen in training; unseen items rank last.
+  known = counts > 0
+  if known.sum() <= EASE_MAX_ITEMS:
+    start = time.time()
+    cols = np.flatnonzero(known)
+    x = baselines.interaction_matrix(
+        train_u[consumed], np.searchsorted(cols, train_i[consumed]), n_users,
+        len(cols))
+    b = baselines.ease(x, EASE_L2).astype(np.float32)
+
+    def ease_scores(u):
+      out = np.full((len(u), n_items), -np.inf, np.float32)
+      out[:, cols] = x[u] @ b
+      return out
+
+    models["EASE"] = {
+        "top100_accuracy": baselines.top_k_categorical_accuracy(
+            ease_scores, test_u, test_i, K),
+        "l2": EASE_L2, "train_seconds": round(time.time() - start, 1)}
+    del b
+    log(f"  EASE: {models['EASE']}")
+
+  # Rating references: biased MF (ALS) and the global mean.
+  start = time.time()
+  mf = baselines.BiasedMF().fit(train_u[rated_train], train_i[rated_train],
+                                train["rating"][rated_train], n_users, n_items)
+  mf_u = np.array([user_of[u] for u in test["user"][rated_test]])
+  mf_i = np.array([item_of.get(i, 0) for i in test["item"][rated_test]])
+  models["biased MF"] = {
+      "rmse": M.rmse(mf.predict(mf_u, mf_i), test["rating"][rated_test]),
+      "factors": mf.factors, "l2": mf.l2, "sweeps": mf.sweeps,
+      "train_seconds": round(time.time() - start, 1)}
+  models["global mean"] = {"rmse": M.rmse(
+      np.full(int(rated_test.sum()), train["rating"][rated_train].mean()),
+      test["rating"][rated_test])}
+  log(f"  biased MF: {models['biased MF']}")
+
+  mt, tu, pop = (models[MTREC], models["TFRS tutorial joint"],
+                 models["popularity"])
+  return {
+      "data": dict(data), "config": os.path.relpath(config_path, common.ROOT),
+      "mtrec_epochs": config.trainer.epochs,
+      "rows": {"train": int(len(train["user"])), "eval": int(len(test["user"])),
+               "eval_positives": int(positive.sum()),
+               "users": n_users, "catalog_items": n_items,
+               "items_in_train": int(known.sum())},
+      "step_seconds": {k: round(v, 1) for k, v in ran["seconds"].items()},
+      "models": models,
+      "checks": {
+          "mtrec_beats_tutorial_top100":
+              mt["top100_accuracy"] > tu["top100_accuracy"],
+          "mtrec_beats_tutorial_rmse": mt["rmse"] < tu["rmse"],
+          "mtrec_beats_popularity_top100":
+              mt["top100_accuracy"] > pop["top100_accuracy"],
+      },
+  }

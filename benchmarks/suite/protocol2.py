@@ -1,0 +1,199 @@
+"""Protocol 2 (temporal split) and pipeline throughput, from one pipeline run.
+
+The config is configs/movielens_latest_small.yaml as shipped (each user's
+latest 20% of events are eval), with `data` replaced by the dataset given.
+Its ExampleGen, Transform, Trainer and Evaluator steps run in this process
+through pipeline/steps.py, timed one by one: those times are the throughput
+figures. Then, on that split:
+
+- mtrec: its exported model, measured with the evaluator's protocol
+  in-process (benchmarks/model_comparison.Evaluation: full-catalog
+  Recall@20 / NDCG@20 through `recommend_excluding` with the user's training
+  items excluded, components/metrics.py; RMSE and AUC through
+  `predict_examples` on the eval split labeled by the transform graph);
+- popularity: training counts, ranked with the same exclusions; its AUC
+  scores an eval row by its item's training count (no RMSE: it predicts no
+  rating);
+- the TFRS tutorial's model (its two towers for retrieval, its rating head
+  for RMSE, and the predicted rating as the like score for AUC), trained on
+  the same train split and measured by the same functions.
+
+The Evaluator step's own figures (Beam + TFMA, AUC at 1,000 thresholds) for
+mtrec and popularity are kept next to them as a cross-check.
+
+With `end_to_end`, the whole pipeline then runs again as `mtrec run` does
+(pipeline.runner.run_pipeline, one subprocess per step, cache off) for the
+end-to-end wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from benchmarks.suite import common
+
+K = 20
+CONFIG = os.path.join(common.CONFIGS, "movielens_latest_small.yaml")
+
+
+def _retrieval(rank_fn, eval_users, k: int = K) -> dict[str, float]:
+  """Mean per-user metrics of components.metrics over the evaluator's users."""
+  from components import metrics as M  # pylint: disable=g-import-not-at-top
+  per_user = [M.per_user_retrieval(rank_fn(user, seen), relevant, [k])
+              for user, seen, relevant in eval_users]
+  return {m: float(np.mean([p[m] for p in per_user]))
+          for m in (f"recall_at_{k}", f"ndcg_at_{k}")}
+
+
+def _labeled_pairs(evaluation) -> tuple[np.ndarray, np.ndarray]:
+  """(user ids, item ids) of the evaluation's labeled eval rows, in order."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from components import records as r  # pylint: disable=g-import-not-at-top
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          r.ITEM_ID: tf.io.FixedLenFeature([], tf.string)}
+  users, items = [], []
+  for rec in evaluation._examples:  # pylint: disable=protected-access
+    p = tf.io.parse_example(rec, spec)
+    users.extend(x.decode() for x in p[r.USER_ID].numpy())
+    items.extend(x.decode() for x in p[r.ITEM_ID].numpy())
+  return np.array(users, dtype=object), np.array(items, dtype=object)
+
+
+def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
+        end_to_end: bool = False, config_path: str = CONFIG,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from benchmarks import model_comparison  # pylint: disable=g-import-not-at-top
+  from benchmarks import tutorial_model  # pylint: disable=g-import-not-at-top
+  from components import artifacts  # pylint: disable=g-import-not-at-top
+  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components import features as F  # pylint: disable=g-import-not-at-top
+  from components import metrics as M  # pylint: disable=g-import-not-at-top
+  from components import records as r  # pylint: disable=g-import-not-at-top
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+
+  config = common.load_config(config_path, data=data,
+                              trainer={"epochs": epochs} if epochs else None)
+  log(f"protocol 2 + throughput: {data['format']} {data.get('options', {})}")
+  run_dir = os.path.join(work_dir, "protocol2")
+  ran = common.run_steps(
+      config, run_dir, ("ExampleGen", "Transform", "Trainer", "Evaluator"), log)
+  uris, seconds = ran["uris"], ran["seconds"]
+  counts = artifacts.read_metadata(uris["ExampleGen/examples"])["summary"]
+  trainer_summary = artifacts.read_metadata(uris["Trainer/model"])["summary"]
+  evaluator_summary = artifacts.read_metadata(
+      uris["Evaluator/evaluation"])["summary"]
+  rows_in = counts["interactions_in"]
+  eval_rows = counts["interactions_eval"]
+  throughput = {
+      "rows_in": rows_in, "train_rows": counts["interactions_train"],
+      "eval_rows": eval_rows,
+      "step_seconds": {k: round(v, 1) for k, v in seconds.items()},
+      "example_gen_transform_rows_per_second": round(
+          rows_in / (seconds["ExampleGen"] + seconds["Transform"]), 1),
+      "trainer_examples_per_second": trainer_summary["examples_per_second"],
+      "trainer_epochs": trainer_summary["epochs"],
+      "evaluator_rows_per_second": round(eval_rows / seconds["Evaluator"], 1),
+      "in_process_seconds": round(sum(seconds.values()), 1),
+  }
+
+  # The evaluator's protocol, in-process, for all three models.
+  evaluation = model_comparison.Evaluation({
+      "examples": uris["ExampleGen/examples"],
+      "catalog": uris["ExampleGen/catalog"],
+      "graph": uris["Transform/transform_graph"], "work_dir": run_dir})
+  labels = evaluation._labels  # pylint: disable=protected-access
+  rated = labels[F.RATING_WEIGHT] > 0
+  liked = labels[F.LIKE_WEIGHT] > 0
+  models: dict[str, dict[str, Any]] = {}
+  start = time.time()
+  models["mtrec default"] = evaluation(steps.model_dir(uris), True)
+  models["mtrec default"]["train_seconds"] = round(seconds["Trainer"], 1)
+  log(f"  mtrec: {models['mtrec default']} ({time.time() - start:.0f}s)")
+
+  train = common.read_split(uris["ExampleGen/examples"], "train")
+  items, _ = example_gen.read_catalog(uris["ExampleGen/catalog"])
+  catalog = list(items[r.ITEM_ID])
+  consumed = train["click"] > 0
+  counts_by_item = {}
+  for i in train["item"][consumed]:
+    counts_by_item[i] = counts_by_item.get(i, 0) + 1
+  by_popularity = sorted(catalog, key=lambda i: (-counts_by_item.get(i, 0), i))
+
+  def rank_popularity(_, seen):
+    seen = set(seen)
+    return [i for i in by_popularity[:K + len(seen)] if i not in seen][:K]
+
+  eval_u, eval_i = _labeled_pairs(evaluation)
+  pop_score = np.array([counts_by_item.get(i, 0) for i in eval_i], np.float64)
+  models["popularity"] = dict(
+      _retrieval(rank_popularity, evaluation.users),
+      auc=M.auc(pop_score[liked], labels[F.LIKE][liked]))
+  log(f"  popularity: {models['popularity']}")
+
+  start = time.time()
+  rated_train = train["rating"] >= 0
+  user_vocab = sorted(set(train["user"]) | set(eval_u))
+  tm = tutorial_model.train(train["user"][rated_train],
+                            train["item"][rated_train],
+                            train["rating"][rated_train], user_vocab, catalog,
+                            epochs=epochs or tutorial_model.EPOCHS)
+  train_seconds = time.time() - start
+  user_row = {u: n for n, u in enumerate(user_vocab)}
+  q = tutorial_model.user_embeddings(tm, user_vocab)
+  c = tutorial_model.movie_embeddings(tm, catalog)
+  item_col = {i: n for n, i in enumerate(catalog)}
+
+  def rank_tutorial(user, seen):
+    s = q[user_row[user]] @ c.T
+    s[[item_col[i] for i in seen if i in item_col]] = -np.inf
+    return [catalog[j] for j in M.top_k_excluding(s[None], [[]], K)[0]]
+
+  pred = tutorial_model.predict_ratings(tm, eval_u, eval_i)
+  models["TFRS tutorial"] = dict(
+      _retrieval(rank_tutorial, evaluation.users),
+      rmse=M.rmse(pred[rated], labels[F.RATING][rated]),
+      auc=M.auc(pred[liked], labels[F.LIKE][liked]),
+      train_seconds=round(train_seconds, 1))
+  log(f"  tutorial: {models['TFRS tutorial']}")
+  tf.keras.backend.clear_session()
+
+  cand = evaluator_summary["candidate"]
+  pop = evaluator_summary["baselines"].get("popularity", {})
+  evaluator_figures = {
+      "mtrec default": {m: cand.get(m) for m in (
+          f"recall_at_{K}", f"ndcg_at_{K}", "rmse", "auc")},
+      "popularity": {m: pop.get(m) for m in (f"recall_at_{K}",
+                                             f"ndcg_at_{K}")},
+      "verdict": evaluator_summary["verdict"]}
+
+  out = {"data": dict(data), "config": os.path.relpath(config_path,
+                                                         common.ROOT),
+         "split": config.example_gen.split,
+         "eval_users": len(evaluation.users), "models": models,
+         "evaluator_step": evaluator_figures, "throughput": throughput}
+  if end_to_end:
+    out["throughput"]["end_to_end"] = end_to_end_run(config, work_dir, log)
+  return out
+
+
+def end_to_end_run(config, work_dir: str,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+  """The whole DAG as `mtrec run --no-cache` runs it: wall and step times."""
+  from pipeline import runner  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(os.path.join(work_dir, "e2e"), ignore_errors=True)
+  start = time.time()
+  result = runner.run_pipeline(
+      config, output_dir=os.path.join(work_dir, "e2e", "runs"),
+      serving_root=os.path.join(work_dir, "e2e", "serving"),
+      log=lambda m: None, use_cache=False)
+  wall = time.time() - start
+  steps = {s["name"]: s["seconds"] for s in result.steps}
+  log(f"  end to end: {wall:.0f}s {steps}")
+  return {"wall_seconds": round(wall, 1), "status": result.status,
+          "step_seconds": steps}

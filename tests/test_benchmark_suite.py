@@ -1,0 +1,147 @@
+"""The benchmark suite runs end to end at a small size, so it cannot rot.
+
+The CI-sized run checks the machinery (every section runs, the JSON and the
+markdown hold every table), not the claims: those need the full-size run
+that docs/benchmarks.md records. Protocol 1 must accept every MovieLens
+format the readers support, so the small run reads a generated MovieLens
+100K-format directory and a faster test pushes the other formats through
+the protocol's split.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_movielens(path, fmt, num_users=60, num_items=80, per_user=30,
+                    seed=0):
+  """A tiny MovieLens directory in one of the readers' formats.
+
+  Ratings follow a low-rank taste model so the models have something to
+  learn; every user rates `per_user` distinct items at increasing times.
+  """
+  rng = np.random.default_rng(seed)
+  u_vec = rng.normal(size=(num_users, 4))
+  i_vec = rng.normal(size=(num_items, 4))
+  pop = 1.0 / np.arange(1, num_items + 1) ** 0.8
+  rows = []
+  for u in range(num_users):
+    p = pop * np.exp(u_vec[u] @ i_vec.T * 0.5)
+    items = rng.choice(num_items, size=per_user, replace=False, p=p / p.sum())
+    for n, i in enumerate(items):
+      rating = int(np.clip(np.round(3 + u_vec[u] @ i_vec[i] * 0.7), 1, 5))
+      rows.append((u + 1, i + 1, rating, 900_000_000 + u * 1000 + n))
+  genres = ["Action", "Comedy", "Drama", "Sci-Fi"]
+  os.makedirs(path, exist_ok=True)
+
+  def write(name, lines, encoding="utf-8"):
+    with open(os.path.join(path, name), "w", encoding=encoding) as f:
+      f.write("".join(line + "\n" for line in lines))
+
+  if fmt == "movielens_latest":
+    write("ratings.csv", ["userId,movieId,rating,timestamp"] +
+          [f"{u},{i},{r}.0,{t}" for u, i, r, t in rows])
+    write("movies.csv", ["movieId,title,genres"] +
+          [f"{i},Movie {i} ({1980 + i % 30}),{genres[i % 4]}"
+           for i in range(1, num_items + 1)])
+  elif fmt == "movielens_100k":
+    write("u.data", [f"{u}\t{i}\t{r}\t{t}" for u, i, r, t in rows])
+    flags = lambda i: "|".join("1" if g == i % 19 else "0" for g in range(19))
+    write("u.item", [f"{i}|Movie {i} ({1980 + i % 30})|01-Jan-{1980 + i % 30}"
+                     f"||http://x|{flags(i)}"
+                     for i in range(1, num_items + 1)], "latin-1")
+    write("u.user", [f"{u}|{20 + u % 40}|{'MF'[u % 2]}|other|0000{u % 9}"
+                     for u in range(1, num_users + 1)])
+  elif fmt == "movielens_1m":
+    write("ratings.dat", [f"{u}::{i}::{r}::{t}" for u, i, r, t in rows])
+    write("movies.dat", [f"{i}::Movie {i} ({1980 + i % 30})::{genres[i % 4]}"
+                         for i in range(1, num_items + 1)], "latin-1")
+    write("users.dat", [f"{u}::{'MF'[u % 2]}::25::{u % 20}::0000{u % 9}"
+                        for u in range(1, num_users + 1)], "latin-1")
+  else:
+    raise ValueError(fmt)
+  return str(path)
+
+
+@pytest.mark.slow
+def test_suite_small_run_writes_json_and_markdown(tmp_path):
+  data = write_movielens(tmp_path / "ml-100k", "movielens_100k")
+  out = tmp_path / "bench"
+  markdown = tmp_path / "benchmarks.md"
+  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run(
+      [sys.executable, "-m", "benchmarks.suite", "--size", "small",
+       "--data-format", "movielens_100k", "--data-path", data,
+       "--output-dir", str(out), "--markdown", str(markdown),
+       "--work-dir", str(tmp_path / "work"),
+       "--scale-sizes", "1500"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+  with open(out / "suite.json") as f:
+    results = json.load(f)
+  assert results["machine"]["cpus"] >= 1
+  p1 = results["protocol1"]
+  assert p1["data"]["format"] == "movielens_100k"
+  assert p1["rows"]["train"] + p1["rows"]["eval"] == 60 * 30
+  # The shipped config's row is a full-size extra (it costs a second fit).
+  mtrec = ("mtrec (bench_protocol1.yaml)",)
+  assert "mtrec (movielens_latest_small.yaml)" not in p1["models"]
+  for name in mtrec + ("TFRS tutorial joint", "popularity", "EASE"):
+    assert 0.0 <= p1["models"][name]["top100_accuracy"] <= 1.0, name
+  for name in mtrec + ("TFRS tutorial joint", "biased MF", "global mean"):
+    assert 0.0 < p1["models"][name]["rmse"] < 5.0, name
+  # 80 items: a top-100 list holds the whole catalog, every model hits.
+  assert p1["models"]["popularity"]["top100_accuracy"] == 1.0
+  assert set(p1["checks"]) == {"mtrec_beats_tutorial_top100",
+                               "mtrec_beats_tutorial_rmse",
+                               "mtrec_beats_popularity_top100"}
+
+  p2 = results["protocol2"]
+  assert p2["split"] == "temporal_user"
+  for name in ("mtrec default", "TFRS tutorial", "popularity"):
+    m = p2["models"][name]
+    assert 0.0 <= m["recall_at_20"] <= 1.0 and 0.0 <= m["ndcg_at_20"] <= 1.0
+    assert 0.0 <= m["auc"] <= 1.0
+  t = p2["throughput"]
+  assert t["example_gen_transform_rows_per_second"] > 0
+  assert t["trainer_examples_per_second"] > 0
+  assert t["evaluator_rows_per_second"] > 0
+
+  (row,) = results["scale"]["rows"]
+  assert row["interactions"] == 1500 and row["train_rows"] > 0
+  assert row["peak_tree_rss_mib"] >= row["peak_process_rss_mib"] > 0
+
+  text = markdown.read_text()
+  for heading in ("## Protocol 1", "## Protocol 2", "## Throughput",
+                  "## Scale", "## Reproduce"):
+    assert heading in text
+  assert "| mtrec (bench_protocol1.yaml) |" in text and "| EASE |" in text
+  assert "| mtrec default |" in text  # protocol 2
+  assert results["machine"]["cpu_model"] in text if (
+      "cpu_model" in results["machine"]) else True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["movielens_latest", "movielens_1m"])
+def test_protocol1_split_accepts_every_movielens_format(tmp_path, fmt):
+  from benchmarks.suite import common
+  from benchmarks.suite import protocol1
+  path = write_movielens(tmp_path / fmt, fmt, num_users=20, per_user=10)
+  config = common.load_config(
+      protocol1.CONFIG, data={"format": fmt, "options": {"path": path}})
+  assert config.example_gen.split == "random"
+  assert config.example_gen.seed == 42
+  ran = common.run_steps(config, str(tmp_path / "run"), ("ExampleGen",))
+  train = common.read_split(ran["uris"]["ExampleGen/examples"], "train")
+  test = common.read_split(ran["uris"]["ExampleGen/examples"], "eval")
+  assert len(train["user"]) + len(test["user"]) == 200
+  assert 0 < len(test["user"]) < len(train["user"])
+  assert set(np.unique(np.concatenate([train["rating"], test["rating"]]))
+             ) <= {1.0, 2.0, 3.0, 4.0, 5.0}
