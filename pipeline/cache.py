@@ -12,6 +12,8 @@ A step's key hashes everything that can change what it writes:
   - the fingerprints of its input artifacts (content hashes from their
     metadata.json), so a rerun upstream that produced identical bytes still
     lets downstream steps hit;
+  - for a step that warm-starts (trainer.warm_start): the model now served
+    (its path and saved_model.pb stamp), an input the config does not name;
   - for a step that reads `data`: size and mtime of each local source file
     the data options name (remote sources are named, not stat'ed: use
     --no-cache after changing one in place).
@@ -42,6 +44,17 @@ CACHE_DIR = ".cache"
 
 def _json(value: Any) -> str:
   return json.dumps(value, sort_keys=True, default=str)
+
+
+def served_model_stamp(serving_root: str,
+                       model_name: str) -> Optional[list[Any]]:
+  """(path, size, mtime_ns) of the saved_model.pb now served, or None."""
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  model_dir = steps.serving_model_dir(serving_root, model_name)
+  if model_dir is None:
+    return None
+  st = os.stat(os.path.join(model_dir, "saved_model.pb"))
+  return [os.path.abspath(model_dir), st.st_size, st.st_mtime_ns]
 
 
 def source_stamps(data_options: Any) -> list[list[Any]]:

@@ -146,6 +146,15 @@ def _config_values(source: str, function_name: str,
   return {f: config.get(f) for f in sorted(fields)}
 
 
+def _reads_warm_start(config: Optional[dict[str, Any]],
+                      config_values: Any) -> bool:
+  """Whether a step starts from the served model (trainer.warm_start)."""
+  if config is None or not config["trainer"].get("warm_start"):
+    return False
+  return config_values is config or {"trainer", "serving_root"} <= set(
+      config_values or {})
+
+
 def _task_key(step: str, container: Any,
               arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
   """The cache key of a task (see pipeline/cache.py) and what it covers."""
@@ -169,6 +178,11 @@ def _task_key(step: str, container: Any,
       config_values is config or "data" in config_values)
   sources = cache_lib.source_stamps(
       config["data"].get("options", {})) if reads_data else []
+  if _reads_warm_start(config, config_values):
+    # The model it starts from is an input the config does not name: a push
+    # since the last run must retrain, as a changed base model does in TFX.
+    parameters["warm_start_from"] = cache_lib.served_model_stamp(
+        config["serving_root"], config["model_name"])
   key = cache_lib.step_key(step, code + command, config_values, parameters,
                            inputs, sources)
   covers = {"modules": modules,

@@ -223,3 +223,35 @@ def test_a_pushed_model_is_reused_only_while_its_version_exists(tmp_path):
   assert store.lookup("Pusher", "k") is not None
   version.rmdir()
   assert store.lookup("Pusher", "k") is None
+
+
+def test_a_warm_started_trainer_is_keyed_by_the_model_now_served(tmp_path):
+  """A push since the last run retrains a warm-started trainer, and only it."""
+  from pipeline import runner  # pylint: disable=g-import-not-at-top
+  serving_root = tmp_path / "serving"
+
+  def keys(warm_start):
+    config = small_config(serving_root=str(serving_root),
+                          trainer={"epochs": 2, "warm_start": warm_start})
+    spec = kfp_pipeline.pipeline_spec(config)
+    out = {}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+
+      class _Container:  # the attribute view task_launcher reads
+        command = executor["container"]["command"]
+        args = executor["container"]["args"]
+
+      out[name] = runner._task_key(  # pylint: disable=protected-access
+          name, _Container,
+          {runner.CONFIG_PARAMETER: kfp_pipeline.encode_config(config)})[0]
+    return out
+
+  before = keys(True), keys(False)
+  version = serving_root / "mtrec" / "7"
+  version.mkdir(parents=True)
+  (version / "saved_model.pb").write_bytes(b"model")
+  after = keys(True), keys(False)
+  assert before[0]["exec-trainer"] != after[0]["exec-trainer"]
+  assert before[1]["exec-trainer"] == after[1]["exec-trainer"]
+  for other in ("exec-example-gen", "exec-transform", "exec-pusher"):
+    assert before[0][other] == after[0][other]
