@@ -40,8 +40,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/mtrec
 
 # Dependencies first, in their own layer: rebuilt only when a pin changes.
+# torch for the TextEmbedder: the CPU build from PyTorch's index first (the
+# LM only embeds item text; PyPI's default build carries GBs of CUDA), so
+# the requirements' torch==2.13.0 is already satisfied.
 COPY requirements.txt requirements-dev.txt constraints.txt ./
-RUN pip install -c constraints.txt -r requirements.txt \
+RUN pip install --index-url https://download.pytorch.org/whl/cpu \
+      "torch==$(sed -n 's/^torch==//p' requirements.txt)" \
+ && pip install -c constraints.txt -r requirements.txt \
  && if [ -n "$TF_EXTRAS" ]; then \
       pip install -c constraints.txt "tensorflow[${TF_EXTRAS}]==$(pip show tensorflow | sed -n 's/^Version: //p')"; \
     fi

@@ -28,6 +28,15 @@ MAX_HISTORY_LENGTH = 50
 ITEM_DENSE_PREFIX = "item_dense_"
 
 
+# The frozen language-model embedding of an item's text (TextEmbedder) and
+# whether the item had any text. Not made by the transform: the trainer looks
+# them up per item (by vocabulary index in training, by catalog row when
+# serving), so the TFT graph stays free of 384-wide constants and an item
+# added by `mtrec catalog refresh` needs no new transform.
+ITEM_TEXT_EMBEDDING = "item_text_embedding"
+ITEM_HAS_TEXT = "item_has_text"
+
+
 def user_attribute(name: str) -> str:
   return f"user_{name}_index"
 

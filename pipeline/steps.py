@@ -22,11 +22,13 @@ SERVING_MODEL_DIR = "Format-Serving"
 # (component, output) of every artifact the pipeline produces, in DAG order.
 OUTPUTS = (
     ("ExampleGen", "examples"), ("ExampleGen", "catalog"),
-    ("ExampleGen", "quarantine"), ("Transform", "transform_graph"),
+    ("ExampleGen", "quarantine"), ("TextEmbedder", "item_features"),
+    ("Transform", "transform_graph"),
     ("Transform", "transformed_examples"), ("Trainer", "model"),
     ("Evaluator", "evaluation"), ("Evaluator", "blessing"),
     ("Pusher", "pushed_model"),
 )
+# The TextEmbedder runs only when the config enables it (text_embedder).
 STEP_NAMES = ("ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher")
 
 
@@ -84,6 +86,39 @@ def transform_step(config: PipelineConfig, run_id: str,
   return "vocabularies: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items())
 
 
+def text_embedding_cache_dir(config: PipelineConfig,
+                             item_features_uri: str) -> str:
+  """The text-hash cache: the config's, else beside the step cache.
+
+  <pipeline_root>/<run_id>/TextEmbedder/item_features ->
+  <pipeline_root>/.cache/text_embeddings, so every run under a root (and
+  `mtrec catalog refresh`) shares it.
+  """
+  if config.text_embedder.cache_dir:
+    return config.text_embedder.cache_dir
+  pipeline_root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(item_features_uri))))
+  return os.path.join(pipeline_root, ".cache", "text_embeddings")
+
+
+def text_embedder_step(config: PipelineConfig, run_id: str,
+                       u: Mapping[str, str]) -> str:
+  from components import text_embedder  # pylint: disable=g-import-not-at-top
+  te = config.text_embedder
+  s = text_embedder.run_text_embedder(
+      u["ExampleGen/catalog"], u["TextEmbedder/item_features"], run_id,
+      model=te.model, fields=te.fields, max_tags=te.max_tags,
+      batch_size=te.batch_size,
+      cache_dir=text_embedding_cache_dir(config,
+                                         u["TextEmbedder/item_features"]),
+      beam_args=config.beam_args)
+  rate = (f", {s['items_per_second']:,.0f} items/s"
+          if s["items_per_second"] else "")
+  return (f"{s['items']:,} items: {s['embedded']:,} embedded{rate}, "
+          f"{s['cached']:,} from the cache, {s['no_text']:,} without text "
+          f"(zero vector); width {s['dimension']}")
+
+
 def trainer_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
                  num_cpu_devices: int = 1,
                  log: Callable[[str], None] = print) -> str:
@@ -96,7 +131,9 @@ def trainer_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
       u["ExampleGen/examples"], u["ExampleGen/catalog"], u["Trainer/model"],
       run_id, config.trainer, config.model_name, config.serving.top_k,
       max_k=config.serving.max_k, num_cpu_devices=num_cpu_devices, log=log,
-      warm_start_from=warm_start_from)
+      warm_start_from=warm_start_from,
+      item_features_uri=(u["TextEmbedder/item_features"]
+                         if config.text_embedder.enabled else None))
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 
@@ -106,11 +143,19 @@ def model_dir(u: Mapping[str, str]) -> str:
 
 
 def serving_model_dir(serving_root: str, model_name: str) -> Optional[str]:
-  """The version TF Serving would serve now (the highest), if any."""
+  """The version TF Serving serves now, if any.
+
+  The one models.config pins (the Pusher pins each push, `mtrec rollback`
+  an older one), else the highest, as TF Serving's default policy does.
+  """
   from components import pusher  # pylint: disable=g-import-not-at-top
   model_root = os.path.join(serving_root, model_name)
   versions = pusher.existing_versions(model_root)
-  return os.path.join(model_root, str(versions[-1])) if versions else None
+  if not versions:
+    return None
+  pinned = pusher.pinned_version(serving_root, model_name)
+  version = pinned if pinned in versions else versions[-1]
+  return os.path.join(model_root, str(version))
 
 
 def evaluator_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],

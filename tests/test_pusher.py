@@ -142,3 +142,17 @@ def test_count_warmup_records(tmp_path):
   assert pusher.count_warmup_records(_version_dir(str(tmp_path), 1)) == 0
   assert pusher.count_warmup_records(
       _version_dir(str(tmp_path), 2, warmup_records=5)) == 5
+
+
+def test_the_served_model_is_the_pinned_version_else_the_highest(tmp_path):
+  """The evaluator's baseline and a warm start read what is really served."""
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "serving"
+  assert steps.serving_model_dir(str(root), "m") is None
+  for version in (3, 5):
+    (root / "m" / str(version)).mkdir(parents=True)
+  assert steps.serving_model_dir(str(root), "m") == str(root / "m" / "5")
+  pusher.pin_version(str(root), "m", 3)  # e.g. after `mtrec rollback`
+  assert steps.serving_model_dir(str(root), "m") == str(root / "m" / "3")
+  pusher.pin_version(str(root), "m", 9)  # pinned but gone: the highest
+  assert steps.serving_model_dir(str(root), "m") == str(root / "m" / "5")

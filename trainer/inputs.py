@@ -44,6 +44,9 @@ class ModelInputs:
   item_numeric: tuple[str, ...]  # scalar floats
   item_vectors: tuple[tuple[str, int], ...]  # (feature, width) float vectors
   has_history: bool
+  # Width of the items' LM text embeddings (TextEmbedder), 0 without them.
+  # Not a transformed feature: the trainer adds it (trainer/run.py).
+  item_text_dim: int = 0
 
   def vocabularies(self) -> list[Vocabulary]:
     return [self.user_id, *self.user_attributes, self.item_id,

@@ -12,6 +12,7 @@ effective weights per epoch) go to the Model artifact's `logs/`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import time
 from typing import Any, Callable, Mapping, Optional
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -38,6 +40,7 @@ from trainer import heads as heads_lib
 from trainer import inputs as inputs_lib
 from trainer import loss_weighting
 from trainer import model as model_lib
+from trainer import refresh as refresh_lib
 from trainer import shared_layers
 from trainer import tasks as tasks_lib
 from trainer import towers
@@ -56,14 +59,28 @@ def _initial_bias(task: Any, stats: Mapping[str, Any]) -> float:
 
 
 def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
-                stats: Mapping[str, Any]) -> model_lib.MultiTaskModel:
-  """The model the config describes, over the features the transform made."""
+                stats: Mapping[str, Any],
+                text_table: Optional[np.ndarray] = None
+                ) -> model_lib.MultiTaskModel:
+  """The model the config describes, over the features the transform made.
+
+  Args:
+    text_table: LM vectors by item vocabulary index (OOV row last), when the
+      run has item text (inputs.item_text_dim > 0).
+  """
   dim = config.embedding_dim
+  adapter = config.text_adapter
   item_embedding = towers.IdEmbedding(inputs.item_id, dim,
                                       name="item_embedding")
-  query = towers.QueryTower(inputs, dim, item_embedding,
-                            config.history_length, config.history_encoder)
-  candidate = towers.CandidateTower(inputs, dim, item_embedding)
+  query = towers.QueryTower(
+      inputs, dim, item_embedding, config.history_length,
+      config.history_encoder,
+      text_table=text_table if adapter.user_history else None,
+      text_rank=adapter.rank)
+  candidate = towers.CandidateTower(
+      inputs, dim, item_embedding,
+      content_features=config.item_content_features,
+      text_rank=adapter.rank, id_dropout=adapter.id_dropout)
   ranking_heads = None
   ranking = config.tasks_of_kind("regression", "binary")
   if ranking:
@@ -97,11 +114,54 @@ def _vocabulary_files(tft_output: tft.TFTransformOutput,
           for v in inputs.vocabularies()}
 
 
+def text_by_vocabulary(tft_output: tft.TFTransformOutput,
+                       item_text: Mapping[str, Any]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """LM vectors and has-text flags by item vocabulary index, OOV row last.
+
+  Args:
+    item_text: {"item_ids", "vectors", "has_text"} (an ItemFeatures artifact
+      read back, or the catalog held by an export).
+  """
+  row = {i: n for n, i in enumerate(item_text["item_ids"])}
+  vocab = [t.decode() for t in tft_output.vocabulary_by_name(F.ITEM_ID_VOCAB)]
+  dim = item_text["vectors"].shape[1]
+  vectors = np.zeros((len(vocab) + 1, dim), np.float32)
+  has_text = np.zeros(len(vocab) + 1, np.int64)
+  for index, item in enumerate(vocab):
+    if item in row:
+      vectors[index] = item_text["vectors"][row[item]]
+      has_text[index] = item_text["has_text"][row[item]]
+  return vectors, has_text
+
+
+def read_item_text(item_features_uri: str) -> dict[str, Any]:
+  from components import text_embedder  # pylint: disable=g-import-not-at-top
+  ids, vectors, has_text = text_embedder.read_item_features(item_features_uri)
+  return {"item_ids": ids, "vectors": vectors, "has_text": has_text}
+
+
+def _with_item_text(ds: tf.data.Dataset, vectors: np.ndarray,
+                    has_text: np.ndarray) -> tf.data.Dataset:
+  """Adds each row's item text features, looked up by item vocab index."""
+  table = tf.constant(vectors)
+  flags = tf.constant(has_text)
+
+  def add(batch):
+    batch = dict(batch)
+    batch[F.ITEM_TEXT_EMBEDDING] = tf.gather(table, batch[F.ITEM_ID])
+    batch[F.ITEM_HAS_TEXT] = tf.gather(flags, batch[F.ITEM_ID])
+    return batch
+
+  return ds.map(add, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def fit(transform_graph_uri: str, transformed_examples_uri: str,
         examples_uri: str, config: TrainerConfig, log_dir: str,
         strategy: tf.distribute.Strategy,
         warm_start_from: Optional[str] = None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print,
+        item_features_uri: Optional[str] = None) -> dict[str, Any]:
   """Builds and trains the model; returns it with what training measured."""
   tf.keras.utils.set_random_seed(config.seed)  # weights, shuffles, dropout
   tft_output = tft.TFTransformOutput(transform_graph_uri)
@@ -110,6 +170,20 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       schema.read_feature_spec(examples_uri))
   inputs = inputs_lib.discover(feature_spec, tft_output.vocabulary_size_by_name,
                                user_features)
+  item_text = text_table = text_flags = None
+  if item_features_uri:
+    item_text = read_item_text(item_features_uri)
+    text_table, text_flags = text_by_vocabulary(tft_output, item_text)
+    inputs = dataclasses.replace(inputs, item_text_dim=text_table.shape[1])
+    log(f"item text: {len(item_text['item_ids'])} items, "
+        f"{int(text_flags[:-1].sum())} of {len(text_flags) - 1} vocabulary "
+        f"items with text, LM width {text_table.shape[1]}")
+
+  def dataset(*args, **kwargs) -> tf.data.Dataset:
+    ds = data.make_dataset(*args, **kwargs)
+    return (_with_item_text(ds, text_table, text_flags)
+            if text_table is not None else ds)
+
   stats = data.training_statistics(
       data.make_dataset(transformed_examples_uri, "train", feature_spec, 8192,
                         shuffle=False),
@@ -119,19 +193,18 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
   # Equal batches: in-batch negatives do not depend on where an epoch ends,
   # and replicas split every batch evenly.
   drop_remainder = stats["rows"] >= config.batch_size * 2
-  train = data.make_dataset(
+  train = dataset(
       transformed_examples_uri, "train", feature_spec, config.batch_size,
       shuffle=True, seed=config.seed, repeat=bool(config.steps_per_epoch),
       drop_remainder=drop_remainder)
   validation = None
   if config.early_stopping:
-    validation = data.make_dataset(transformed_examples_uri, "eval",
-                                   feature_spec, config.batch_size,
-                                   shuffle=False)
+    validation = dataset(transformed_examples_uri, "eval", feature_spec,
+                         config.batch_size, shuffle=False)
 
   with strategy.scope():
-    model = build_model(inputs, config, stats)
-    model(next(iter(data.make_dataset(
+    model = build_model(inputs, config, stats, text_table)
+    model(next(iter(dataset(
         transformed_examples_uri, "train", feature_spec, 8, shuffle=False))))
     warm = None
     if warm_start_from and warm_start_lib.has_state(warm_start_from):
@@ -166,6 +239,7 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       "epochs_run": len(throughput.epoch_seconds),
       "examples_per_second": throughput.examples_per_second() or 0.0,
       "warm_start": warm,
+      "item_text": item_text,
   }
 
 
@@ -184,12 +258,15 @@ def run_trainer(
     log=print,
     parameters: Optional[Mapping[str, Any]] = None,
     warm_start_from: Optional[str] = None,
+    item_features_uri: Optional[str] = None,
 ) -> dict[str, Any]:
   """Trains and publishes the Model artifact; returns its summary.
 
   Args:
     warm_start_from: a SavedModel directory written by an earlier run (the
       model now served) to start from; None trains from scratch.
+    item_features_uri: the TextEmbedder's ItemFeatures artifact: the
+      candidate tower then adapts and gates the items' LM text embeddings.
   """
   strategy = distribution.choose_strategy(num_cpu_devices)
   mixed = distribution.use_mixed_precision(config.mixed_precision)
@@ -202,7 +279,7 @@ def run_trainer(
     try:
       trained = fit(transform_graph_uri, transformed_examples_uri,
                     examples_uri, config, os.path.join(scratch, LOG_DIR),
-                    strategy, warm_start_from, log)
+                    strategy, warm_start_from, log, item_features_uri)
     finally:
       # The layers keep the policy they were built with; what the export
       # adds (the TFT layer) must not cast its inputs to float16.
@@ -210,12 +287,13 @@ def run_trainer(
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
-                    scratch)
+                    scratch, item_features_uri)
 
 
 def _publish(trained, transform_graph_uri, transformed_examples_uri,
              examples_uri, catalog_uri, model_uri, run_id, config, model_name,
-             top_k, max_k, strategy, mixed, parameters, scratch):
+             top_k, max_k, strategy, mixed, parameters, scratch,
+             item_features_uri=None):
   """Exports the SavedModel and writes the Model artifact."""
   model = trained["model"]
   tft_output = trained["tft_output"]
@@ -228,13 +306,21 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   inputs = {"transform_graph": transform_graph_uri,
             "transformed_examples": transformed_examples_uri,
             "examples": examples_uri, "catalog": catalog_uri}
+  text_settings = None
+  if item_features_uri:
+    inputs["item_features"] = item_features_uri
+    text_settings = artifacts.read_metadata(item_features_uri)["parameters"]
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
     export_dir = os.path.join(w.uri, SERVING_MODEL_DIR)
     module = export.ServingModule(model, tft_output, items, users,
                                   trained["user_features"], top_k, max_k,
-                                  histories)
+                                  histories, trained["item_text"])
     export.save(module, export_dir)
+    refresh_lib.save_state(
+        export_dir, transform_graph_uri, config, trained["user_features"],
+        trained["stats"], items, users, histories, trained["item_text"],
+        text_settings, top_k, max_k)
     warm_start_lib.save_state(
         model, _vocabulary_files(tft_output, trained["inputs"]), export_dir)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
@@ -260,5 +346,6 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
         "warm_start": (None if trained["warm_start"] is None else {
             k: v for k, v in trained["warm_start"].items() if k != "fresh"}),
         "signatures": list(export.SIGNATURES),
+        "item_text": bool(item_features_uri),
     }
   return w.summary

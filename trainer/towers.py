@@ -60,12 +60,53 @@ class PooledEmbedding(tf.keras.layers.Layer):
         combiner="mean")
 
 
+class LowRankAdapter(tf.keras.layers.Layer):
+  """Frozen LM vector -> embedding space through a rank-r bottleneck.
+
+  Parameter-efficient: (lm_dim + dim) * rank weights instead of lm_dim * dim,
+  and the language model itself is never updated (its vectors are inputs).
+  The nonlinearity lets the adapter pick out the directions of the LM space
+  that predict consumption rather than only rotate it.
+  """
+
+  def __init__(self, rank: int, dim: int, **kwargs):
+    super().__init__(**kwargs)
+    self.down = tf.keras.layers.Dense(rank, use_bias=False, dtype="float32")
+    self.up = tf.keras.layers.Dense(dim, dtype="float32")
+
+  def call(self, vectors: tf.Tensor) -> tf.Tensor:
+    return self.up(tf.nn.gelu(self.down(tf.cast(vectors, tf.float32))))
+
+
+class TextTable(tf.keras.layers.Layer):
+  """LM vectors by item vocabulary index (OOV row zero), frozen.
+
+  The query tower reads the text of the items in a user's history through
+  it; a constant of the model, so serving needs no look-up service.
+  """
+
+  def __init__(self, vectors, **kwargs):
+    super().__init__(**kwargs)
+    self._initial = vectors
+
+  def build(self, input_shape):
+    self.vectors = self.add_weight(
+        name="vectors", shape=self._initial.shape, trainable=False,
+        initializer=tf.keras.initializers.Constant(self._initial),
+        dtype="float32")
+    super().build(input_shape)
+
+  def call(self, ids: tf.Tensor) -> tf.Tensor:
+    return tf.gather(self.vectors, ids)
+
+
 class QueryTower(tf.keras.layers.Layer):
   """User id, user attributes, recent history and the time of the event."""
 
   def __init__(self, inputs: inputs_lib.ModelInputs, dim: int,
                item_embedding: IdEmbedding, history_length: int = 0,
-               history_encoder: str = "mean", **kwargs):
+               history_encoder: str = "mean", text_table=None,
+               text_rank: int = 32, **kwargs):
     super().__init__(**kwargs)
     self.user_embedding = IdEmbedding(inputs.user_id, dim)
     self.attribute_features = [v.feature for v in inputs.user_attributes]
@@ -78,6 +119,14 @@ class QueryTower(tf.keras.layers.Layer):
     self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, 4)
     self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, 4)
     self.projection = tf.keras.layers.Dense(dim, dtype="float32")
+    # The text of the history's items: what a user likes, in words, which
+    # carries over to items the id tables have never seen.
+    self.history_length = history_length
+    self.text_table = (TextTable(text_table, name="history_text_table")
+                       if text_table is not None and inputs.has_history and
+                       history_length > 0 else None)
+    self.history_text_adapter = (LowRankAdapter(text_rank, dim)
+                                 if self.text_table is not None else None)
 
   def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
     parts = [self.user_embedding(features[F.USER_ID])]
@@ -85,32 +134,83 @@ class QueryTower(tf.keras.layers.Layer):
       parts.append(emb(features[name]))
     if self.history is not None:
       parts.append(self.history(features[F.HISTORY]))
+    if self.text_table is not None:
+      ids, mask, _ = history_lib.last_items(features[F.HISTORY],
+                                            self.history_length)
+      vectors = self.text_table(ids)  # [B, L, lm]
+      weights = tf.cast(mask, tf.float32)[..., None]
+      mean = tf.reduce_sum(vectors * weights, axis=1) / tf.maximum(
+          tf.reduce_sum(weights, axis=1), 1.0)
+      parts.append(tf.cast(self.history_text_adapter(mean),
+                           parts[0].dtype))
     parts.append(self.hour_embedding(features[F.HOUR]))
     parts.append(self.weekday_embedding(features[F.WEEKDAY]))
     return self.projection(tf.concat(parts, axis=-1))
 
 
 class CandidateTower(tf.keras.layers.Layer):
-  """Item id plus the item's multi-valued, numeric and vector features."""
+  """Item id plus the item's multi-valued, numeric and vector features.
+
+  Without LM text: one projection of [id, content features]. With it
+  (`inputs.item_text_dim`): the content features and the adapted LM vector
+  make a content embedding, and a learned per-dimension gate, which sees
+  both embeddings and whether the id and the text are known, mixes it with
+  the id embedding: gate * id + (1 - gate) * content. In training, each
+  row's id is replaced by the OOV id with probability `id_dropout`, so the
+  gate and the content path learn the case of an item without an id, which
+  is what every cold item is at serving time.
+  """
 
   def __init__(self, inputs: inputs_lib.ModelInputs, dim: int,
-               item_embedding: IdEmbedding, **kwargs):
+               item_embedding: IdEmbedding, content_features: bool = True,
+               text_rank: int = 32, id_dropout: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     self.item_embedding = item_embedding
-    self.set_features = [v.feature for v in inputs.item_sets]
-    self.set_embeddings = [PooledEmbedding(v, dim) for v in inputs.item_sets]
-    self.numeric_features = list(inputs.item_numeric)
-    self.vector_features = [name for name, _ in inputs.item_vectors]
-    self.projection = tf.keras.layers.Dense(dim, dtype="float32")
+    item_sets = inputs.item_sets if content_features else ()
+    self.set_features = [v.feature for v in item_sets]
+    self.set_embeddings = [PooledEmbedding(v, dim) for v in item_sets]
+    self.numeric_features = (list(inputs.item_numeric) if content_features
+                             else [])
+    self.vector_features = ([name for name, _ in inputs.item_vectors]
+                            if content_features else [])
+    self.has_text = bool(inputs.item_text_dim)
+    self._oov = inputs.item_id.size
+    self.id_dropout = id_dropout if self.has_text else 0.0
+    if self.has_text:
+      self.text_adapter = LowRankAdapter(text_rank, dim)
+      self.content_projection = tf.keras.layers.Dense(dim, dtype="float32")
+      self.gate = tf.keras.layers.Dense(dim, activation="sigmoid",
+                                        dtype="float32")
+    else:
+      self.projection = tf.keras.layers.Dense(dim, dtype="float32")
 
-  def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
-    parts = [self.item_embedding(features[F.ITEM_ID])]
+  def _content(self, features: Mapping[str, tf.Tensor], dtype) -> list:
+    parts = []
     for name, emb in zip(self.set_features, self.set_embeddings):
       parts.append(emb(features[name]))
-    dtype = parts[0].dtype
     if self.numeric_features:
       parts.append(tf.cast(tf.stack(
           [features[f] for f in self.numeric_features], axis=-1), dtype))
     for name in self.vector_features:
       parts.append(tf.cast(features[name], dtype))
-    return self.projection(tf.concat(parts, axis=-1))
+    return parts
+
+  def call(self, features: Mapping[str, tf.Tensor],
+           training: bool = False) -> tf.Tensor:
+    ids = features[F.ITEM_ID]
+    if not self.has_text:
+      parts = [self.item_embedding(ids)]
+      parts += self._content(features, parts[0].dtype)
+      return self.projection(tf.concat(parts, axis=-1))
+    if training and self.id_dropout > 0:
+      drop = tf.random.uniform(tf.shape(ids)) < self.id_dropout
+      ids = tf.where(drop, tf.cast(self._oov, ids.dtype), ids)
+    id_vec = tf.cast(self.item_embedding(ids), tf.float32)
+    has_text = tf.cast(features[F.ITEM_HAS_TEXT], tf.float32)[:, None]
+    text = self.text_adapter(features[F.ITEM_TEXT_EMBEDDING]) * has_text
+    parts = [tf.cast(p, tf.float32) for p in self._content(features,
+                                                           tf.float32)]
+    content = self.content_projection(tf.concat(parts + [text], axis=-1))
+    known = tf.cast(ids < self._oov, tf.float32)[:, None]
+    gate = self.gate(tf.concat([id_vec, content, known, has_text], axis=-1))
+    return gate * id_vec + (1.0 - gate) * content

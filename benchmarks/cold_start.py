@@ -1,0 +1,332 @@
+"""Item cold start: id-only vs. metadata vs. LM-text models vs. popularity.
+
+Protocol (ml-latest-small by default, the config's temporal_user split):
+
+1. ExampleGen as in the pipeline (each user's latest 20% of events are eval).
+2. Cold items: the latest-appearing `--cold-share` of the items that have
+   interactions, by the time of their first interaction anywhere. Every
+   interaction with a cold item is removed from the train split, so cold
+   items have no training interactions (no id embedding, no vocabulary
+   entry, no popularity); they stay in the catalog, as new items would.
+3. Transform (on the filtered train split), the TextEmbedder (catalog text:
+   title, genres, top tags), then three trainer variants with the config's
+   trainer section: `id_only` (candidate tower = item id embedding),
+   `metadata` (the default tower: id + genres, title tokens, tags, year; no
+   LM), `lm` (metadata + the frozen LM embedding through the low-rank
+   adapter, gated with the id embedding, with id dropout; user side too).
+4. Each exported SavedModel is measured through its own signatures
+   (`embed_user` for the users, `embed_item` for every catalog item), with
+   the user's (filtered) training items excluded:
+   - cold: rank the cold items only; relevant = the user's interactions with
+     cold items (train or eval time: none was trained on);
+   - warm: rank the warm items only; relevant = the user's eval positives
+     with warm items not seen in training (as the pipeline's evaluator);
+   - cold_in_all / warm_in_all: rank the whole catalog, relevant as above
+     (cold items then compete with the warm ones).
+   Recall@K and NDCG@K as in components/metrics.py, averaged over users with
+   at least one relevant item. Popularity = training interaction counts
+   (cold items all 0, ties broken by a fixed random order: chance level).
+
+  .venv/bin/python benchmarks/cold_start.py \\
+      [--config configs/movielens_latest_small.yaml] [--cold-share 0.1] \\
+      [--work-dir /tmp/mtrec_cold_start] [--output cold_start.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from components import artifacts  # noqa: E402
+from components import example_gen  # noqa: E402
+from components import metrics  # noqa: E402
+from components import records as r  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+from pipeline import steps  # noqa: E402
+
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
+
+
+def _events(examples_uri: str, split: str) -> list[tuple[str, str, int, int]]:
+  """(user, item, timestamp, click) of one split."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+          r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
+  files = example_gen.iter_tfrecord_files(examples_uri, split)
+  out = []
+  ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
+  for b in ds.map(lambda x: tf.io.parse_example(x, spec)):
+    for u, i, t, c in zip(*(b[k].numpy() for k in (
+        r.USER_ID, r.ITEM_ID, r.TIMESTAMP, r.CLICK))):
+      out.append((u.decode(), i.decode(), int(t), int(c)))
+  return out
+
+
+def choose_cold_items(events: Sequence[tuple[str, str, int, int]],
+                      share: float) -> set[str]:
+  """The latest-appearing `share` of the items, by first interaction."""
+  first: dict[str, int] = {}
+  for _, item, t, _ in events:
+    first[item] = min(t, first.get(item, t))
+  ordered = sorted(first, key=lambda i: (first[i], i))
+  return set(ordered[len(ordered) - int(round(share * len(ordered))):])
+
+
+def write_filtered_examples(source_uri: str, target_uri: str,
+                            cold: set[str]) -> dict[str, int]:
+  """The examples artifact without any train event of a cold item."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  counts = collections.Counter()
+  with artifacts.write_artifact(target_uri, "Examples", "ColdStartFilter",
+                                "cold-start", {"cold_items": len(cold)},
+                                {"examples": source_uri}) as w:
+    for name in os.listdir(source_uri):
+      if name == artifacts.METADATA_FILE or name.startswith("Split-"):
+        continue
+      src = os.path.join(source_uri, name)
+      (shutil.copytree if os.path.isdir(src) else shutil.copy)(
+          src, os.path.join(w.uri, name))
+    for split in ("train", "eval"):
+      out_dir = artifacts.split_dir(w.uri, split)
+      os.makedirs(out_dir)
+      path = os.path.join(out_dir, "examples-00000-of-00001.gz")
+      with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for rec in example_gen.read_examples(source_uri, split):
+          ex = tf.train.Example.FromString(rec)
+          item = ex.features.feature[r.ITEM_ID].bytes_list.value[0].decode()
+          if split == "train" and item in cold:
+            counts["train_dropped"] += 1
+            continue
+          counts[split] += 1
+          writer.write(rec)
+    w.summary = dict(counts)
+  return dict(counts)
+
+
+def prepare(config: config_lib.PipelineConfig, work_dir: str,
+            share: float, log=print) -> dict[str, Any]:
+  """ExampleGen, the cold filter, Transform and the TextEmbedder, timed."""
+  u = steps.output_uris(os.path.join(work_dir, "run"))
+  u["Filtered/examples"] = os.path.join(work_dir, "run", "Filtered",
+                                        "examples")
+  times = {}
+  start = time.time()
+  if not os.path.exists(u["ExampleGen/examples"]):
+    log(steps.example_gen_step(config, "cold-start", u,
+                               datetime.datetime.now(datetime.timezone.utc)))
+  times["ExampleGen"] = time.time() - start
+  train = _events(u["ExampleGen/examples"], "train")
+  evals = _events(u["ExampleGen/examples"], "eval")
+  cold = choose_cold_items(train + evals, share)
+  if not os.path.exists(u["Filtered/examples"]):
+    log(f"cold items: {len(cold)}; filtered: " + json.dumps(
+        write_filtered_examples(u["ExampleGen/examples"],
+                                u["Filtered/examples"], cold)))
+  filtered = dict(u, **{"ExampleGen/examples": u["Filtered/examples"]})
+  start = time.time()
+  if not os.path.exists(filtered["Transform/transform_graph"]):
+    log(steps.transform_step(config, "cold-start", filtered))
+  times["Transform"] = time.time() - start
+  start = time.time()
+  if not os.path.exists(u["TextEmbedder/item_features"]):
+    log(steps.text_embedder_step(config, "cold-start", u))
+  times["TextEmbedder"] = time.time() - start
+  return {"uris": filtered, "cold": cold, "train": train, "eval": evals,
+          "times": times}
+
+
+class Judge:
+  """Cold / warm Recall@K and NDCG@K of a SavedModel's embeddings."""
+
+  def __init__(self, prepared: Mapping[str, Any], ks: Sequence[int]):
+    items, _ = example_gen.read_catalog(prepared["uris"]["ExampleGen/catalog"])
+    self.ids = list(items[r.ITEM_ID])
+    self.row = {i: n for n, i in enumerate(self.ids)}
+    self.ks = list(ks)
+    cold = prepared["cold"]
+    self.cold_mask = np.array([i in cold for i in self.ids])
+    seen = collections.defaultdict(set)
+    cold_pos = collections.defaultdict(set)
+    warm_pos = collections.defaultdict(set)
+    counts = np.zeros(len(self.ids))
+    for user, item, _, click in prepared["train"]:
+      if item not in self.row or click <= 0:
+        continue
+      if item in cold:
+        cold_pos[user].add(self.row[item])
+      else:
+        seen[user].add(self.row[item])
+        counts[self.row[item]] += 1
+    for user, item, _, click in prepared["eval"]:
+      if item not in self.row or click <= 0:
+        continue
+      if item in cold:
+        cold_pos[user].add(self.row[item])
+      elif self.row[item] not in seen[user]:
+        warm_pos[user].add(self.row[item])
+    self.seen, self.cold_pos, self.warm_pos = seen, cold_pos, warm_pos
+    self.users = sorted(set(cold_pos) | set(warm_pos))
+    rng = np.random.default_rng(0)
+    self.popularity = counts + rng.random(len(counts)) * 1e-3
+
+  def _measure(self, scores: np.ndarray) -> dict[str, float]:
+    """scores: [len(self.users), items]."""
+    out = collections.defaultdict(list)
+    k_max = max(self.ks)
+    for n, user in enumerate(self.users):
+      s = scores[n].astype(np.float64).copy()
+      s[list(self.seen[user])] = -np.inf
+      for segment, relevant, mask in (
+          ("cold", self.cold_pos[user], self.cold_mask),
+          ("warm", self.warm_pos[user], ~self.cold_mask)):
+        if not relevant:
+          continue
+        for scope, candidates in (("", mask), ("_in_all", None)):
+          masked = s if candidates is None else np.where(candidates, s,
+                                                         -np.inf)
+          top = np.argpartition(-masked, k_max)[:k_max]
+          top = top[np.argsort(-masked[top])].tolist()
+          for k in self.ks:
+            out[f"{segment}{scope}_recall_at_{k}"].append(
+                metrics.recall_at_k(top, relevant, k))
+            out[f"{segment}{scope}_ndcg_at_{k}"].append(
+                metrics.ndcg_at_k(top, relevant, k))
+    summary = {k: float(np.mean(v)) for k, v in sorted(out.items())}
+    summary["cold_users"] = sum(1 for u in self.users if self.cold_pos[u])
+    summary["warm_users"] = sum(1 for u in self.users if self.warm_pos[u])
+    return summary
+
+  def popularity_metrics(self) -> dict[str, float]:
+    return self._measure(np.tile(self.popularity, (len(self.users), 1)))
+
+  def model_metrics(self, model_dir: str) -> dict[str, float]:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    model = tf.saved_model.load(model_dir)
+    embed_user = model.signatures["embed_user"]
+    embed_item = model.signatures["embed_item"]
+    users = np.concatenate([embed_user(user_id=tf.constant(
+        self.users[i:i + 512]))["embedding"].numpy()
+                            for i in range(0, len(self.users), 512)])
+    items = np.concatenate([embed_item(item_id=tf.constant(
+        self.ids[i:i + 2048]))["embedding"].numpy()
+                            for i in range(0, len(self.ids), 2048)])
+    return self._measure(users @ items.T)
+
+
+def variants(base: config_lib.TrainerConfig,
+             adapter: Mapping[str, Any] = ()) -> dict[str, tuple[Any, bool]]:
+  """name -> (trainer config, with LM item text)."""
+  lm = base
+  if adapter:
+    lm = base.model_copy(update={"text_adapter": base.text_adapter.model_copy(
+        update=dict(adapter))})
+  return {
+      "id_only": (base.model_copy(update={"item_content_features": False}),
+                  False),
+      "metadata": (base, False),
+      "lm": (lm, True),
+  }
+
+
+def run(config_path: str, work_dir: str, share: float,
+        only: Sequence[str] = (),
+        adapter: Mapping[str, Any] = (),
+        seed: Any = None) -> dict[str, Any]:
+  from trainer import run as trainer_run  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(config_path)
+  config = config.model_copy(update={"text_embedder": config.text_embedder.
+                                     model_copy(update={"enabled": True})})
+  if seed is not None:
+    config = config.model_copy(update={"trainer": config.trainer.model_copy(
+        update={"seed": seed})})
+  os.makedirs(work_dir, exist_ok=True)
+  prepared = prepare(config, work_dir, share)
+  u = prepared["uris"]
+  judge = Judge(prepared, [20])
+  results = {"popularity": judge.popularity_metrics()}
+  seconds = {}
+  for name, (trainer_config, text) in variants(config.trainer,
+                                               adapter).items():
+    if only and name not in only:
+      continue
+    model_uri = os.path.join(work_dir, "models", name)
+    shutil.rmtree(model_uri, ignore_errors=True)
+    start = time.time()
+    trainer_run.run_trainer(
+        u["Transform/transform_graph"], u["Transform/transformed_examples"],
+        u["ExampleGen/examples"], u["ExampleGen/catalog"], model_uri,
+        "cold-start", trainer_config, config.model_name,
+        config.serving.top_k, log=lambda m: None,
+        item_features_uri=u["TextEmbedder/item_features"] if text else None)
+    seconds[name] = time.time() - start
+    results[name] = judge.model_metrics(os.path.join(
+        model_uri, steps.SERVING_MODEL_DIR))
+    print(f"{name}: trained and exported in {seconds[name]:.0f}s: " +
+          json.dumps({k: round(v, 4) for k, v in results[name].items()
+                      if "_20" in k}), flush=True)
+  embedder = artifacts.read_metadata(u["TextEmbedder/item_features"])
+  return {"config": config_path, "cold_share": share,
+          "seed": config.trainer.seed,
+          "lm_text_adapter": variants(config.trainer, adapter)["lm"][0]
+          .text_adapter.model_dump(),
+          "cold_items": len(prepared["cold"]),
+          "catalog_items": len(judge.ids), "results": results,
+          "train_seconds": seconds, "prepare_seconds": prepared["times"],
+          "text_embedder": embedder["summary"]}
+
+
+def table(report: Mapping[str, Any]) -> str:
+  cols = ["cold_recall_at_20", "cold_ndcg_at_20", "warm_recall_at_20",
+          "warm_ndcg_at_20", "cold_in_all_recall_at_20",
+          "warm_in_all_recall_at_20", "warm_in_all_ndcg_at_20"]
+  lines = ["| model | " + " | ".join(cols) + " |",
+           "|---|" + "---|" * len(cols)]
+  for name, m in report["results"].items():
+    lines.append(f"| {name} | " + " | ".join(
+        f"{m.get(c, float('nan')):.4f}" for c in cols) + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", default=DEFAULT_CONFIG)
+  parser.add_argument("--cold-share", type=float, default=0.1)
+  parser.add_argument("--work-dir", default="/tmp/mtrec_cold_start")
+  parser.add_argument("--output", default=None, help="Write the JSON here.")
+  parser.add_argument("--only", nargs="*", default=[],
+                      help="Variants to train (default: all).")
+  parser.add_argument("--lm-adapter", default="{}",
+                      help='JSON overrides of trainer.text_adapter for the lm '
+                      'variant, e.g. \'{"id_dropout": 0.5}\'.')
+  parser.add_argument("--seed", type=int, default=None,
+                      help="trainer.seed (default: the config's).")
+  args = parser.parse_args(argv)
+  report = run(args.config, args.work_dir, args.cold_share, args.only,
+               json.loads(args.lm_adapter), args.seed)
+  print(table(report))
+  print(json.dumps({k: v for k, v in report.items() if k != "results"},
+                   indent=1, default=str))
+  if args.output:
+    with open(args.output, "w") as f:
+      json.dump(report, f, indent=1, default=str)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
