@@ -115,13 +115,9 @@ def trainer_with_text(
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   config = task_io.load_config(config_json, [])
   message = steps.trainer_step(
-      config, run_id, {"Transform/transform_graph": transform_graph.path,
-                       "Transform/transformed_examples":
-                           transformed_examples.path,
-                       "ExampleGen/examples": examples.path,
-                       "ExampleGen/catalog": catalog.path,
-                       "TextEmbedder/item_features": item_features.path,
-                       "Trainer/model": model.path},
+      config, run_id, steps.trainer_uris(
+          transform_graph.path, transformed_examples.path, examples.path,
+          catalog.path, model.path, item_features.path),
       num_cpu_devices=num_cpu_devices)
   task_io.describe(model)
   return message
@@ -147,12 +143,9 @@ def trainer(
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   config = task_io.load_config(config_json, [])
   message = steps.trainer_step(
-      config, run_id, {"Transform/transform_graph": transform_graph.path,
-                       "Transform/transformed_examples":
-                           transformed_examples.path,
-                       "ExampleGen/examples": examples.path,
-                       "ExampleGen/catalog": catalog.path,
-                       "Trainer/model": model.path},
+      config, run_id, steps.trainer_uris(
+          transform_graph.path, transformed_examples.path, examples.path,
+          catalog.path, model.path),
       num_cpu_devices=num_cpu_devices)
   task_io.describe(model)
   return message

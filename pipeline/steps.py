@@ -119,6 +119,19 @@ def text_embedder_step(config: PipelineConfig, run_id: str,
           f"(zero vector); width {s['dimension']}")
 
 
+def trainer_uris(transform_graph: str, transformed_examples: str,
+                 examples: str, catalog: str, model: str,
+                 item_features: Optional[str] = None) -> dict[str, str]:
+  """The artifact URIs trainer_step reads, by `<Component>/<output>`."""
+  u = {"Transform/transform_graph": transform_graph,
+       "Transform/transformed_examples": transformed_examples,
+       "ExampleGen/examples": examples, "ExampleGen/catalog": catalog,
+       "Trainer/model": model}
+  if item_features is not None:
+    u["TextEmbedder/item_features"] = item_features
+  return u
+
+
 def trainer_step(config: PipelineConfig, run_id: str, u: Mapping[str, str],
                  num_cpu_devices: int = 1,
                  log: Callable[[str], None] = print) -> str:
