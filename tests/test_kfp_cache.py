@@ -132,15 +132,21 @@ def test_config_fields_follow_the_config_into_project_functions(project):
       "def c(n: int) -> int:\n  return n\n", "c", fields) == frozenset()
 
 
-def _components():
-  spec = kfp_pipeline.pipeline_spec(small_config())
+def _containers(config):
+  """(executor name, container) of each compiled step of `config`."""
+  spec = kfp_pipeline.pipeline_spec(config)
   for name, executor in spec["deploymentSpec"]["executors"].items():
 
     class _Container:  # the attribute view task_launcher reads
       command = executor["container"]["command"]
       args = executor["container"]["args"]
 
-    yield name, task_launcher.embedded_source(_Container)
+    yield name, _Container
+
+
+def _components():
+  for name, container in _containers(small_config()):
+    yield name, task_launcher.embedded_source(container)
 
 
 def test_the_pipeline_steps_depend_on_their_own_code_and_config():
@@ -233,18 +239,9 @@ def test_a_warm_started_trainer_is_keyed_by_the_model_now_served(tmp_path):
   def keys(warm_start):
     config = small_config(serving_root=str(serving_root),
                           trainer={"epochs": 2, "warm_start": warm_start})
-    spec = kfp_pipeline.pipeline_spec(config)
-    out = {}
-    for name, executor in spec["deploymentSpec"]["executors"].items():
-
-      class _Container:  # the attribute view task_launcher reads
-        command = executor["container"]["command"]
-        args = executor["container"]["args"]
-
-      out[name] = runner._task_key(  # pylint: disable=protected-access
-          name, _Container,
-          {runner.CONFIG_PARAMETER: kfp_pipeline.encode_config(config)})[0]
-    return out
+    arguments = {runner.CONFIG_PARAMETER: kfp_pipeline.encode_config(config)}
+    return {name: runner._task_key(name, container, arguments)[0]  # pylint: disable=protected-access
+            for name, container in _containers(config)}
 
   before = keys(True), keys(False)
   version = serving_root / "mtrec" / "7"

@@ -152,7 +152,21 @@ def gather_replicas(*values: tf.Tensor) -> list[tf.Tensor]:
   return out
 
 
-class RegressionTask(Task):
+class _ScalarLabelTask(Task):
+  """A TFRS Ranking task (`self.task`) on one scalar label per row.
+
+  Subclasses set `self._label` and `self._weight` (features.py names).
+  """
+
+  def call(self, features, outputs, training=False):
+    label = tf.cast(features[self._label], tf.float32)
+    return self.task(
+        labels=label[:, None],
+        predictions=tf.cast(outputs[self.task_name], tf.float32)[:, None],
+        sample_weight=_weights(features, self._weight, label))
+
+
+class RegressionTask(_ScalarLabelTask):
   """MSE or Huber on a scalar label; RMSE / MAE metrics."""
 
   kind = "regression"
@@ -172,15 +186,8 @@ class RegressionTask(Task):
     self.task = _float32(lambda: tfrs.tasks.Ranking(
         loss=loss, metrics=[metrics[m]() for m in config.metrics]))
 
-  def call(self, features, outputs, training=False):
-    label = tf.cast(features[self._label], tf.float32)
-    return self.task(
-        labels=label[:, None],
-        predictions=tf.cast(outputs[self.task_name], tf.float32)[:, None],
-        sample_weight=_weights(features, self._weight, label))
 
-
-class BinaryTask(Task):
+class BinaryTask(_ScalarLabelTask):
   """Binary cross-entropy on a logit; AUC / accuracy metrics."""
 
   kind = "binary"
@@ -205,13 +212,6 @@ class BinaryTask(Task):
 
   def serve(self, prediction):
     return tf.sigmoid(prediction)
-
-  def call(self, features, outputs, training=False):
-    label = tf.cast(features[self._label], tf.float32)
-    return self.task(
-        labels=label[:, None],
-        predictions=tf.cast(outputs[self.task_name], tf.float32)[:, None],
-        sample_weight=_weights(features, self._weight, label))
 
 
 class MultiLabelTask(Task):
