@@ -263,7 +263,8 @@ class _InProcess:
 
   `saved_model` is the standard TF2 call (tf.saved_model.load, then the
   signature function; outputs converted to numpy); `session` is the path the
-  server itself uses (the MetaGraph in a Session, a Session callable).
+  server itself uses (the MetaGraph in a Session, a Session callable, with
+  the server's default threading).
   """
 
   def __init__(self, model_dir: str, requests: dict[str, list[Any]]):
@@ -272,9 +273,10 @@ class _InProcess:
     from serving import tensors  # pylint: disable=g-import-not-at-top
     self._tf = tf
     self._model = tf.saved_model.load(model_dir)
-    self._servable = servables.load("bench", 1, model_dir,
-                                    run_options=(
-                                        servables.caller_thread_run_options()))
+    self._servable = servables.load(
+        "bench", 1, model_dir,
+        config=servables.session_config(run_in_caller_thread=True),
+        run_options=servables.caller_thread_run_options())
     self._arrays = {
         name: [{alias: tensors.to_ndarray(proto)
                 for alias, proto in request.inputs.items()}

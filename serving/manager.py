@@ -452,7 +452,8 @@ class ModelManager:
         servable = servables.load(
             name, version, path, options.saved_model_tags,
             servables.session_config(options.intra_op_parallelism,
-                                     options.inter_op_parallelism),
+                                     options.inter_op_parallelism,
+                                     options.session_run_in_caller_thread),
             servables.caller_thread_run_options()
             if options.session_run_in_caller_thread else None)
         if options.enable_model_warmup:

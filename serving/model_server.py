@@ -521,7 +521,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
       const=True, default=False,
       help="Require classify/regress method names on Classify and Regress.")
   add("--tensorflow_intra_op_parallelism", type=int, default=0,
-      help="Threads per op; 0 lets TensorFlow choose.")
+      help="Threads per op; 0 lets TensorFlow choose, or with"
+      " --session_run_in_caller_thread means 1 (servables.session_config).")
   add("--tensorflow_inter_op_parallelism", type=int, default=0,
       help="Ops run concurrently; 0 lets TensorFlow choose.")
   add("--session_run_in_caller_thread", type=_bool, nargs="?", const=True,

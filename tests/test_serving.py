@@ -494,3 +494,14 @@ def test_serve_main_requires_model_base_path(capsys):
     model_server.serve_main(["--port", "0"])
   assert info.value.code == 2
   assert "--model_base_path" in capsys.readouterr().err
+
+
+def test_session_config_runs_ops_on_one_thread_in_caller_thread_mode():
+  from serving import servables  # pylint: disable=g-import-not-at-top
+  # 0 ("TensorFlow chooses") means one thread per op when the server's own
+  # threads run the calls; an explicit value is kept either way.
+  assert servables.session_config(
+      0, 0, run_in_caller_thread=True).intra_op_parallelism_threads == 1
+  assert servables.session_config(0, 0).intra_op_parallelism_threads == 0
+  assert servables.session_config(
+      4, 2, run_in_caller_thread=True).intra_op_parallelism_threads == 4

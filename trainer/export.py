@@ -5,8 +5,8 @@ the item catalog (ids, titles and the raw features the transform needs), the
 user profiles and each user's latest history (their last consumed items in
 the training data), so a client sends a user id or an item id, never a vocab
 index or a feature vector. `recommend` scores the whole catalog by brute force
-(a matmul and top_k: only core TensorFlow ops, since TF Serving ships no ScaNN
-ops) against candidate embeddings computed once at export, through the same
+(a matmul and an exact top-k, trainer/topk.py: only core TensorFlow ops,
+since TF Serving ships no ScaNN ops) against candidate embeddings computed once at export, through the same
 code path `serving_default` uses for one item, so the two always agree.
 
 Signatures (their names and outputs are the project's API):
@@ -52,6 +52,7 @@ from components import features as F
 from components import records as r
 from components import schema
 from trainer import model as model_lib
+from trainer import topk
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _INDEX_BATCH = 4096
@@ -134,6 +135,10 @@ class ServingModule(tf.Module):
     self.max_k = min(max(max_k, top_k), len(items[r.ITEM_ID]))
     index = self._build_index(items[r.ITEM_ID])
     self.index = tf.Variable(index, trainable=False)
+    # The same, dimension-major: the scoring matmul reads it without a
+    # transpose, a third faster on CPU than transpose_b at 32 users.
+    self.index_by_dim = tf.Variable(np.ascontiguousarray(index.T),
+                                    trainable=False)
     # The unit-length index the "because" explanations compare with;
     # normalizing 10k rows on every request was a fifth of `recommend`.
     norms = np.linalg.norm(index, axis=-1, keepdims=True)
@@ -271,15 +276,15 @@ class ServingModule(tf.Module):
     n = tf.shape(user_id)[0]
     feats = self.transform(user_id, tf.fill([n], ""), self._now(n))
     query = self.query_tower(feats)
-    scores = tf.matmul(query, self.index, transpose_b=True)
+    scores = tf.matmul(query, self.index_by_dim)
     if exclude_item_ids is not None:
       rows = self.item_rows.lookup(exclude_item_ids)  # [n, m], -1 unknown
       known = tf.where(rows >= 0)  # (batch row, position) of known items
       scores = tf.tensor_scatter_nd_update(
           scores, tf.stack([known[:, 0], tf.gather_nd(rows, known)], axis=1),
           tf.fill([tf.shape(known)[0]], tf.constant(-np.inf, scores.dtype)))
-    top = tf.math.top_k(scores, k)
-    candidates = tf.reshape(tf.gather(self.index, top.indices), [n * k, -1])
+    top_values, top_indices = topk.blocked_top_k(scores, k)
+    candidates = tf.reshape(tf.gather(self.index, top_indices), [n * k, -1])
     queries = tf.repeat(query, k, axis=0)
     context = {key: tf.repeat(feats[key], k, axis=0)
                for key in (F.HOUR, F.WEEKDAY)}
@@ -287,10 +292,10 @@ class ServingModule(tf.Module):
     out = {name: tf.reshape(value, [n, k]) for name, value in heads.items()
            if name != "affinity"}
     out.update(
-        item_ids=tf.gather(self.item_ids, top.indices),
-        titles=tf.gather(self.item_titles, top.indices),
-        scores=top.values,
-        because_item_ids=(self._because(user_id, top.indices)
+        item_ids=tf.gather(self.item_ids, top_indices),
+        titles=tf.gather(self.item_titles, top_indices),
+        scores=top_values,
+        because_item_ids=(self._because(user_id, top_indices)
                           if self._has_history else tf.fill([n, k], "")))
     return out
 
