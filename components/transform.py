@@ -28,6 +28,7 @@ from components import beam_runtime
 from components import features as F
 from components import records as r
 from components import schema
+from components import time_features
 
 TRANSFORM_FN_DIR = "transform_fn"  # as written by tft_beam.WriteTransformFn
 
@@ -80,10 +81,8 @@ def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
     out[F.YEAR_Z] = tf.where(known, (year - mean) / std, tf.zeros_like(year))
     out[F.YEAR_KNOWN] = tf.cast(known, tf.float32)
 
-    ts = inputs[r.TIMESTAMP]
-    out[F.HOUR] = tf.math.floormod(ts // 3600, F.HOURS_PER_DAY)
-    # 1970-01-01 was a Thursday; +3 makes Monday 0.
-    out[F.WEEKDAY] = tf.math.floormod(ts // 86400 + 3, F.DAYS_PER_WEEK)
+    out[F.HOUR], out[F.WEEKDAY] = time_features.hour_and_weekday(
+        inputs[r.TIMESTAMP])
 
     rating = inputs[r.RATING]
     has_rating = rating >= 0

@@ -134,6 +134,27 @@ def test_recommend_scores_match_serving_default(small_run):
 
 
 @pytest.mark.slow
+def test_recommend_equals_brute_force_over_the_full_query_tower(small_run):
+  # recommend precomputes each user's query term and ranks in blocks;
+  # embed_user runs the whole query tower: a known user, one without
+  # history or profile row of its own, and an unknown one.
+  m = tf.saved_model.load(_model_dir(small_run))
+  users = tf.constant(["u1", "u7", "nobody"])
+  rec = m.signatures["recommend"](user_id=users)
+  queries = m.signatures["embed_user"](user_id=users)["embedding"].numpy()
+  items = m.item_ids.numpy()
+  catalog = m.signatures["embed_item"](
+      item_id=tf.constant(items))["embedding"].numpy()
+  scores = queries @ catalog.T
+  k = rec["item_ids"].shape[1]
+  best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+  np.testing.assert_array_equal(rec["item_ids"].numpy(), items[best])
+  np.testing.assert_allclose(rec["scores"].numpy(),
+                             np.take_along_axis(scores, best, axis=1),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_graph_holds_only_core_tensorflow_ops(small_run):
   code = f"""
 import json, tensorflow as tf

@@ -129,6 +129,18 @@ class QueryTower(tf.keras.layers.Layer):
                                  if self.text_table is not None else None)
 
   def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    return self.projection(tf.concat(
+        [self.user_inputs(features),
+         self.context_inputs(features[F.HOUR], features[F.WEEKDAY])],
+        axis=-1))
+
+  # The projection is linear, so the query is a user term plus a context
+  # term: kernel rows [:user width] see user_inputs, the rest
+  # context_inputs. The export computes the user term once per known user
+  # (trainer/export.py), leaving only the time of the request per call.
+
+  def user_inputs(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """Everything the query knows of the user, before the projection."""
     parts = [self.user_embedding(features[F.USER_ID])]
     for name, emb in zip(self.attribute_features, self.attribute_embeddings):
       parts.append(emb(features[name]))
@@ -143,9 +155,22 @@ class QueryTower(tf.keras.layers.Layer):
           tf.reduce_sum(weights, axis=1), 1.0)
       parts.append(tf.cast(self.history_text_adapter(mean),
                            parts[0].dtype))
-    parts.append(self.hour_embedding(features[F.HOUR]))
-    parts.append(self.weekday_embedding(features[F.WEEKDAY]))
-    return self.projection(tf.concat(parts, axis=-1))
+    return tf.cast(tf.concat(parts, axis=-1), tf.float32)
+
+  def context_inputs(self, hour: tf.Tensor, weekday: tf.Tensor) -> tf.Tensor:
+    """The time of the event, before the projection."""
+    return tf.cast(tf.concat([self.hour_embedding(hour),
+                              self.weekday_embedding(weekday)], axis=-1),
+                   tf.float32)
+
+  def split_projection(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(user kernel, context kernel, bias): call() is
+    user_inputs @ user kernel + context_inputs @ context kernel + bias."""
+    context_width = (self.hour_embedding.output_dim +
+                     self.weekday_embedding.output_dim)
+    kernel = self.projection.kernel
+    user_width = kernel.shape[0] - context_width
+    return kernel[:user_width], kernel[user_width:], self.projection.bias
 
 
 class CandidateTower(tf.keras.layers.Layer):
