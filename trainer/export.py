@@ -248,7 +248,6 @@ class ServingModule(tf.Module):
     return np.concatenate(chunks, axis=0)
 
   def _build_user_query_terms(self) -> np.ndarray:
-    user_kernel, _, bias = self.query_tower.split_projection()
     # "" is no user's id: the last, empty row and the out-of-vocabulary id.
     user_ids = list(self._table_user_ids) + [""]
     chunks = []
@@ -256,6 +255,9 @@ class ServingModule(tf.Module):
       ids = tf.constant(user_ids[start:start + _INDEX_BATCH], tf.string)
       n = tf.shape(ids)[0]
       feats = self.transform(ids, tf.fill([n], ""), tf.zeros([n], tf.int64))
+      if not self.query_tower.built:  # A fresh model (catalog refresh).
+        self.query_tower(feats)
+      user_kernel, _, bias = self.query_tower.split_projection()
       chunks.append((tf.matmul(self.query_tower.user_inputs(feats),
                                user_kernel) + bias).numpy())
     return np.concatenate(chunks, axis=0)
