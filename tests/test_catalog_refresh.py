@@ -16,6 +16,7 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import small_config
@@ -125,18 +126,25 @@ def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
   others = [f"{t}-fan-{n}" for t in TOPICS if t != "space" for n in range(3)]
   got = recommend(user_id=tf.constant(fans + others))
   rows = [[i.decode() for i in row] for row in got["item_ids"].numpy()]
-  titles = {i.decode(): t.decode() for row_i, row_t in zip(
-      got["item_ids"].numpy(), got["titles"].numpy())
-            for i, t in zip(row_i, row_t)}
-  space_hits = sum(NEW_ITEM["item_id"] in row for row in rows[:len(fans)])
+  # The new item's rank in each user's ranking of the whole catalog (41
+  # items, every one scored through serving_default): higher for space fans
+  # than for everyone else. Mean ranks, not a top-10 count of fans: 30
+  # epochs on 12 fans per topic train differently from run to run, and the
+  # count ranged from 1 to 9 of 12 over runs of the same code, while the
+  # fans' mean rank stayed ahead (by 4.75 places in the weakest run seen).
+  catalog = [i.decode() for i in model.item_ids.numpy()]
+  users = fans + others
+  scored = model.signatures["serving_default"](
+      user_id=tf.constant([u for u in users for _ in catalog]),
+      item_id=tf.constant(catalog * len(users)))
+  affinity = scored["affinity"].numpy().reshape(len(users), len(catalog))
+  new_column = catalog.index(NEW_ITEM["item_id"])
+  ranks = (affinity > affinity[:, new_column:new_column + 1]).sum(axis=1)
+  fan_ranks, other_ranks = ranks[:len(fans)], ranks[len(fans):]
+  assert fan_ranks.mean() + 3 <= other_ranks.mean(), (fan_ranks, other_ranks)
   other_hits = sum(NEW_ITEM["item_id"] in row for row in rows[len(fans):])
-  # Most space fans get it, few others do. Half the fans, not three
-  # quarters: 30 epochs on 12 fans per topic train a little differently on
-  # different CPUs (7 of 12 on one machine, 9 or more on another, with the
-  # same code).
-  assert space_hits >= len(fans) // 2, (space_hits, rows[:3])
   assert other_hits <= len(others) // 4, (other_hits, rows[len(fans):])
-  assert titles[NEW_ITEM["item_id"]] == NEW_ITEM["title"]
+  assert model.item_titles.numpy()[new_column].decode() == NEW_ITEM["title"]
   # Every catalog item is indexed, the old ones unchanged in number.
   scores = model.signatures["serving_default"](
       user_id=tf.constant(["space-fan-0"]),
