@@ -167,6 +167,7 @@ class ServingModule(tf.Module):
     user_ids = profile_ids + sorted(
         (set(histories) | set(vocabulary)) - set(row_of))
     self._table_user_ids = user_ids
+    self._unknown_user_row = len(user_ids)  # the last, empty row
     # A table needs a key: without users, one that maps to the empty row.
     keys = user_ids or ["\x00"]
     self.user_rows = tf.lookup.StaticHashTable(
@@ -195,8 +196,14 @@ class ServingModule(tf.Module):
   # Raw values -> transformed features, exactly as in training.
   def transform(self, user_id: tf.Tensor, item_id: tf.Tensor,
                 timestamp: tf.Tensor,
-                history: Optional[tf.RaggedTensor] = None
-                ) -> dict[str, tf.Tensor]:
+                history: Optional[tf.RaggedTensor] = None,
+                user_side: bool = True) -> dict[str, tf.Tensor]:
+    """The transformed features of raw (user, item, time) rows.
+
+    With user_side False the user's profile and history are left empty:
+    for callers that take the query from user_query_terms and need only
+    the item's features and the time.
+    """
     n = tf.shape(user_id)[0]
     item_row = self.item_rows.lookup(item_id)
     item_known = item_row >= 0
@@ -219,15 +226,19 @@ class ServingModule(tf.Module):
         r.CLICK: tf.ones([n], tf.int64),
         r.WATCH_FRACTION: tf.fill([n], float(r.MISSING_LABEL)),
     }
-    user_row = self.user_rows.lookup(user_id)
+    user_row = (self.user_rows.lookup(user_id) if user_side else
+                tf.fill([n], tf.constant(self._unknown_user_row, tf.int64)))
     for name in self._user_features:
       raw[schema.user_feature_key(name)] = tf.gather(
           self.user_attributes[name], user_row)
     if self._has_history:
-      known = self._histories(user_row)
-      if history is not None:
-        known = _choose_rows(history, known)
-      raw[schema.HISTORY] = known.to_sparse()
+      if user_side:
+        known = self._histories(user_row)
+        if history is not None:
+          known = _choose_rows(history, known)
+        raw[schema.HISTORY] = known.to_sparse()
+      else:
+        raw[schema.HISTORY] = _empty_sparse(n)
     feats = dict(self.tft_layer(raw))
     if self._text:
       feats[F.ITEM_TEXT_EMBEDDING] = tf.where(
@@ -279,9 +290,26 @@ class ServingModule(tf.Module):
       tf.TensorSpec([None], tf.string, name="user_id"),
       tf.TensorSpec([None], tf.string, name="item_id")])
   def serving_default(self, user_id, item_id):
-    feats = self.transform(user_id, item_id, self._now(tf.shape(user_id)[0]))
-    return self._outputs(self.query_tower(feats), self.candidate_tower(feats),
+    now = self._now(1)
+    feats = self.transform(user_id, item_id,
+                           tf.fill(tf.shape(user_id), now[0]),
+                           user_side=False)
+    return self._outputs(self._query(user_id, now), self.candidate_tower(feats),
                          feats)
+
+  def _query(self, user_id: tf.Tensor, now: tf.Tensor) -> tf.Tensor:
+    """The query tower's output for known histories at time now ([1]).
+
+    In two terms (QueryTower.split_projection): the user's, precomputed per
+    user table row, and the time's, one row for the whole batch. No
+    transform graph runs for the user: for `recommend`, a third of the call.
+    """
+    hour, weekday = time_features.hour_and_weekday(now)
+    _, context_kernel, _ = self.query_tower.split_projection()
+    return tf.gather(self.user_query_terms,
+                     self.user_rows.lookup(user_id)) + tf.matmul(
+                         self.query_tower.context_inputs(hour, weekday),
+                         context_kernel)
 
   def _because(self, user_id: tf.Tensor, top: tf.Tensor) -> tf.Tensor:
     """For each returned item, the closest item of the user's history."""
@@ -303,16 +331,10 @@ class ServingModule(tf.Module):
     return tf.reshape(tf.where(found, because, ""), [n, k])
 
   def _recommend(self, user_id, k, exclude_item_ids=None):
-    # The query tower as serving_default runs it, in two terms: the user's
-    # (precomputed per user table row) and the request time's (one row for
-    # the whole batch). No transform graph runs: a third of the call.
     n = tf.shape(user_id)[0]
-    hour, weekday = time_features.hour_and_weekday(self._now(1))
-    _, context_kernel, _ = self.query_tower.split_projection()
-    query = tf.gather(self.user_query_terms,
-                      self.user_rows.lookup(user_id)) + tf.matmul(
-                          self.query_tower.context_inputs(hour, weekday),
-                          context_kernel)
+    now = self._now(1)
+    hour, weekday = time_features.hour_and_weekday(now)
+    query = self._query(user_id, now)
     scores = tf.matmul(query, self.index_by_dim)
     if exclude_item_ids is not None:
       rows = self.item_rows.lookup(exclude_item_ids)  # [n, m], -1 unknown
