@@ -187,9 +187,11 @@ def session_config(intra_op_parallelism: int = 0,
   an intra-op parallelism of 0 ("let TensorFlow choose") means 1. The
   server's own threads (one per batch or request) already run calls side
   by side, and splitting a small op across cores costs more in hand-offs
-  than it saves: on the 9,742-item MovieLens model on 2 cores, `recommend`
-  takes 1.2 ms for one user and 4.4 ms for 32 with one thread per op,
-  against 2.0 and 7.9 ms with TensorFlow's choice (two).
+  than it saves once the server's own threads want the cores too. On the
+  9,742-item MovieLens model on 2 cores, two servers side by side, two
+  alternations: `recommend` at concurrency 32 gave 2,040 and 2,066 QPS
+  with one thread per op against 1,644 and 1,909 with two; one request at
+  a time, p50 1.6 and 2.2 ms against 2.4 and 3.4 ms.
   """
   if run_in_caller_thread and intra_op_parallelism == 0:
     intra_op_parallelism = 1
