@@ -6,8 +6,9 @@ user profiles and each user's latest history (their last consumed items in
 the training data), so a client sends a user id or an item id, never a vocab
 index or a feature vector. `recommend` scores the whole catalog by brute force
 (a matmul and an exact top-k, trainer/topk.py: only core TensorFlow ops,
-since TF Serving ships no ScaNN ops) against candidate embeddings computed once at export, through the same
-code path `serving_default` uses for one item, so the two always agree.
+since TF Serving ships no ScaNN ops) against candidate embeddings computed
+once at export, through the same code path `serving_default` uses for one
+item, so the two always agree.
 
 Signatures (their names and outputs are the project's API):
   serving_default(user_id, item_id) -> affinity and one output per task:
@@ -42,7 +43,7 @@ indexed through its content.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -167,7 +168,6 @@ class ServingModule(tf.Module):
     user_ids = profile_ids + sorted(
         (set(histories) | set(vocabulary)) - set(row_of))
     self._table_user_ids = user_ids
-    self._unknown_user_row = len(user_ids)  # the last, empty row
     # A table needs a key: without users, one that maps to the empty row.
     keys = user_ids or ["\x00"]
     self.user_rows = tf.lookup.StaticHashTable(
@@ -227,7 +227,8 @@ class ServingModule(tf.Module):
         r.WATCH_FRACTION: tf.fill([n], float(r.MISSING_LABEL)),
     }
     user_row = (self.user_rows.lookup(user_id) if user_side else
-                tf.fill([n], tf.constant(self._unknown_user_row, tf.int64)))
+                # The last, empty row.
+                tf.fill([n], tf.constant(len(self._table_user_ids), tf.int64)))
     for name in self._user_features:
       raw[schema.user_feature_key(name)] = tf.gather(
           self.user_attributes[name], user_row)
@@ -249,29 +250,33 @@ class ServingModule(tf.Module):
           tf.zeros([], tf.int64))
     return feats
 
-  def _build_index(self, item_ids: Sequence[str]) -> np.ndarray:
+  @staticmethod
+  def _in_chunks(ids: Sequence[str],
+                 compute: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+                 ) -> np.ndarray:
+    """compute(ids, empty) over chunks of ids (a string tensor and a tensor
+    of "" of the same length), concatenated."""
     chunks = []
-    for start in range(0, len(item_ids), _INDEX_BATCH):
-      ids = tf.constant(item_ids[start:start + _INDEX_BATCH], tf.string)
-      n = tf.shape(ids)[0]
-      feats = self.transform(tf.fill([n], ""), ids, tf.zeros([n], tf.int64))
-      chunks.append(self.candidate_tower(feats).numpy())
+    for start in range(0, len(ids), _INDEX_BATCH):
+      chunk = tf.constant(ids[start:start + _INDEX_BATCH], tf.string)
+      chunks.append(compute(chunk, tf.fill(tf.shape(chunk), "")).numpy())
     return np.concatenate(chunks, axis=0)
 
+  def _build_index(self, item_ids: Sequence[str]) -> np.ndarray:
+    def embed(ids, empty):
+      return self.candidate_tower(
+          self.transform(empty, ids, tf.zeros(tf.shape(ids), tf.int64)))
+    return self._in_chunks(item_ids, embed)
+
   def _build_user_query_terms(self) -> np.ndarray:
-    # "" is no user's id: the last, empty row and the out-of-vocabulary id.
-    user_ids = list(self._table_user_ids) + [""]
-    chunks = []
-    for start in range(0, len(user_ids), _INDEX_BATCH):
-      ids = tf.constant(user_ids[start:start + _INDEX_BATCH], tf.string)
-      n = tf.shape(ids)[0]
-      feats = self.transform(ids, tf.fill([n], ""), tf.zeros([n], tf.int64))
+    def user_term(ids, empty):
+      feats = self.transform(ids, empty, tf.zeros(tf.shape(ids), tf.int64))
       if not self.query_tower.built:  # A fresh model (catalog refresh).
         self.query_tower(feats)
       user_kernel, _, bias = self.query_tower.split_projection()
-      chunks.append((tf.matmul(self.query_tower.user_inputs(feats),
-                               user_kernel) + bias).numpy())
-    return np.concatenate(chunks, axis=0)
+      return tf.matmul(self.query_tower.user_inputs(feats), user_kernel) + bias
+    # "" is no user's id: the last, empty row and the out-of-vocabulary id.
+    return self._in_chunks(list(self._table_user_ids) + [""], user_term)
 
   def _now(self, n: tf.Tensor) -> tf.Tensor:
     return tf.fill([n], tf.cast(tf.timestamp(), tf.int64))
@@ -294,17 +299,17 @@ class ServingModule(tf.Module):
     feats = self.transform(user_id, item_id,
                            tf.fill(tf.shape(user_id), now[0]),
                            user_side=False)
-    return self._outputs(self._query(user_id, now), self.candidate_tower(feats),
-                         feats)
+    query = self._query(user_id, feats[F.HOUR][:1], feats[F.WEEKDAY][:1])
+    return self._outputs(query, self.candidate_tower(feats), feats)
 
-  def _query(self, user_id: tf.Tensor, now: tf.Tensor) -> tf.Tensor:
-    """The query tower's output for known histories at time now ([1]).
+  def _query(self, user_id: tf.Tensor, hour: tf.Tensor,
+             weekday: tf.Tensor) -> tf.Tensor:
+    """The query tower's output for known histories at one time ([1]).
 
     In two terms (QueryTower.split_projection): the user's, precomputed per
     user table row, and the time's, one row for the whole batch. No
     transform graph runs for the user: for `recommend`, a third of the call.
     """
-    hour, weekday = time_features.hour_and_weekday(now)
     _, context_kernel, _ = self.query_tower.split_projection()
     return tf.gather(self.user_query_terms,
                      self.user_rows.lookup(user_id)) + tf.matmul(
@@ -332,9 +337,8 @@ class ServingModule(tf.Module):
 
   def _recommend(self, user_id, k, exclude_item_ids=None):
     n = tf.shape(user_id)[0]
-    now = self._now(1)
-    hour, weekday = time_features.hour_and_weekday(now)
-    query = self._query(user_id, now)
+    hour, weekday = time_features.hour_and_weekday(self._now(1))
+    query = self._query(user_id, hour, weekday)
     scores = tf.matmul(query, self.index_by_dim)
     if exclude_item_ids is not None:
       rows = self.item_rows.lookup(exclude_item_ids)  # [n, m], -1 unknown
