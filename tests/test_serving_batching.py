@@ -7,6 +7,7 @@ so they also see that every request gets its own rows back.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -184,3 +185,79 @@ def test_without_batching_each_request_runs_alone(base_path):
   finally:
     server.stop()
   assert results == [1] * 16
+
+
+class _GatedSignature:
+  """A stand-in signature: records each call's rows; the first one blocks."""
+
+  def __init__(self):
+    self.release_first = threading.Event()
+    self.calls: list[tuple[float, list[str]]] = []
+
+  def __call__(self, inputs):
+    self.calls.append((time.monotonic(), list(inputs["x"])))
+    if len(self.calls) == 1:
+      assert self.release_first.wait(10)
+    return {"y": inputs["x"]}
+
+
+def test_batch_threads_take_the_next_batch_without_the_event_loop():
+  # TF Serving's scheduler threads pull work: a thread that finishes a batch
+  # starts the next ready one at once. Here the event loop is blocked when
+  # the first batch finishes, so the second can only start if the batch
+  # thread takes it itself.
+  signature = _GatedSignature()
+
+  async def scenario():
+    loop = asyncio.get_running_loop()
+    batcher = batching.Batcher(
+        batching.BatchingParameters(max_batch_size=8, num_batch_threads=1),
+        loop)
+    try:
+      first = asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array(["a"], dtype=object)}))
+      await asyncio.sleep(0.05)  # The thread is now inside the first call.
+      rest = [asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array([name], dtype=object)}))
+              for name in ("b", "c")]
+      await asyncio.sleep(0.05)  # Both joined the one waiting batch.
+      signature.release_first.set()
+      blocked_from = time.monotonic()
+      time.sleep(0.3)  # Blocks the loop: it cannot dispatch anything.
+      blocked_until = time.monotonic()
+      outputs = await asyncio.gather(first, *rest)
+    finally:
+      batcher.close()
+    return outputs, blocked_from, blocked_until
+
+  outputs, blocked_from, blocked_until = asyncio.run(scenario())
+  assert [list(o["y"]) for o in outputs] == [["a"], ["b"], ["c"]]
+  assert [rows for _, rows in signature.calls] == [["a"], ["b", "c"]]
+  second_started = signature.calls[1][0]
+  assert blocked_from <= second_started < blocked_until
+
+
+def test_close_fails_queued_requests_with_unavailable():
+  signature = _GatedSignature()
+  signature.release_first.set()
+
+  async def scenario():
+    batcher = batching.Batcher(
+        batching.BatchingParameters(max_batch_size=8,
+                                    batch_timeout_micros=10_000_000,
+                                    num_batch_threads=1),
+        asyncio.get_running_loop())
+    waiting = asyncio.ensure_future(
+        batcher.run(signature, {"x": np.array(["a"], dtype=object)}))
+    await asyncio.sleep(0.05)  # Queued, waiting 10 s for company.
+    batcher.close()
+    with pytest.raises(status.ServingError) as info:
+      await asyncio.wait_for(waiting, 5)
+    with pytest.raises(status.ServingError) as after:
+      await batcher.run(signature, {"x": np.array(["b"], dtype=object)})
+    return info.value, after.value
+
+  queued, after_close = asyncio.run(scenario())
+  assert queued.code == grpc.StatusCode.UNAVAILABLE
+  assert after_close.code == grpc.StatusCode.UNAVAILABLE
+  assert signature.calls == []  # Nothing ran.
