@@ -6,12 +6,14 @@ Measures, in one run on one machine:
   `serving_default` (score 100 items for one user per request) through the
   project's server over gRPC, at concurrency 1, 8 and 32;
 * floor 1, an in-process SavedModel call: the same signatures called
-  directly in this process, one request's worth at a time. The server's
+  directly in this process, with the TensorFlow kernels the server program
+  uses (serving/runtime.py), one request's worth at a time. The server's
   single-request latency minus this is what serving costs;
 * floor 2, a no-op PredictionService (returns an empty PredictResponse) on
-  the same grpc.aio stack, driven by the same load client with the same
-  `recommend` requests. Its QPS is what the load client and gRPC alone allow
-  on this machine, so the server's QPS is judged against it.
+  the same grpc.aio stack and event loop (serving/runtime.py), driven by
+  the same load client with the same `recommend` requests. Its QPS is what
+  the load client and gRPC alone allow on this machine, so the server's QPS
+  is judged against it.
 
 The server and the no-op server run in their own processes, and so does the
 load client (official stubs on grpc.aio, one coroutine per concurrent
@@ -53,6 +55,11 @@ if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# pylint: disable-next=g-import-not-at-top,wrong-import-position
+from serving import runtime  # noqa: E402
+
+# The in-process floor runs TensorFlow with the server program's kernels.
+runtime.use_server_kernels()
 
 _SCORE_ITEMS = 100
 
@@ -209,7 +216,8 @@ def noop_server_main(port: int) -> None:
     print("ready", flush=True)
     await server.wait_for_termination()
 
-  asyncio.run(serve())
+  with asyncio.Runner(loop_factory=runtime.new_event_loop) as runner:
+    runner.run(serve())
 
 
 @contextlib.contextmanager

@@ -331,6 +331,13 @@ def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
   return handler
 
 
+def _serve(argv: list[str]) -> int:
+  """`mtrec serve`: the model server program (serving/model_server.py)."""
+  from serving import runtime  # pylint: disable=g-import-not-at-top
+  runtime.use_server_kernels()  # Before the server module loads TensorFlow.
+  return _lazy("serving.model_server", "serve_main")(argv)
+
+
 # Subcommand -> handler(argv after the subcommand) -> exit status.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run,
@@ -338,7 +345,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "compile": _compile,
     "submit": _submit,
     "runs": _runs,
-    "serve": _lazy("serving.model_server", "serve_main"),
+    "serve": _serve,
     "recommend": _lazy("serving.client", "recommend_main"),
     "score": _lazy("serving.client", "score_main"),
     "metadata": _lazy("serving.client", "metadata_main"),

@@ -34,7 +34,13 @@ Run it like TF Serving:
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":
+  # The program, not the library: TensorFlow's kernels are chosen when it
+  # loads, so before any import below pulls it in (runtime.py says why).
+  from serving import runtime as _runtime  # pylint: disable=g-import-not-at-top
+  _runtime.use_server_kernels()
+
+import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import asyncio
 import concurrent.futures
 import dataclasses
@@ -55,6 +61,7 @@ from serving import grpc_services
 from serving import health
 from serving import manager as manager_lib
 from serving import rest
+from serving import runtime
 from serving import service as service_lib
 from serving import status
 
@@ -268,7 +275,7 @@ class ModelServer:
         session_run_in_caller_thread=options.session_run_in_caller_thread))
     self._manager.start(config)
 
-    self._loop = asyncio.new_event_loop()
+    self._loop = runtime.new_event_loop()
     self._loop_thread = threading.Thread(
         target=self._loop.run_forever, name="model-server-loop", daemon=True)
     self._loop_thread.start()
