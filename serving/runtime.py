@@ -20,9 +20,12 @@ developed on:
   thread several times (gRPC's completion events, the handler, the batch's
   results), so the loop's own overhead is paid per request.
 
-With both, `recommend` at concurrency 32 served 2,484 QPS against 2,214
-without, in five alternating 5-second runs of the same load client against
-two servers side by side (each pair in the same direction).
+End to end the two together are worth less than the kernels alone suggest,
+because the server is then bound by the GIL and gRPC's per-call work:
+`recommend` at concurrency 32, the same load client against two servers
+side by side, alternating 5-second runs: 2,484 against 2,214 QPS (five
+pairs), and later 2,315 against 2,244 (seven runs each) on a noisier
+machine.
 """
 
 from __future__ import annotations
