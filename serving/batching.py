@@ -278,11 +278,11 @@ class Batcher:
   def parameters(self) -> BatchingParameters:
     return self._parameters
 
-  def close(self) -> None:
+  def close(self, timeout: float = 30.0) -> None:
     """Stops the batch threads; requests still queued fail with UNAVAILABLE.
 
-    A batch already running finishes (its results reach the loop if the
-    loop still runs).
+    Blocks (up to `timeout` seconds in all) while batches already running
+    finish; their results reach the loop if the loop still runs.
     """
     with self._lock:
       self._closed = True
@@ -297,9 +297,10 @@ class Batcher:
                                         [error] * len(abandoned))
       except RuntimeError:  # The loop closed meanwhile.
         pass
+    deadline = time.monotonic() + timeout
     for thread in self._threads:
       if thread is not threading.current_thread():
-        thread.join(timeout=30)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
   async def run(self, signature: servables.Signature,
                 inputs: dict[str, np.ndarray],
@@ -313,7 +314,8 @@ class Batcher:
       size: that dimension, when the caller has checked it (batch_size()).
       finish: turns this request's outputs into what run() returns (its
         response), on the batch thread: work the event loop, which every
-        request passes through, does not have to do.
+        request passes through, does not have to do. (A request split
+        across batches is finished on the loop, once every piece is back.)
 
     Raises:
       status.ServingError: the request cannot be batched (see batch_size),
@@ -332,9 +334,16 @@ class Batcher:
       pieces = [{alias: array[start:start + limit]
                  for alias, array in inputs.items()}
                 for start in range(0, size, limit)]
-      results = await asyncio.gather(
-          *(self._enqueue(signature, piece, min(limit, size - i * limit))
-            for i, piece in enumerate(pieces)))
+      futures = []
+      try:
+        for i, piece in enumerate(pieces):
+          futures.append(self._enqueue(signature, piece,
+                                       min(limit, size - i * limit)))
+      except status.ServingError:
+        for future in futures:  # The queued pieces are dropped, not run.
+          future.cancel()
+        raise
+      results = await asyncio.gather(*futures)
       outputs = {alias: np.concatenate([r[alias] for r in results])
                  for alias in results[0]}
       return finish(outputs) if finish is not None else outputs
@@ -385,8 +394,8 @@ class Batcher:
       next_due = None
       for key in list(self._queues):
         queue = self._queues[key]
-        if not queue.batches:
-          del self._queues[key]  # Drops queues of unloaded versions.
+        if not queue.batches:  # Emptied by close(); not kept otherwise.
+          del self._queues[key]
           continue
         first = queue.batches[0]
         due = first.tasks[0].enqueued + timeout
@@ -409,9 +418,20 @@ class Batcher:
       if chosen is None:
         return
       signature, batch = chosen
-      results = self._execute(signature, batch.tasks)
+      # Requests cancelled while queued (client gone, deadline passed) do
+      # not cost model time. done() is read off the loop's thread: a race
+      # only means a request cancelled this instant still runs.
+      tasks = [task for task in batch.tasks if not task.future.done()]
+      if not tasks:
+        continue
       try:
-        self._loop.call_soon_threadsafe(self._deliver, batch.tasks, results)
+        results = self._execute(signature, tasks)
+      except BaseException as e:  # pylint: disable=broad-except
+        # _execute answers every error itself; this keeps a batch thread
+        # alive, and its requests answered, whatever else escapes.
+        results = [status.from_exception(e)] * len(tasks)
+      try:
+        self._loop.call_soon_threadsafe(self._deliver, tasks, results)
       except RuntimeError:  # The loop is closed: nobody waits any more.
         return
 

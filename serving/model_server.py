@@ -414,10 +414,10 @@ class ModelServer:
         _LOG.exception("Stopping the gRPC server failed")
     if self._rest is not None:
       self._rest.stop()
+    if self._batcher is not None:
+      self._batcher.close()  # Before the versions it runs are unloaded.
     if self._manager is not None:
       self._manager.stop()
-    if self._batcher is not None:
-      self._batcher.close()
     if self._executor is not None:
       self._executor.shutdown(wait=True, cancel_futures=True)
     if loop is not None:

@@ -191,14 +191,20 @@ class _GatedSignature:
   """A stand-in signature: records each call's rows; the first one blocks."""
 
   def __init__(self):
+    self.first_entered = threading.Event()
     self.release_first = threading.Event()
     self.calls: list[tuple[float, list[str]]] = []
 
   def __call__(self, inputs):
     self.calls.append((time.monotonic(), list(inputs["x"])))
     if len(self.calls) == 1:
+      self.first_entered.set()
       assert self.release_first.wait(10)
     return {"y": inputs["x"]}
+
+
+async def _wait_for(event: threading.Event) -> None:
+  assert await asyncio.get_running_loop().run_in_executor(None, event.wait, 10)
 
 
 def test_batch_threads_take_the_next_batch_without_the_event_loop():
@@ -216,13 +222,13 @@ def test_batch_threads_take_the_next_batch_without_the_event_loop():
     try:
       first = asyncio.ensure_future(
           batcher.run(signature, {"x": np.array(["a"], dtype=object)}))
-      await asyncio.sleep(0.05)  # The thread is now inside the first call.
+      await _wait_for(signature.first_entered)
       rest = [asyncio.ensure_future(
           batcher.run(signature, {"x": np.array([name], dtype=object)}))
               for name in ("b", "c")]
-      await asyncio.sleep(0.05)  # Both joined the one waiting batch.
-      signature.release_first.set()
+      await asyncio.sleep(0)  # Both join the one waiting batch.
       blocked_from = time.monotonic()
+      signature.release_first.set()
       time.sleep(0.3)  # Blocks the loop: it cannot dispatch anything.
       blocked_until = time.monotonic()
       outputs = await asyncio.gather(first, *rest)
@@ -261,3 +267,32 @@ def test_close_fails_queued_requests_with_unavailable():
   assert queued.code == grpc.StatusCode.UNAVAILABLE
   assert after_close.code == grpc.StatusCode.UNAVAILABLE
   assert signature.calls == []  # Nothing ran.
+
+
+def test_requests_cancelled_while_queued_do_not_run():
+  signature = _GatedSignature()
+
+  async def scenario():
+    batcher = batching.Batcher(
+        batching.BatchingParameters(max_batch_size=8, num_batch_threads=1),
+        asyncio.get_running_loop())
+    try:
+      first = asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array(["a"], dtype=object)}))
+      await _wait_for(signature.first_entered)
+      gone, kept = [asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array([name], dtype=object)}))
+                    for name in ("gone", "kept")]
+      await asyncio.sleep(0)  # Both are queued behind the running batch.
+      gone.cancel()  # As grpc.aio does when the client goes away.
+      await asyncio.sleep(0)
+      signature.release_first.set()
+      outputs = await asyncio.gather(first, kept)
+    finally:
+      batcher.close()
+    return outputs, gone.cancelled()
+
+  outputs, cancelled = asyncio.run(scenario())
+  assert cancelled
+  assert [list(o["y"]) for o in outputs] == [["a"], ["kept"]]
+  assert [rows for _, rows in signature.calls] == [["a"], ["kept"]]
