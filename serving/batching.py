@@ -392,11 +392,9 @@ class Batcher:
     while not self._closed:
       now = time.monotonic()
       next_due = None
-      for key in list(self._queues):
-        queue = self._queues[key]
-        if not queue.batches:  # Emptied by close(); not kept otherwise.
-          del self._queues[key]
-          continue
+      # A queue is kept only while it holds a batch: _enqueue creates it
+      # with one, and it is dropped here when its last batch is taken.
+      for key, queue in list(self._queues.items()):
         first = queue.batches[0]
         due = first.tasks[0].enqueued + timeout
         if len(queue.batches) > 1 or first.size >= full or now >= due:
