@@ -259,14 +259,31 @@ class Batcher:
   """
 
   def __init__(self, parameters: BatchingParameters,
-               loop: asyncio.AbstractEventLoop):
+               loop: asyncio.AbstractEventLoop,
+               adaptive_timeout: bool = False):
+    """Starts the batch threads.
+
+    Args:
+      parameters: TF Serving's knobs.
+      loop: the event loop whose coroutines call run() and submit().
+      adaptive_timeout: (mtrec) a partial batch waits batch_timeout_micros
+        for more rows only while the server is under load, i.e. when a
+        request arrived while the last batch ran; one that arrives at an
+        idle server runs at once. TF Serving holds every partial batch for
+        the timeout, which costs a lone request the whole of it.
+    """
     parameters.validate()
     self._parameters = parameters
     self._loop = loop
+    self._adaptive_timeout = adaptive_timeout
     self._lock = threading.Lock()
     self._work = threading.Condition(self._lock)
     self._queues: dict[int, _Queue] = {}
     self._closed = False
+    # The load signal for adaptive_timeout (under the lock): batches being
+    # run, and requests enqueued while one was, since the last batch began.
+    self._running = 0
+    self._arrived_while_running = 0
     self._threads = [
         threading.Thread(target=self._serve_batches, daemon=True,
                          name=f"{parameters.thread_pool_name}_{i}")
@@ -308,6 +325,21 @@ class Batcher:
                 finish: Optional[Callable[[Outputs], Any]] = None) -> Any:
     """Runs one request's inputs as part of a batch; returns its outputs.
 
+    The coroutine form of submit(), with the same arguments and errors.
+    """
+    return await self.submit(signature, inputs, size, finish)
+
+  def submit(self, signature: servables.Signature,
+             inputs: dict[str, np.ndarray],
+             size: Optional[int] = None,
+             finish: Optional[Callable[[Outputs], Any]] = None
+            ) -> asyncio.Future:
+    """Queues one request's inputs for a batch; the future gets its outputs.
+
+    On the event loop. A plain function, so a request that fits one batch
+    (nearly all do) costs the loop no coroutine: the caller awaits the
+    task's own future.
+
     Args:
       signature: what to run.
       inputs: alias -> array, all with the same first dimension.
@@ -319,8 +351,8 @@ class Batcher:
 
     Raises:
       status.ServingError: the request cannot be batched (see batch_size),
-        it is larger than max_batch_size, the queue is
-        full (UNAVAILABLE), or the model call failed.
+        it is larger than max_batch_size, or the queue is full
+        (UNAVAILABLE); raised here, or by the future for a failed model call.
     """
     if size is None:
       size = batch_size(inputs)
@@ -329,25 +361,31 @@ class Batcher:
           f"Task size {size} is larger than maximum input batch size"
           f" {self._parameters.max_batch_size}")
     limit = self._parameters.execution_batch_size
-    if size > limit:
-      # enable_large_batch_splitting: run it in pieces, answer as one.
-      pieces = [{alias: array[start:start + limit]
-                 for alias, array in inputs.items()}
-                for start in range(0, size, limit)]
-      futures = []
-      try:
-        for i, piece in enumerate(pieces):
-          futures.append(self._enqueue(signature, piece,
-                                       min(limit, size - i * limit)))
-      except status.ServingError:
-        for future in futures:  # The queued pieces are dropped, not run.
-          future.cancel()
-        raise
-      results = await asyncio.gather(*futures)
-      outputs = {alias: np.concatenate([r[alias] for r in results])
-                 for alias in results[0]}
-      return finish(outputs) if finish is not None else outputs
-    return await self._enqueue(signature, inputs, size, finish)
+    if size <= limit:
+      return self._enqueue(signature, inputs, size, finish)
+    # enable_large_batch_splitting: run it in pieces, answer as one.
+    pieces = [{alias: array[start:start + limit]
+               for alias, array in inputs.items()}
+              for start in range(0, size, limit)]
+    futures = []
+    try:
+      for i, piece in enumerate(pieces):
+        futures.append(self._enqueue(signature, piece,
+                                     min(limit, size - i * limit)))
+    except status.ServingError:
+      for future in futures:  # The queued pieces are dropped, not run.
+        future.cancel()
+      raise
+    return asyncio.ensure_future(self._join_pieces(futures, finish),
+                                 loop=self._loop)
+
+  @staticmethod
+  async def _join_pieces(futures: list[asyncio.Future],
+                         finish: Optional[Callable[[Outputs], Any]]) -> Any:
+    results = await asyncio.gather(*futures)
+    outputs = {alias: np.concatenate([r[alias] for r in results])
+               for alias in results[0]}
+    return finish(outputs) if finish is not None else outputs
 
   def _enqueue(self, signature: servables.Signature,
                inputs: dict[str, np.ndarray], size: int,
@@ -360,6 +398,8 @@ class Batcher:
     with self._lock:
       if self._closed:
         raise status.unavailable("The batch scheduler is shutting down")
+      if self._running:
+        self._arrived_while_running += 1
       queue = self._queues.get(id(signature))
       if queue is None:
         queue = self._queues[id(signature)] = _Queue(signature)
@@ -384,12 +424,15 @@ class Batcher:
     """On a batch thread: waits for a ready batch; None once closed.
 
     A queue's first batch is ready when another batch waits behind it, when
-    it is full, or when its first task has waited batch_timeout_micros.
-    Queues are served round robin. Called with the lock held.
+    it is full, or when its first task has waited batch_timeout_micros (with
+    adaptive_timeout, only while under load). Queues are served round robin.
+    Called with the lock held.
     """
-    timeout = self._parameters.batch_timeout_micros / 1e6
     full = self._parameters.execution_batch_size
     while not self._closed:
+      timeout = self._parameters.batch_timeout_micros / 1e6
+      if self._adaptive_timeout and not self._arrived_while_running:
+        timeout = 0.0  # Idle: nobody is likely to join soon.
       now = time.monotonic()
       next_due = None
       # A queue is kept only while it holds a batch: _enqueue creates it
@@ -403,6 +446,8 @@ class Batcher:
           del self._queues[key]
           if queue.batches:
             self._queues[key] = queue
+          self._running += 1
+          self._arrived_while_running = 0
           return queue.signature, batch
         next_due = due if next_due is None else min(next_due, due)
       self._work.wait(None if next_due is None else next_due - now)
@@ -410,11 +455,15 @@ class Batcher:
 
   def _serve_batches(self) -> None:
     """A batch thread: takes ready batches and runs them until closed."""
+    ran = False
     while True:
       with self._lock:
+        if ran:
+          self._running -= 1
         chosen = self._next_batch()
       if chosen is None:
         return
+      ran = True
       signature, batch = chosen
       # Requests cancelled while queued (client gone, deadline passed) do
       # not cost model time. done() is read off the loop's thread: a race

@@ -97,6 +97,8 @@ class ServerOptions:
   batching_parameters_file: str = ""
   # Parsed parameters given directly; overrides the file.
   batching_parameters: Optional[batching.BatchingParameters] = None
+  # (mtrec) batch_timeout_micros only under load (batching.Batcher).
+  adaptive_batch_timeout: bool = False
   grpc_max_threads: int = 4 * _CPUS
   grpc_channel_arguments: str = ""
   enable_model_warmup: bool = True
@@ -329,7 +331,8 @@ class ModelServer:
                         channel_arguments: list[tuple[str, Any]]) -> None:
     loop = asyncio.get_running_loop()
     if parameters is not None:
-      self._batcher = batching.Batcher(parameters, loop)
+      self._batcher = batching.Batcher(
+          parameters, loop, self._options.adaptive_batch_timeout)
     self._service = service_lib.ServingService(
         self._manager, loop, self._executor, self._batcher,
         self._options.enable_signature_method_name_check)
@@ -511,6 +514,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
       help="Batch concurrent requests on the server.")
   add("--batching_parameters_file", default="",
       help="A text BatchingParameters (needs --enable_batching).")
+  add("--adaptive_batch_timeout", type=_bool, nargs="?", const=True,
+      default=defaults.adaptive_batch_timeout,
+      help="(mtrec) Hold a partial batch for batch_timeout_micros only while"
+      " requests arrive during model calls; at an idle server a request"
+      " runs at once.")
   add("--grpc_max_threads", type=int, default=defaults.grpc_max_threads,
       help="Threads that run unbatched model calls.")
   add("--grpc_channel_arguments", default="",
@@ -600,6 +608,7 @@ def serve_main(argv: Optional[list[str]] = None) -> int:
           args.allow_version_labels_for_unavailable_models),
       enable_batching=args.enable_batching,
       batching_parameters_file=args.batching_parameters_file,
+      adaptive_batch_timeout=args.adaptive_batch_timeout,
       grpc_channel_arguments=args.grpc_channel_arguments,
       enable_model_warmup=args.enable_model_warmup,
       num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,

@@ -17,7 +17,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-from typing import Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from serving import apis
 from serving import batching
@@ -56,8 +56,17 @@ class ServingService:
   def manager(self) -> manager_lib.ModelManager:
     return self._manager
 
-  async def _execute(self, plan: inference.Plan):
-    """Runs a plan's calls and builds its response, off the event loop."""
+  def _execute(self, plan: inference.Plan) -> Awaitable[Any]:
+    """Starts a plan's calls off the event loop; awaiting gives the response.
+
+    Not a coroutine: a single call (every Predict) is one future for the
+    caller to await, so the loop, which every request passes through,
+    resumes no coroutine in between when the result arrives.
+
+    Raises:
+      status.ServingError: the call fails batching's or Session::Run's
+        checks on its inputs (nothing has been started then).
+    """
     calls = plan.calls
     finish = plan.finish
     if len(calls) == 1:
@@ -65,11 +74,15 @@ class ServingService:
       if self._batcher is not None:
         size = batching.batch_size(call.inputs)  # Batching's checks first.
         inference.check_call(call)
-        return await self._batcher.run(call.signature, call.inputs, size,
-                                       lambda outputs: finish([outputs]))
+        return self._batcher.submit(call.signature, call.inputs, size,
+                                    lambda outputs: finish([outputs]))
       inference.check_call(call)
-      return await self._loop.run_in_executor(
+      return self._loop.run_in_executor(
           self._executor, lambda: finish([call.signature(call.inputs)]))
+    return self._execute_in_turn(calls, finish)
+
+  async def _execute_in_turn(self, calls: list[inference.Call],
+                             finish: Callable[[list[Any]], Any]) -> Any:
     outputs = []
     for call in calls:
       inference.check_call(call)

@@ -104,17 +104,23 @@ def to_ndarray(proto: TensorProto) -> np.ndarray:
   dtype = proto.dtype
   if dtype == types_pb2.DT_INVALID:
     raise TensorParseError("tensor has no dtype")
+  tensor_shape = proto.tensor_shape
   shape = []
-  for dim in proto.tensor_shape.dim:
-    if dim.size < 0:
-      raise TensorParseError(f"invalid dimension {dim.size}")
-    shape.append(dim.size)
-  if proto.tensor_shape.unknown_rank:
+  for dim in tensor_shape.dim:
+    size = dim.size
+    if size < 0:
+      raise TensorParseError(f"invalid dimension {size}")
+    shape.append(size)
+  if tensor_shape.unknown_rank:
     raise TensorParseError("tensor shape has unknown rank")
   size = math.prod(shape)
   if dtype == DT_STRING:
     values = proto.string_val
     count = len(values)
+    if count == size and len(shape) == 1:
+      # The common request (a batch of ids). numpy keeps bytes whole in an
+      # object array, so this is the general path's array, made faster.
+      return np.array(list(values), dtype=object)
     if count == size:
       flat = list(values)
     elif count == 0:
@@ -174,7 +180,7 @@ def fill_proto(array: np.ndarray, proto: TensorProto,
   proto.dtype = dtype
   dims = proto.tensor_shape.dim
   for size in array.shape:
-    dims.add().size = size
+    dims.add(size=size)
   if dtype == DT_STRING:
     flat = array.ravel().tolist()
     if flat and not isinstance(flat[0], bytes):

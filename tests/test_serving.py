@@ -505,3 +505,19 @@ def test_session_config_runs_ops_on_one_thread_in_caller_thread_mode():
   assert servables.session_config(0, 0).intra_op_parallelism_threads == 0
   assert servables.session_config(
       4, 2, run_in_caller_thread=True).intra_op_parallelism_threads == 4
+
+
+def test_tensor_info_accepts_exactly_the_shapes_tensorflow_accepts():
+  # check_call uses TensorInfo.accepts on every request instead of building
+  # a TensorShape; it must answer as TensorShape.is_compatible_with does.
+  from serving import servables  # pylint: disable=g-import-not-at-top
+  signature_shapes = [None, [], [None], [3], [None, 2], [4, None], [None, None],
+                      [1, 2, 3]]
+  array_shapes = [(), (0,), (3,), (5,), (3, 2), (4, 2), (4, 7), (2, 3),
+                  (1, 2, 3), (1, 2, 4)]
+  for dims in signature_shapes:
+    shape = tf.TensorShape(dims)
+    info = servables.TensorInfo("x", "x:0", tf.string.as_datatype_enum, shape)
+    for array_shape in array_shapes:
+      assert info.accepts(array_shape) == shape.is_compatible_with(
+          array_shape), (dims, array_shape)

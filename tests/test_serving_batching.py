@@ -296,3 +296,60 @@ def test_requests_cancelled_while_queued_do_not_run():
   assert cancelled
   assert [list(o["y"]) for o in outputs] == [["a"], ["kept"]]
   assert [rows for _, rows in signature.calls] == [["a"], ["kept"]]
+
+
+def test_adaptive_timeout_runs_a_request_at_an_idle_server_at_once():
+  # TF Serving holds a partial batch for batch_timeout_micros even when
+  # nothing else is coming; with adaptive_timeout a request that finds the
+  # server idle runs at once. The control shows the timeout is in force.
+  signature = _GatedSignature()
+  signature.release_first.set()
+  parameters = batching.BatchingParameters(
+      max_batch_size=8, batch_timeout_micros=30_000_000, num_batch_threads=1)
+
+  async def scenario(adaptive: bool, wait_s: float):
+    batcher = batching.Batcher(parameters, asyncio.get_running_loop(),
+                               adaptive_timeout=adaptive)
+    try:
+      return await asyncio.wait_for(
+          batcher.run(signature, {"x": np.array(["a"], dtype=object)}),
+          wait_s)
+    finally:
+      batcher.close()
+
+  with pytest.raises(asyncio.TimeoutError):
+    asyncio.run(scenario(adaptive=False, wait_s=0.5))  # Held for 30 s.
+  outputs = asyncio.run(scenario(adaptive=True, wait_s=5))
+  assert list(outputs["y"]) == ["a"]
+
+
+def test_adaptive_timeout_holds_a_partial_batch_while_requests_arrive():
+  # "b" arrives while the first batch runs: the server is under load, so
+  # when the thread is free again the batch ["b"] waits for company
+  # (batch_timeout_micros) and "c", sent just after, joins it.
+  signature = _GatedSignature()
+
+  async def scenario():
+    batcher = batching.Batcher(
+        batching.BatchingParameters(max_batch_size=8,
+                                    batch_timeout_micros=1_000_000,
+                                    num_batch_threads=1),
+        asyncio.get_running_loop(), adaptive_timeout=True)
+    try:
+      first = asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array(["a"], dtype=object)}))
+      await _wait_for(signature.first_entered)
+      second = asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array(["b"], dtype=object)}))
+      await asyncio.sleep(0)  # Queued while "a" runs.
+      signature.release_first.set()
+      await first
+      third = asyncio.ensure_future(
+          batcher.run(signature, {"x": np.array(["c"], dtype=object)}))
+      return await asyncio.wait_for(asyncio.gather(second, third), 10)
+    finally:
+      batcher.close()
+
+  outputs = asyncio.run(scenario())
+  assert [list(o["y"]) for o in outputs] == [["b"], ["c"]]
+  assert [rows for _, rows in signature.calls] == [["a"], ["b", "c"]]
