@@ -13,7 +13,9 @@ and their defaults are TF Serving's (`--enable_batching`,
 * batch_timeout_micros (0): how long an incomplete batch may wait for more
   rows while a thread is free; 0 runs it as soon as a thread is free, so at
   low load nothing waits and under load batches form by themselves while the
-  threads are busy;
+  threads are busy. With mtrec's --adaptive_batch_timeout the wait applies
+  only under load (see Batcher), so a timeout buys larger batches at high
+  concurrency without delaying a lone request;
 * max_enqueued_batches (10): the queue bound; past it requests fail fast with
   UNAVAILABLE (load shedding) instead of queueing without limit;
 * num_batch_threads (number of CPUs): batches run concurrently;
