@@ -1,4 +1,4 @@
-"""Installs mtrec's four packages and the `mtrec` command."""
+"""Installs mtrec's five packages and the `mtrec` command."""
 
 import os
 
@@ -20,7 +20,8 @@ setuptools.setup(
                 "the TensorFlow Serving gRPC API.",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(
-        include=["pipeline", "pipeline.*", "components", "components.*",
+        include=["contracts", "contracts.*", "pipeline", "pipeline.*",
+                 "components", "components.*",
                  "trainer", "trainer.*", "serving", "serving.*"]),
     install_requires=_requirements("requirements.txt"),
     extras_require={"dev": _requirements("requirements-dev.txt")},

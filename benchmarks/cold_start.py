@@ -51,10 +51,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from components import artifacts  # noqa: E402
-from components import example_gen  # noqa: E402
+from contracts import artifacts  # noqa: E402
+from components import artifact_readers
 from components import metrics  # noqa: E402
-from components import records as r  # noqa: E402
+from contracts import records as r  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline import steps  # noqa: E402
 
@@ -68,7 +68,7 @@ def _events(examples_uri: str, split: str) -> list[tuple[str, str, int, int]]:
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
           r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
           r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
-  files = example_gen.iter_tfrecord_files(examples_uri, split)
+  files = artifacts.split_files(examples_uri, split)
   out = []
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   for b in ds.map(lambda x: tf.io.parse_example(x, spec)):
@@ -107,7 +107,7 @@ def write_filtered_examples(source_uri: str, target_uri: str,
       os.makedirs(out_dir)
       path = os.path.join(out_dir, "examples-00000-of-00001.gz")
       with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for rec in example_gen.read_examples(source_uri, split):
+        for rec in artifact_readers.read_examples(source_uri, split):
           ex = tf.train.Example.FromString(rec)
           item = ex.features.feature[r.ITEM_ID].bytes_list.value[0].decode()
           if split == "train" and item in cold:
@@ -155,7 +155,7 @@ class Judge:
   """Cold / warm Recall@K and NDCG@K of a SavedModel's embeddings."""
 
   def __init__(self, prepared: Mapping[str, Any], ks: Sequence[int]):
-    items, _ = example_gen.read_catalog(prepared["uris"]["ExampleGen/catalog"])
+    items, _ = artifact_readers.read_catalog(prepared["uris"]["ExampleGen/catalog"])
     self.ids = list(items[r.ITEM_ID])
     self.row = {i: n for n, i in enumerate(self.ids)}
     self.ks = list(ks)

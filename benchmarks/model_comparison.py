@@ -49,13 +49,15 @@ import tensorflow_transform as tft  # noqa: E402
 from components import example_gen  # noqa: E402
 from components import metrics as M  # noqa: E402
 from components import ranking_eval  # noqa: E402
-from components import records as r  # noqa: E402
+from contracts import records as r  # noqa: E402
 from components import transform  # noqa: E402
-from components import features as F  # noqa: E402
+from contracts import features as F  # noqa: E402
 from components.readers import build_reader  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline import steps  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
+from components import artifact_readers  # noqa: E402
+from contracts import artifacts  # noqa: E402
 
 K = 20
 METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc")
@@ -94,7 +96,7 @@ def _positives(examples_uri: str, split: str) -> dict[str, set]:
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
           r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
   out = collections.defaultdict(set)
-  files = example_gen.iter_tfrecord_files(examples_uri, split)
+  files = artifacts.split_files(examples_uri, split)
   for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
       8192).map(lambda x: tf.io.parse_example(x, spec)):
     keep = b[r.CLICK].numpy() > 0
@@ -107,7 +109,7 @@ class Evaluation:
   """The evaluator's protocol, in-process, for any exported model."""
 
   def __init__(self, uris: Mapping[str, str]):
-    items, _ = example_gen.read_catalog(uris["catalog"])
+    items, _ = artifact_readers.read_catalog(uris["catalog"])
     catalog = set(items[r.ITEM_ID])
     seen = _positives(uris["examples"], "train")
     evals = _positives(uris["examples"], "eval")

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                       help="Texts for the throughput measurement.")
   parser.add_argument("--output", default=None)
   args = parser.parse_args(argv)
-  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components import artifact_readers
   from pipeline import runner  # pylint: disable=g-import-not-at-top
   from pipeline import steps  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config(args.config)
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         "text_embedder_share": round(
             steps_seconds["TextEmbedder"] / total, 3),
         "text_embedder_summary": summary}
-    items, _ = example_gen.read_catalog(result.uris["ExampleGen/catalog"])
+    items, _ = artifact_readers.read_catalog(result.uris["ExampleGen/catalog"])
     rows = [dict(zip(items, values)) for values in zip(*items.values())]
     again = os.path.join(args.work_dir, "again", "TextEmbedder",
                          "item_features")

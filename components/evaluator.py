@@ -18,13 +18,13 @@ import json
 import os
 import shutil
 import traceback
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from components import artifacts
+from contracts import artifacts
 from components import blessing as blessing_lib
-from components import example_gen
+from components import artifact_readers
 from components import infra_validator
-from components import records as r
+from contracts import records as r
 from components import report
 from components import retrieval_eval
 
@@ -96,7 +96,7 @@ def run_evaluator(
   pending_infra = infra_validator.start(model_dir, config.latency_budget_ms)
   try:
     with artifacts.scratch_dir(evaluation_uri) as scratch:
-      items, _ = example_gen.read_catalog(catalog_uri)
+      items, _ = artifact_readers.read_catalog(catalog_uri)
       retrieval: dict[str, Any] = {}
       models = {"candidate": model_dir}
       if serving_model_dir:

@@ -20,22 +20,18 @@ import hashlib
 import json
 import os
 import shutil
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
-from components import artifacts
 from components import beam_runtime
 from components import parsing
-from components import records as r
 from components import schema
 from components.readers.base import Reader
-
-TRAIN = "train"
-EVAL = "eval"
-ITEMS = "items"
-USERS = "users"
+from contracts import artifacts
+from contracts import records as r
+from contracts.artifacts import EVAL, ITEMS, TRAIN, USERS  # split names
 QUARANTINE_FILE_PREFIX = "quarantined"
 
 
@@ -413,44 +409,3 @@ def run_example_gen(
       w.summary = {k: counts[k] for k in ("items_written", "users_written")}
       w.summary["user_features"] = list(reader.user_feature_names)
     return counts
-
-
-def iter_tfrecord_files(artifact_uri: str, split: str) -> list[str]:
-  d = artifacts.split_dir(artifact_uri, split)
-  return sorted(os.path.join(d, f) for f in os.listdir(d)
-                if not f.startswith("."))
-
-
-def read_examples(artifact_uri: str, split: str) -> Iterable[bytes]:
-  """Yields serialized records of one split (for tests and small tables)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = iter_tfrecord_files(artifact_uri, split)
-  for rec in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-    yield rec.numpy()
-
-
-def read_catalog(catalog_uri: str,
-                 user_features: Sequence[str] = ()) -> tuple[dict, dict]:
-  """Loads the item catalog and user profiles as column lists (small tables)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  def columns(split: str, spec: Mapping[str, Any]) -> dict[str, list]:
-    out = {k: [] for k in spec}
-    files = iter_tfrecord_files(catalog_uri, split)
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
-    for batch in ds.map(lambda x: tf.io.parse_example(x, spec)):
-      for key, value in batch.items():
-        if isinstance(value, tf.SparseTensor):
-          rows = tf.RaggedTensor.from_sparse(value).to_list()
-          out[key].extend([[v.decode() for v in row] for row in rows])
-        elif value.dtype == tf.string:
-          out[key].extend(v.decode() for v in value.numpy())
-        else:
-          out[key].extend(int(v) for v in value.numpy())
-    return out
-
-  items = columns(ITEMS, schema.item_feature_spec())
-  users = columns(USERS, schema.user_feature_spec(user_features))
-  for name in user_features:
-    users[name] = users.pop(schema.user_feature_key(name))
-  return items, users

@@ -20,9 +20,10 @@ import sys
 import time
 from typing import Any
 
+from contracts import model_layout
+
 REQUIRED_SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
                        "predict_examples", "embed_user", "embed_item")
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def _validate_in_this_process(model_dir: str, budget_ms: float,
                        f"missing: {missing}" if missing else
                        f"all {len(REQUIRED_SIGNATURES)} present"))
 
-  path = os.path.join(model_dir, WARMUP_FILE)
+  path = model_layout.warmup_path(model_dir)
   requests = []
   if os.path.exists(path):
     for rec in tf.data.TFRecordDataset(path):
@@ -55,7 +56,7 @@ def _validate_in_this_process(model_dir: str, budget_ms: float,
       requests.append((req.model_spec.signature_name or "serving_default",
                        {k: tf.make_ndarray(v) for k, v in req.inputs.items()}))
   checks.append(_check("warmup_requests", bool(requests),
-                       f"{len(requests)} records in {WARMUP_FILE}"))
+                       f"{len(requests)} records in {model_layout.WARMUP_FILE}"))
 
   def call(signature, inputs):
     fn = loaded.signatures[signature]

@@ -14,7 +14,7 @@ import datetime
 import math
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from components import records as r
+from contracts import records as r
 
 
 @dataclasses.dataclass(frozen=True)

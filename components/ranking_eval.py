@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -35,10 +34,10 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 from tensorflow_model_analysis.proto import config_pb2
 
-from components import example_gen
-from components import features as F
+from contracts import artifacts
+from contracts import features as F
 from components import metrics as M
-from components import records as r
+from contracts import records as r
 from components import retrieval_eval
 from components import schema
 
@@ -66,7 +65,7 @@ def train_counts(examples_uri: str) -> tuple[collections.Counter,
   users, items = collections.Counter(), collections.Counter()
   spec = {k: schema.raw_feature_spec([])[k]
           for k in (r.USER_ID, r.ITEM_ID, r.CLICK)}
-  files = example_gen.iter_tfrecord_files(examples_uri, "train")
+  files = artifacts.split_files(examples_uri, "train")
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   for b in ds.map(lambda x: tf.io.parse_example(x, spec)):
     keep = b[r.CLICK].numpy() > 0
@@ -82,7 +81,7 @@ def write_labeled_eval_examples(
   """Eval split + labels/weights from the TFT graph + slice features."""
   raw_spec = schema.read_feature_spec(examples_uri)
   layer = tft_output.transform_features_layer()
-  files = example_gen.iter_tfrecord_files(examples_uri, "eval")
+  files = artifacts.split_files(examples_uri, "eval")
   n = 0
   with tf.io.TFRecordWriter(path) as writer:
     for batch in tf.data.TFRecordDataset(files,

@@ -25,10 +25,10 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 import numpy as np
 
-from components import artifacts
+from contracts import artifacts
 from components import beam_runtime
 from components import metrics as M
-from components import records as r
+from contracts import records as r
 
 POPULARITY = "popularity"
 ALL = "all"

@@ -16,8 +16,8 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 
-from components import features as F
-from components import records as r
+from contracts import features as F
+from contracts import records as r
 
 SCHEMA_FILE = "schema.pbtxt"
 USER_FEATURE_PREFIX = "user_"

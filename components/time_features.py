@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import features as F
+from contracts import features as F
 
 
 def hour_and_weekday(timestamp: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -23,10 +23,10 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tfx_bsl.public import tfxio
 
-from components import artifacts
+from contracts import artifacts
 from components import beam_runtime
-from components import features as F
-from components import records as r
+from contracts import features as F
+from contracts import records as r
 from components import schema
 from components import time_features
 

@@ -37,7 +37,7 @@ import os
 import shutil
 from typing import Any, Mapping, Optional
 
-from components import artifacts
+from contracts import artifacts
 
 CACHE_DIR = ".cache"
 

@@ -107,7 +107,7 @@ def _demo(argv: list[str]) -> int:
   from serving import client as client_lib  # pylint: disable=g-import-not-at-top
   from serving import model_server  # pylint: disable=g-import-not-at-top
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  from components import features as F  # pylint: disable=g-import-not-at-top
+  from contracts import features as F  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog="mtrec demo")
   parser.add_argument("--config", default=DEMO_CONFIG)
   parser.add_argument("--port", type=int, default=0,

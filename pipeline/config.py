@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import pydantic
 import yaml
 
-from components import features as F
+from contracts import features as F
 
 
 class ConfigError(ValueError):

@@ -58,7 +58,7 @@ from kfp.local import utils as kfp_local_utils
 from kfp.local.orchestrator import orchestrator_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components import artifacts
+from contracts import artifacts
 from pipeline import cache as cache_lib
 from pipeline import kfp_pipeline
 from pipeline import step_deps

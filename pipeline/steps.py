@@ -12,7 +12,7 @@ import datetime
 import os
 from typing import Callable, Mapping, Optional
 
-from components import artifacts
+from contracts import artifacts
 from components import parsing
 from pipeline.config import PipelineConfig
 

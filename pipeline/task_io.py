@@ -16,7 +16,7 @@ import os
 import shutil
 from typing import Any, Sequence
 
-from components import artifacts
+from contracts import artifacts
 from pipeline import config as config_lib
 
 # Written by components/evaluator.py inside the evaluation artifact; when a

@@ -17,16 +17,16 @@ import os
 import re
 from typing import Iterable, Optional
 
-from google.protobuf import text_format
 import tensorflow as tf
 
+from contracts import model_layout
+from contracts import serving_layout
 from serving import apis
 from serving import status
 
 _LOG = logging.getLogger("serving.config")
 
 _VERSION_DIR_NAME = re.compile(r"[0-9]+")
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -38,13 +38,10 @@ def parse_model_server_config(
     status.ServingError: INVALID_ARGUMENT "Invalid protobuf file: '<source>'"
       (TF Serving's message) followed by the parser's explanation.
   """
-  config = apis.ModelServerConfig()
   try:
-    text_format.Parse(text, config)
-  except text_format.ParseError as e:
-    raise status.invalid_argument(
-        f"Invalid protobuf file: '{source}': {e}") from None
-  return config
+    return serving_layout.parse_model_config(text, source)
+  except serving_layout.ModelConfigError as e:
+    raise status.invalid_argument(str(e)) from None
 
 
 def read_model_server_config(path: str) -> apis.ModelServerConfig:
@@ -57,7 +54,7 @@ def read_model_server_config(path: str) -> apis.ModelServerConfig:
 
 
 def format_model_server_config(config: apis.ModelServerConfig) -> str:
-  return text_format.MessageToString(config)
+  return serving_layout.format_model_config(config)
 
 
 def single_model_config(model_name: str,
@@ -148,7 +145,7 @@ def list_versions(base_path: str) -> Optional[dict[int, str]]:
       continue
     path = os.path.join(base_path, name)
     if any(tf.io.gfile.exists(os.path.join(path, f))
-           for f in _SAVED_MODEL_FILES):
+           for f in model_layout.SAVED_MODEL_FILES):
       versions.setdefault(int(name), path)
   return versions
 

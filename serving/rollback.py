@@ -2,7 +2,7 @@
 
 A bad version is rolled back by configuration, not by deleting it: the
 pusher's models.config pins each model to one version, and rolling back
-re-pins the previous one (components.pusher.rollback). Servers pick the
+re-pins the previous one (`rollback` below). Servers pick the
 change up the way TF Serving does:
 
 * a server started with `--model_config_file=<serving_root>/models.config
@@ -24,8 +24,50 @@ from typing import Optional
 
 import grpc
 
-from components import pusher
+from contracts import serving_layout
 from serving import apis
+
+
+def rollback(serving_root: str, model_name: str,
+             to_version: Optional[int] = None) -> tuple[int, int]:
+  """Re-pins a model to the version before the one it serves.
+
+  The served version is `serving_layout.served_version`'s (the pinned one,
+  or the newest complete one when nothing is pinned). Repeated rollbacks
+  walk further back.
+
+  Args:
+    serving_root: the pusher's serving root.
+    model_name: the model.
+    to_version: a specific version to go to instead of the previous one.
+
+  Returns:
+    (the version served before, the version now pinned).
+
+  Raises:
+    ValueError: no version on disk to go back to, or `to_version` is not a
+      complete version.
+  """
+  model_root = serving_layout.model_root(serving_root, model_name)
+  versions = serving_layout.complete_versions(model_root)
+  current = serving_layout.served_version(serving_root, model_name)
+  if current is None:
+    raise ValueError(f"No versions of {model_name} under {model_root}")
+  if to_version is None:
+    older = [v for v in versions if v < current]
+    if not older:
+      raise ValueError(
+          f"{model_name} serves version {current}, and there is no older"
+          f" version under {model_root} to roll back to")
+    target = older[-1]
+  else:
+    if to_version not in versions:
+      raise ValueError(
+          f"Version {to_version} of {model_name} is not under {model_root};"
+          f" versions there: {versions}")
+    target = to_version
+  serving_layout.pin_version(serving_root, model_name, target)
+  return current, target
 
 
 def reload_server(target: str, config: apis.ModelServerConfig,
@@ -64,15 +106,15 @@ def rollback_main(argv: Optional[list[str]] = None) -> int:
                       help="Seconds to wait for the server's reload.")
   args = parser.parse_args(argv)
   try:
-    before, after = pusher.rollback(args.serving_root, args.model_name,
-                                    args.to_version)
-  except ValueError as e:
+    before, after = rollback(args.serving_root, args.model_name,
+                             args.to_version)
+  except ValueError as e:  # ModelConfigError too
     print(f"mtrec rollback: {e}", file=sys.stderr)
     return 1
-  path = pusher.model_config_path(args.serving_root)
+  path = serving_layout.model_config_path(args.serving_root)
   print(f"{args.model_name}: version {before} -> {after} (pinned in {path})")
   if args.server:
-    config = pusher.read_model_config(args.serving_root)
+    config = serving_layout.read_model_config(args.serving_root)
     try:
       reload_server(args.server, config, args.timeout)
     except grpc.RpcError as e:

@@ -17,7 +17,7 @@ import os
 import shutil
 import socket
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable
 
 import tensorflow as tf
 

@@ -15,24 +15,22 @@ it exactly as a live request would run.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Callable
 
 import tensorflow as tf
 
+from contracts import model_layout
 from serving import apis
 from serving import status
 
 _LOG = logging.getLogger("serving.warmup")
 
-ASSETS_EXTRA = "assets.extra"
-REQUESTS_FILE = "tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # WarmupConsts::kMaxNumRecords.
 
 
 def warmup_path(export_dir: str) -> str:
-  return os.path.join(export_dir, ASSETS_EXTRA, REQUESTS_FILE)
+  return model_layout.warmup_path(export_dir)
 
 
 def run_warmup(export_dir: str,

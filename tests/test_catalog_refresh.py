@@ -16,7 +16,6 @@ import random
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import small_config
@@ -90,6 +89,7 @@ def _config(tmp):
 def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from components import pusher  # pylint: disable=g-import-not-at-top
+  from contracts import serving_layout  # pylint: disable=g-import-not-at-top
   from pipeline import cli  # pylint: disable=g-import-not-at-top
   from pipeline import steps  # pylint: disable=g-import-not-at-top
   tmp = str(tmp_path)
@@ -115,9 +115,9 @@ def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
   assert cli.main(["catalog", "refresh", "--items", items_file,
                    "--serving-root", serving_root, "--model_name", "mtrec",
                    "--cache-dir", config.text_embedder.cache_dir]) == 0
-  versions = pusher.complete_versions(os.path.join(serving_root, "mtrec"))
+  versions = serving_layout.complete_versions(os.path.join(serving_root, "mtrec"))
   assert len(versions) == 2 and versions[0] == first
-  assert pusher.pinned_version(serving_root, "mtrec") == versions[1]
+  assert serving_layout.pinned_version(serving_root, "mtrec") == versions[1]
 
   model = tf.saved_model.load(os.path.join(serving_root, "mtrec",
                                            str(versions[1])))
@@ -156,6 +156,7 @@ def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
 import json, sys, tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
+
 path = {os.path.join(serving_root, "mtrec", str(versions[1]))!r}
 m = tf.saved_model.load(path)
 out = m.signatures["recommend"](user_id=tf.constant(["space-fan-1"]))

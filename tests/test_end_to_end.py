@@ -8,7 +8,7 @@ import sys
 import grpc
 import pytest
 
-from components import artifacts
+from contracts import artifacts
 from conftest import small_config
 from pipeline import runner
 from serving import client as client_lib

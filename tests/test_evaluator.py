@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import artifacts
+from contracts import artifacts
 from components import blessing
 from components import evaluator
-from components import features as F
+from contracts import features as F
 from components import infra_validator
 from components import retrieval_eval
-from pipeline import steps
+from contracts import model_layout
+from contracts import serving_layout
 from pipeline.config import EvaluatorConfig
 from pipeline.config import Threshold
 from pipeline.config import TrainerConfig
@@ -119,7 +120,7 @@ def test_ranking_slices_agree_with_tfma_overall(small_run, tmp_path):
       u["ExampleGen/examples"],
       tft.TFTransformOutput(u["Transform/transform_graph"]), labeled, users,
       items, EvaluatorConfig().activity_boundaries)
-  model_dir = os.path.join(u["Trainer/model"], steps.SERVING_MODEL_DIR)
+  model_dir = os.path.join(u["Trainer/model"], model_layout.SERVING_MODEL_DIR)
   ours = ranking_eval.slice_metrics({"candidate": model_dir}, labeled)[
       "candidate"]
   metrics = json.loads(open(os.path.join(
@@ -141,11 +142,11 @@ def _evaluate(small_run, tmp_path, model_uri, config, examples_uri=None,
               serving_root=None):
   u = small_run.uris
   return evaluator.run_evaluator(
-      model_uri, os.path.join(model_uri, steps.SERVING_MODEL_DIR),
+      model_uri, os.path.join(model_uri, model_layout.SERVING_MODEL_DIR),
       examples_uri or u["ExampleGen/examples"], u["ExampleGen/catalog"],
       u["Transform/transform_graph"], str(tmp_path / "evaluation"),
       str(tmp_path / "blessing"), "test",
-      config, steps.serving_model_dir(serving_root, "mtrec")
+      config, serving_layout.served_model_dir(serving_root, "mtrec")
       if serving_root else None, os.path.dirname(small_run.run_dir))
 
 

@@ -6,12 +6,13 @@ import os
 import pytest
 import tensorflow as tf
 
-from components import artifacts
+from contracts import artifacts
 from components import example_gen
 from components import parsing
-from components import records as r
+from contracts import records as r
 from components import schema
 from components.readers import build_reader
+from components import artifact_readers
 
 RULES = parsing.ValidationRules(0.5, 5.0, 0, 1_900_000_000)
 
@@ -60,7 +61,7 @@ def _run(tmp_path, reader, **kwargs):
 def _split(out, split):
   spec = schema.read_feature_spec(str(out / "examples"))
   rows = []
-  for rec in example_gen.read_examples(str(out / "examples"), split):
+  for rec in artifact_readers.read_examples(str(out / "examples"), split):
     ex = tf.io.parse_single_example(rec, spec)
     rows.append((ex[r.USER_ID].numpy().decode(), ex[r.ITEM_ID].numpy().decode(),
                  float(ex[r.RATING].numpy()), int(ex[r.TIMESTAMP].numpy()),
@@ -173,7 +174,7 @@ def test_each_event_carries_the_items_consumed_before_it(tmp_path):
   assert isinstance(spec[schema.HISTORY], tf.io.VarLenFeature)
   history = {}
   for split in ("train", "eval"):
-    for rec in example_gen.read_examples(str(out / "examples"), split):
+    for rec in artifact_readers.read_examples(str(out / "examples"), split):
       ex = tf.io.parse_single_example(rec, spec)
       key = (ex[r.USER_ID].numpy().decode(), int(ex[r.TIMESTAMP].numpy()))
       history[key] = [x.decode() for x in ex[schema.HISTORY].values.numpy()]

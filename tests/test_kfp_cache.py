@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from components import artifacts
+from contracts import artifacts
 from pipeline import cache
 from pipeline import config as config_lib
 from pipeline import kfp_pipeline

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from components import artifacts
+from contracts import artifacts
 from conftest import small_config
 from pipeline import cli
 from pipeline import runner

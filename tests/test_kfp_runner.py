@@ -17,7 +17,7 @@ from kfp import dsl
 import pytest
 import yaml
 
-from components import artifacts
+from contracts import artifacts
 from pipeline import runner
 from pipeline import runs
 
@@ -26,7 +26,7 @@ def make_numbers(run_id: str, count: int, publish: bool,
                  numbers: dsl.Output[dsl.Dataset]) -> str:
   import json  # pylint: disable=all
   import os  # pylint: disable=all
-  from components import artifacts  # pylint: disable=all
+  from contracts import artifacts  # pylint: disable=all
   if not publish:
     return "forgot to publish"
   with artifacts.write_artifact(numbers.path, "Numbers", "MakeNumbers",
@@ -43,7 +43,7 @@ def add_up(run_id: str, fail: bool, numbers: dsl.Input[dsl.Dataset],
            note: dsl.Output[dsl.Markdown]) -> str:
   import json  # pylint: disable=all
   import os  # pylint: disable=all
-  from components import artifacts  # pylint: disable=all
+  from contracts import artifacts  # pylint: disable=all
   if fail:
     raise ValueError("boom: asked to fail\nsecond line of the message")
   with open(os.path.join(numbers.path, "numbers.json")) as f:

@@ -9,7 +9,7 @@ import pytest
 import trainer  # noqa: F401  pylint: disable=unused-import
 import tensorflow as tf
 
-from components import features as F
+from contracts import features as F
 from trainer import history as history_lib
 from trainer import loss_weighting
 from trainer import shared_layers

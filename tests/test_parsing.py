@@ -3,7 +3,7 @@
 import pytest
 
 from components import parsing
-from components import records as r
+from contracts import records as r
 
 RULES = parsing.ValidationRules(rating_min=0.5, rating_max=5.0,
                                 timestamp_min=0, timestamp_max=2_000_000_000)

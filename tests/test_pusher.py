@@ -7,9 +7,12 @@ import struct
 
 import pytest
 
-from components import artifacts
+from contracts import artifacts
 from components import evaluator
 from components import pusher
+from contracts import model_layout
+from contracts import serving_layout
+from serving import rollback as rollback_lib
 
 
 def _saved_model(tmp_path):
@@ -75,7 +78,7 @@ def test_failed_artifact_write_leaves_nothing_visible(tmp_path):
 def _write_records(model_dir, count):
   """A warmup file of `count` TFRecord-framed records."""
   os.makedirs(os.path.join(model_dir, "assets.extra"), exist_ok=True)
-  with open(os.path.join(model_dir, pusher.WARMUP_FILE), "wb") as f:
+  with open(os.path.join(model_dir, model_layout.WARMUP_FILE), "wb") as f:
     for i in range(count):
       data = b"record%d" % i
       f.write(struct.pack("<Q", len(data)) + b"\0" * 4 + data + b"\0" * 4)
@@ -97,7 +100,7 @@ def test_push_pins_the_version_in_models_config(tmp_path):
   serving = str(tmp_path / "serving")
   # Another model's entry, with a label, must survive the push.
   os.makedirs(serving)
-  open(pusher.model_config_path(serving), "w").write(
+  open(serving_layout.model_config_path(serving), "w").write(
       'model_config_list { config { name: "other" base_path: "/models/other"'
       ' model_platform: "tensorflow" version_labels { key: "stable"'
       ' value: 4 } } }')
@@ -105,15 +108,15 @@ def test_push_pins_the_version_in_models_config(tmp_path):
                         _blessing(tmp_path, evaluator.BLESSED), serving,
                         "mtrec", str(tmp_path / "pushed"), "r")
   assert s["warmup_records"] == 3
-  assert s["model_config"] == pusher.model_config_path(serving)
-  config = pusher.read_model_config(serving)
+  assert s["model_config"] == serving_layout.model_config_path(serving)
+  config = serving_layout.read_model_config(serving)
   other, mtrec = config.model_config_list.config
   assert (other.name, dict(other.version_labels)) == ("other", {"stable": 4})
   assert mtrec.name == "mtrec"
   assert mtrec.base_path == os.path.join(serving, "mtrec")
   assert mtrec.model_platform == "tensorflow"
   assert list(mtrec.model_version_policy.specific.versions) == [s["version"]]
-  assert pusher.pinned_version(serving, "mtrec") == s["version"]
+  assert serving_layout.pinned_version(serving, "mtrec") == s["version"]
   # The file is a valid TF Serving config: no temporary files are left.
   assert sorted(os.listdir(serving)) == [".models.config.lock", "models.config",
                                          "mtrec"]
@@ -126,33 +129,19 @@ def test_rollback_walks_back_and_forward(tmp_path):
     _version_dir(root, version)
   os.makedirs(os.path.join(root, "9"))  # Incomplete: no saved_model.pb.
   # Nothing pinned: the newest complete version is the one served.
-  assert pusher.rollback(serving, "mtrec") == (8, 5)
-  assert pusher.rollback(serving, "mtrec") == (5, 3)
+  assert rollback_lib.rollback(serving, "mtrec") == (8, 5)
+  assert rollback_lib.rollback(serving, "mtrec") == (5, 3)
   with pytest.raises(ValueError, match="no older version"):
-    pusher.rollback(serving, "mtrec")
-  assert pusher.rollback(serving, "mtrec", to_version=8) == (3, 8)
+    rollback_lib.rollback(serving, "mtrec")
+  assert rollback_lib.rollback(serving, "mtrec", to_version=8) == (3, 8)
   with pytest.raises(ValueError, match="Version 9 of mtrec is not under"):
-    pusher.rollback(serving, "mtrec", to_version=9)
-  assert pusher.pinned_version(serving, "mtrec") == 8
+    rollback_lib.rollback(serving, "mtrec", to_version=9)
+  assert serving_layout.pinned_version(serving, "mtrec") == 8
   with pytest.raises(ValueError, match="No versions of nope"):
-    pusher.rollback(serving, "nope")
+    rollback_lib.rollback(serving, "nope")
 
 
 def test_count_warmup_records(tmp_path):
   assert pusher.count_warmup_records(_version_dir(str(tmp_path), 1)) == 0
   assert pusher.count_warmup_records(
       _version_dir(str(tmp_path), 2, warmup_records=5)) == 5
-
-
-def test_the_served_model_is_the_pinned_version_else_the_highest(tmp_path):
-  """The evaluator's baseline and a warm start read what is really served."""
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
-  root = tmp_path / "serving"
-  assert steps.serving_model_dir(str(root), "m") is None
-  for version in (3, 5):
-    (root / "m" / str(version)).mkdir(parents=True)
-  assert steps.serving_model_dir(str(root), "m") == str(root / "m" / "5")
-  pusher.pin_version(str(root), "m", 3)  # e.g. after `mtrec rollback`
-  assert steps.serving_model_dir(str(root), "m") == str(root / "m" / "3")
-  pusher.pin_version(str(root), "m", 9)  # pinned but gone: the highest
-  assert steps.serving_model_dir(str(root), "m") == str(root / "m" / "5")

@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 import pytest
 
-from components import pusher
+from contracts import serving_layout
 from serving import apis
 from serving import model_server
 from serving import rollback
@@ -314,8 +314,8 @@ def test_rollback_through_models_config(export, tmp_path, capsys):
   base = serving_root / _MODEL
   for version in (1, 2):
     testing.publish(export(version), str(base), version)
-  pusher.pin_version(str(serving_root), _MODEL, 2)
-  server = _start(model_config_file=pusher.model_config_path(
+  serving_layout.pin_version(str(serving_root), _MODEL, 2)
+  server = _start(model_config_file=serving_layout.model_config_path(
       str(serving_root)), model_config_file_poll_wait_seconds=0.2)
   stop = threading.Event()
   seen, failures, wrong = [], [], []

@@ -11,9 +11,10 @@ import os
 import numpy as np
 import pytest
 
-from components import artifacts
-from components import records as r
+from contracts import artifacts
+from contracts import records as r
 from components import text_embedder as te
+from components import artifact_readers
 
 ITEMS = [
     {"item_id": "a", "title": "Rocket to Mars (2001)",
@@ -105,7 +106,7 @@ def test_component_writes_an_item_features_artifact_and_reuses_the_cache(
   assert meta["producer"] == "TextEmbedder"
   assert meta["inputs"]["catalog"]["uri"] == catalog
   assert meta["parameters"]["fields"] == ["title", "categories", "tags"]
-  ids, vectors, has_text = te.read_item_features(str(tmp_path / "f1"))
+  ids, vectors, has_text = artifact_readers.read_item_features(str(tmp_path / "f1"))
   assert ids == ["a", "b", "c", "d", "e"]
   assert has_text.tolist() == [1, 1, 0, 1, 1]
   np.testing.assert_array_equal(vectors[0], vectors[3])
@@ -125,7 +126,7 @@ def test_component_writes_an_item_features_artifact_and_reuses_the_cache(
 def test_candidate_tower_gates_text_with_the_id_and_drops_ids():
   import trainer  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import features as F  # pylint: disable=g-import-not-at-top
+  from contracts import features as F  # pylint: disable=g-import-not-at-top
   from trainer import inputs as inputs_lib  # pylint: disable=g-import-not-at-top
   from trainer import towers  # pylint: disable=g-import-not-at-top
   item = inputs_lib.Vocabulary(F.ITEM_ID, F.ITEM_ID_VOCAB, 10)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import artifacts
+from contracts import artifacts
+from contracts import model_layout
 from trainer import export
 from trainer import run as trainer_run
 
@@ -179,7 +180,7 @@ print(json.dumps({{"n": len(ops), "unknown": unknown}}))
 @pytest.mark.slow
 def test_warmup_requests_and_training_history(small_run):
   from serving import apis  # pylint: disable=g-import-not-at-top
-  path = os.path.join(_model_dir(small_run), export.WARMUP_FILE)
+  path = os.path.join(_model_dir(small_run), model_layout.WARMUP_FILE)
   logs = [apis.PredictionLog.FromString(r.numpy())
           for r in tf.data.TFRecordDataset(path)]
   assert [l.predict_log.request.model_spec.signature_name for l in logs] == [

@@ -139,7 +139,7 @@ def test_warm_start_moves_id_rows_by_token(small_run, tmp_path):
   import trainer  # noqa: F401  pylint: disable=unused-import
   import tensorflow as tf
   import tensorflow_transform as tft
-  from components import features as F
+  from contracts import features as F
   from components import schema
   from pipeline.config import TrainerConfig
   from trainer import data

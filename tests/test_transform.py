@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import artifacts
+from contracts import artifacts
 from components import example_gen
-from components import features as F
+from contracts import features as F
 from components import parsing
 from components import transform
 from components.readers import build_reader

@@ -18,10 +18,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import artifacts
-from components import example_gen
-from components import features as F
-from components import records as r
+from contracts import artifacts
+from contracts import features as F
+from contracts import records as r
 
 
 def make_dataset(examples_uri: str, split: str,
@@ -97,7 +96,7 @@ def latest_histories(examples_uri: str, length: int
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
           r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
           r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
-  files = example_gen.iter_tfrecord_files(examples_uri, "train")
+  files = artifacts.split_files(examples_uri, "train")
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   events = collections.defaultdict(list)
   for b in ds.map(lambda x: tf.io.parse_example(x, spec)):

@@ -49,14 +49,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features as F
-from components import records as r
+from contracts import features as F
+from contracts import model_layout
+from contracts import records as r
 from components import schema
 from components import time_features
 from trainer import model as model_lib
 from trainer import topk
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _INDEX_BATCH = 4096
 _RANKING_KINDS = ("regression", "binary")
 
@@ -443,7 +443,7 @@ def write_warmup_requests(export_dir: str, model_name: str,
                           item_ids: Sequence[str]) -> int:
   """Writes TF Serving warmup records: real requests for the main signatures."""
   from serving import apis  # pylint: disable=g-import-not-at-top
-  path = os.path.join(export_dir, WARMUP_FILE)
+  path = model_layout.warmup_path(export_dir)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   requests = []
   for signature, inputs in (

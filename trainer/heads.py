@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import tensorflow as tf
 
-from components import features as F
+from contracts import features as F
 from trainer import shared_layers as shared_lib
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 
-from components import features as F
+from contracts import features as F
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Mapping, Optional, Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from components import features as F
+from contracts import features as F
 from trainer import heads as heads_lib
 from trainer import tasks as tasks_lib
 from trainer import towers

@@ -29,9 +29,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from components import records as r
+from contracts import model_layout
+from contracts import records as r
 
-STATE_DIR = os.path.join("assets.extra", "refresh")
+STATE_DIR = model_layout.REFRESH_STATE_DIR
 _STATE_FILE = "state.json"
 _CATALOG_FILE = "catalog.json"
 _USERS_FILE = "users.json"
@@ -145,7 +146,7 @@ def refresh(serving_root: str, model_name: str,
   import trainer  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
   import tensorflow as tf
   import tensorflow_transform as tft
-  from components import features as F
+  from contracts import features as F
   from components import pusher
   from components import text_embedder
   from pipeline.config import TrainerConfig

@@ -25,11 +25,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import artifacts
-from components import example_gen
-from components import features as F
-from components import records as r
+from components import artifact_readers
 from components import schema
+from contracts import artifacts
+from contracts import features as F
+from contracts import records as r
 from pipeline.config import TrainerConfig
 from pipeline.steps import SERVING_MODEL_DIR
 from trainer import callbacks as callbacks_lib
@@ -136,8 +136,8 @@ def text_by_vocabulary(tft_output: tft.TFTransformOutput,
 
 
 def read_item_text(item_features_uri: str) -> dict[str, Any]:
-  from components import text_embedder  # pylint: disable=g-import-not-at-top
-  ids, vectors, has_text = text_embedder.read_item_features(item_features_uri)
+  ids, vectors, has_text = artifact_readers.read_item_features(
+      item_features_uri)
   return {"item_ids": ids, "vectors": vectors, "has_text": has_text}
 
 
@@ -297,7 +297,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   """Exports the SavedModel and writes the Model artifact."""
   model = trained["model"]
   tft_output = trained["tft_output"]
-  items, users = example_gen.read_catalog(catalog_uri,
+  items, users = artifact_readers.read_catalog(catalog_uri,
                                           trained["user_features"])
   histories = data.latest_histories(
       examples_uri, config.history_length if trained["inputs"].has_history

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from components import features as F
+from contracts import features as F
 
 _SUM = tf.keras.losses.Reduction.SUM
 

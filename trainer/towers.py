@@ -22,7 +22,7 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from components import features as F
+from contracts import features as F
 from trainer import history as history_lib
 from trainer import inputs as inputs_lib
 

@@ -21,7 +21,9 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
-STATE_DIR = os.path.join("assets.extra", "warm_start")
+from contracts import model_layout
+
+STATE_DIR = model_layout.WARM_START_STATE_DIR
 WEIGHTS_FILE = "weights.npz"
 MANIFEST_FILE = "manifest.json"
 VOCAB_DIR = "vocabularies"

@@ -98,14 +98,14 @@ def read_split(examples_uri: str, split: str) -> dict[str, Any]:
   """One ExampleGen split as numpy columns (user, item, rating, timestamp)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import example_gen  # pylint: disable=g-import-not-at-top
-  from components import records as r  # pylint: disable=g-import-not-at-top
+  from contracts import artifacts
+  from contracts import records as r  # pylint: disable=g-import-not-at-top
   spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
           r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
           r.RATING: tf.io.FixedLenFeature([], tf.float32, default_value=-1),
           r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
-  files = example_gen.iter_tfrecord_files(examples_uri, split)
+  files = artifacts.split_files(examples_uri, split)
   cols = {k: [] for k in spec}
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   for b in ds.map(lambda x: tf.io.parse_example(x, spec)):

@@ -71,12 +71,12 @@ def _mtrec_ratings(model_dir: str, examples_uri: str) -> tuple[np.ndarray,
   event's timestamp and history exactly as the evaluator's TFMA pass does.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import example_gen  # pylint: disable=g-import-not-at-top
-  from components import records as r  # pylint: disable=g-import-not-at-top
+  from contracts import artifacts
+  from contracts import records as r  # pylint: disable=g-import-not-at-top
   fn = tf.saved_model.load(model_dir).signatures["predict_examples"]
   spec = {r.RATING: tf.io.FixedLenFeature([], tf.float32, default_value=-1)}
   preds, labels = [], []
-  files = example_gen.iter_tfrecord_files(examples_uri, "eval")
+  files = artifacts.split_files(examples_uri, "eval")
   for batch in tf.data.TFRecordDataset(files,
                                        compression_type="GZIP").batch(4096):
     preds.append(fn(examples=batch)["rating"].numpy().reshape(-1))
@@ -104,9 +104,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from benchmarks import tutorial_model  # pylint: disable=g-import-not-at-top
-  from components import example_gen  # pylint: disable=g-import-not-at-top
+  from components import artifact_readers
   from components import metrics as M  # pylint: disable=g-import-not-at-top
-  from components import records as r  # pylint: disable=g-import-not-at-top
+  from contracts import records as r  # pylint: disable=g-import-not-at-top
   from pipeline import steps  # pylint: disable=g-import-not-at-top
 
   config = common.load_config(config_path, data=data,
@@ -117,7 +117,7 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   uris = ran["uris"]
   train = common.read_split(uris["ExampleGen/examples"], "train")
   test = common.read_split(uris["ExampleGen/examples"], "eval")
-  items, _ = example_gen.read_catalog(uris["ExampleGen/catalog"])
+  items, _ = artifact_readers.read_catalog(uris["ExampleGen/catalog"])
   catalog = list(items[r.ITEM_ID])
   # The tutorial's vocabularies: every user of the dataset, every movie.
   user_vocab = sorted(set(train["user"]) | set(test["user"]))

@@ -53,7 +53,7 @@ def _retrieval(rank_fn, eval_users, k: int = K) -> dict[str, float]:
 def _labeled_pairs(evaluation) -> tuple[np.ndarray, np.ndarray]:
   """(user ids, item ids) of the evaluation's labeled eval rows, in order."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import records as r  # pylint: disable=g-import-not-at-top
+  from contracts import records as r  # pylint: disable=g-import-not-at-top
   spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string)}
   users, items = [], []
@@ -70,11 +70,11 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from benchmarks import model_comparison  # pylint: disable=g-import-not-at-top
   from benchmarks import tutorial_model  # pylint: disable=g-import-not-at-top
-  from components import artifacts  # pylint: disable=g-import-not-at-top
-  from components import example_gen  # pylint: disable=g-import-not-at-top
-  from components import features as F  # pylint: disable=g-import-not-at-top
+  from contracts import artifacts  # pylint: disable=g-import-not-at-top
+  from components import artifact_readers
+  from contracts import features as F  # pylint: disable=g-import-not-at-top
   from components import metrics as M  # pylint: disable=g-import-not-at-top
-  from components import records as r  # pylint: disable=g-import-not-at-top
+  from contracts import records as r  # pylint: disable=g-import-not-at-top
   from pipeline import steps  # pylint: disable=g-import-not-at-top
 
   config = common.load_config(config_path, data=data,
@@ -117,7 +117,7 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   log(f"  mtrec: {models['mtrec default']} ({time.time() - start:.0f}s)")
 
   train = common.read_split(uris["ExampleGen/examples"], "train")
-  items, _ = example_gen.read_catalog(uris["ExampleGen/catalog"])
+  items, _ = artifact_readers.read_catalog(uris["ExampleGen/catalog"])
   catalog = list(items[r.ITEM_ID])
   consumed = train["click"] > 0
   counts_by_item = {}

@@ -118,7 +118,7 @@ def _child(n: int, out_dir: str, beam_args: Sequence[str]) -> None:
                     "options": {"num_interactions": n, "seed": 7}},
       beam_args=list(beam_args))
   ran = common.run_steps(config, out_dir, ("ExampleGen", "Transform"), print)
-  from components import artifacts  # pylint: disable=g-import-not-at-top
+  from contracts import artifacts  # pylint: disable=g-import-not-at-top
   counts = artifacts.read_metadata(ran["uris"]["ExampleGen/examples"])[
       "summary"]
   seconds = sum(ran["seconds"].values())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import Iterator, Sequence
 
-from components.records import RawRow
+from contracts.records import RawRow
 
 
 class Reader(abc.ABC):

@@ -20,8 +20,8 @@ from typing import Iterator, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
-from components import records
-from components.records import RawRow
+from contracts import records
+from contracts.records import RawRow
 from components.readers import tabular
 from components.readers.base import Reader
 

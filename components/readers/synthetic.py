@@ -38,8 +38,8 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from components import records
-from components.records import RawRow
+from contracts import records
+from contracts.records import RawRow
 from components.readers.base import Reader
 
 TOPICS = ("space", "cooking", "jazz", "football", "history", "gardening",

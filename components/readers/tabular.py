@@ -30,8 +30,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components import records
-from components.records import RawRow
+from contracts import records
+from contracts.records import RawRow
 from components.readers.base import Reader
 
 FORMATS = ("csv", "parquet", "jsonl")

@@ -20,6 +20,11 @@ import uuid
 from typing import Any, Iterator, Mapping, Optional
 
 METADATA_FILE = "metadata.json"
+# Split names: the Examples artifact's and the Catalog artifact's.
+TRAIN = "train"
+EVAL = "eval"
+ITEMS = "items"
+USERS = "users"
 
 
 def split_dir(artifact_uri: str, split: str) -> str:
@@ -29,6 +34,13 @@ def split_dir(artifact_uri: str, split: str) -> str:
 
 def split_pattern(artifact_uri: str, split: str) -> str:
   return os.path.join(split_dir(artifact_uri, split), "*")
+
+
+def split_files(artifact_uri: str, split: str) -> list[str]:
+  """The data files of one split, sorted (hidden files excluded)."""
+  d = split_dir(artifact_uri, split)
+  return sorted(os.path.join(d, f) for f in os.listdir(d)
+                if not f.startswith("."))
 
 
 def fingerprint(path: str) -> str:

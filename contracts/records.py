@@ -63,3 +63,10 @@ class RawRow:
   @property
   def location(self) -> str:
     return f"{self.source}:{self.row}"
+
+
+# The ItemFeatures artifact (TextEmbedder): one tf.Example per catalog item in
+# Split-items, keyed by ITEM_ID.
+TEXT_HASH = "text_hash"  # sha256 of (encoder, text): the cache key
+HAS_TEXT = "has_text"  # 0: the item had no text (zero vector)
+EMBEDDING = "embedding"  # float list, L2-normalized

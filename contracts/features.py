@@ -1,6 +1,6 @@
 """Names of the transformed features: the contract between Transform and Trainer.
 
-Raw field names live in components.records; these are the outputs of the
+Raw field names live in contracts.records; these are the outputs of the
 preprocessing_fn, i.e. what the model reads. Both sides import them from here,
 and so does the config, which names task labels by the keys of the label
 tables at the end of this module.

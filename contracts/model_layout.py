@@ -1,0 +1,41 @@
+"""Where things are inside a Model artifact and inside a SavedModel.
+
+The Trainer writes the SavedModel under `<Model artifact>/Format-Serving`
+(TFX's name); the Evaluator, Pusher, infra validation, catalog refresh and
+the server all find it and its extras through these names, so the layout is
+stated once. `assets.extra/` is TF Serving's directory for files beside the
+graph that the server itself reads (the warmup requests) and that mtrec's
+own tools read (refresh and warm-start state).
+"""
+
+from __future__ import annotations
+
+import os
+
+# The exported SavedModel inside the Model artifact.
+SERVING_MODEL_DIR = "Format-Serving"
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+ASSETS_EXTRA = "assets.extra"
+# TF Serving replays these PredictionLog records before serving a version.
+WARMUP_FILE_NAME = "tf_serving_warmup_requests"
+WARMUP_FILE = os.path.join(ASSETS_EXTRA, WARMUP_FILE_NAME)
+# What `mtrec catalog refresh` rebuilds the model from (trainer/refresh.py).
+REFRESH_STATE_DIR = os.path.join(ASSETS_EXTRA, "refresh")
+# Variables and vocabularies a later run may warm-start from.
+WARM_START_STATE_DIR = os.path.join(ASSETS_EXTRA, "warm_start")
+
+
+def saved_model_dir(model_uri: str) -> str:
+  """The SavedModel directory of a Model artifact."""
+  return os.path.join(model_uri, SERVING_MODEL_DIR)
+
+
+def warmup_path(saved_model: str) -> str:
+  """The warmup records file of a SavedModel directory."""
+  return os.path.join(saved_model, WARMUP_FILE)
+
+
+def is_saved_model(directory: str) -> bool:
+  """A complete SavedModel: tf.saved_model.save writes saved_model.pb last."""
+  return any(os.path.exists(os.path.join(directory, f))
+             for f in SAVED_MODEL_FILES)
