@@ -52,11 +52,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from contracts import artifacts  # noqa: E402
-from components import artifact_readers
+from components import artifact_readers  # noqa: E402
 from components import metrics  # noqa: E402
 from contracts import records as r  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline import steps  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
 
@@ -229,7 +230,7 @@ class Judge:
     return self._measure(users @ items.T)
 
 
-def variants(base: config_lib.TrainerConfig,
+def variants(base: TrainerConfig,
              adapter: Mapping[str, Any] = ()) -> dict[str, tuple[Any, bool]]:
   """name -> (trainer config, with LM item text)."""
   lm = base

@@ -56,6 +56,7 @@ from components.readers import build_reader  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline import steps  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
 from components import artifact_readers  # noqa: E402
 from contracts import artifacts  # noqa: E402
 
@@ -173,7 +174,7 @@ class Evaluation:
     return out
 
 
-def variants(base: config_lib.TrainerConfig) -> dict[str, Any]:
+def variants(base: TrainerConfig) -> dict[str, Any]:
   """Name -> TrainerConfig of every row of the table."""
   tasks = {t.kind if t.kind == "retrieval" else t.label: t
            for t in base.tasks if t.kind != "multilabel"}

@@ -28,7 +28,8 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from components import text_embedder as te  # noqa: E402
+from components import item_text  # noqa: E402
+from components import text_encoder  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
@@ -36,7 +37,7 @@ DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
 
 def encoder_throughput(texts, batch_sizes=(16, 64, 256)) -> dict:
   start = time.time()
-  encoder = te.load_encoder(te.model_path())
+  encoder = text_encoder.load_encoder(text_encoder.model_path())
   out = {"load_seconds": round(time.time() - start, 2), "texts": len(texts),
          "mean_chars": round(sum(map(len, texts)) / max(len(texts), 1), 1)}
   encoder.encode(texts[:32], batch_size=32, show_progress_bar=False)
@@ -104,8 +105,9 @@ def main(argv=None) -> int:
             for unit in reader.item_units()
             for raw in reader.read_items(unit) if not raw.error]
   rows.sort(key=lambda row: row["item_id"])  # the same texts every run
-  texts = [t for t in (te.item_text(row, config.text_embedder.fields,
-                                    config.text_embedder.max_tags)
+  texts = [t for t in (item_text.item_text(row,
+                                           config.text_embedder.fields,
+                                           config.text_embedder.max_tags)
                        for row in rows) if t][:args.max_texts]
   report["encoder"] = encoder_throughput(texts)
   print(json.dumps(report, indent=1))

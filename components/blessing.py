@@ -14,9 +14,10 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 from components import metrics as M
+from contracts import evaluation_files
 
-BLESSED = "BLESSED"
-NOT_BLESSED = "NOT_BLESSED"
+BLESSED = evaluation_files.BLESSED
+NOT_BLESSED = evaluation_files.NOT_BLESSED
 
 
 def _finite(x: Any) -> bool:

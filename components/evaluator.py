@@ -24,17 +24,18 @@ from contracts import artifacts
 from components import blessing as blessing_lib
 from components import artifact_readers
 from components import infra_validator
+from contracts import evaluation_files
 from contracts import records as r
 from components import report
 from components import retrieval_eval
 
 BLESSED = blessing_lib.BLESSED
 NOT_BLESSED = blessing_lib.NOT_BLESSED
-METRICS_FILE = "metrics.json"
-BLESSING_FILE = "blessing.json"
-KFP_METRICS_FILE = "kfp_metrics.json"
-HISTORY_FILE = "history.html"
-TRAINING_HISTORY_FILE = "training_history.json"  # written by the Trainer
+METRICS_FILE = evaluation_files.METRICS_FILE
+BLESSING_FILE = evaluation_files.BLESSING_FILE
+KFP_METRICS_FILE = evaluation_files.KFP_METRICS_FILE
+HISTORY_FILE = evaluation_files.HISTORY_HTML
+TRAINING_HISTORY_FILE = evaluation_files.TRAINING_HISTORY_FILE
 
 
 def _signatures(model_dir: str) -> set[str]:
@@ -67,7 +68,7 @@ def run_evaluator(
   """Evaluates, publishes evaluation and blessing; returns the blessing.
 
   Args:
-    config: pipeline.config.EvaluatorConfig.
+    config: components.config.EvaluatorConfig.
     serving_model_dir: the SavedModel now serving, the regression baseline;
       None when nothing is served yet.
     pipeline_root: where earlier runs live, for the history page.

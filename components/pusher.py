@@ -32,8 +32,8 @@ import time
 import uuid
 from typing import Any, Optional
 
-from components import blessing
 from contracts import artifacts
+from contracts import evaluation_files
 from contracts import model_layout
 from contracts import serving_layout
 
@@ -42,10 +42,6 @@ def next_version(model_root: str, now: Optional[float] = None) -> int:
   """Unix seconds (as TFX's Pusher), but always above any existing version."""
   latest = max(serving_layout.existing_versions(model_root), default=0)
   return max(int(now if now is not None else time.time()), latest + 1)
-
-
-def is_blessed(blessing_uri: str) -> bool:
-  return os.path.exists(os.path.join(blessing_uri, blessing.BLESSED))
 
 
 def publish_version(model_dir: str, model_root: str) -> tuple[int, str]:
@@ -111,7 +107,7 @@ def run_pusher(model_uri: str, model_dir: str, blessing_uri: str,
   with artifacts.write_artifact(pushed_uri, "PushedModel", "Pusher", run_id,
                                 {"serving_root": serving_root,
                                  "model_name": model_name}, inputs) as w:
-    if is_blessed(blessing_uri):
+    if evaluation_files.is_blessed(blessing_uri):
       version, target = publish_version(model_dir, model_root)
       config_path = serving_layout.pin_version(
           serving_root, model_name, version, config_base_path)

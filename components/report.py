@@ -9,9 +9,7 @@ candidate with its baselines, slices, calibration and training losses.
 from __future__ import annotations
 
 import datetime
-import glob
 import io
-import json
 import os
 from typing import Any, Mapping, Optional, Sequence
 
@@ -20,6 +18,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from contracts import evaluation_files
+from contracts import run_record
 
 COLORS = {"candidate": "#1f77b4", "serving": "#ff7f0e",
           "popularity": "#7f7f7f"}
@@ -224,8 +225,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       infra_desc=infra_desc, serving_desc=serving_desc,
       generated=datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"))
-  paths = {"html": os.path.join(directory, "report.html"),
-           "markdown": os.path.join(directory, "summary.md")}
+  paths = {"html": os.path.join(directory, evaluation_files.REPORT_HTML),
+           "markdown": os.path.join(directory, evaluation_files.SUMMARY_MD)}
   with open(paths["html"], "w") as f:
     f.write(_HTML.render(**context))
   with open(paths["markdown"], "w") as f:
@@ -238,16 +239,21 @@ KEY_METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc")
 
 def write_history(path: str, pipeline_root: str, current: Mapping[str, Any]
                   ) -> int:
-  """A page with the trend of key metrics over the runs under the root."""
-  runs = []
-  pattern = os.path.join(pipeline_root, "*", "Evaluator", "evaluation",
-                         "metrics.json")
-  for metrics_path in glob.glob(pattern):
-    with open(metrics_path) as f:
-      m = json.load(f)
+  """A page with the trend of key metrics over the runs under the root.
+
+  Earlier evaluations are found through the run records (run.json) under
+  the root, not by the runner's folder layout; one evaluation reached from
+  several runs (a cached Evaluator) counts once.
+  """
+  by_run = {}
+  for uri in run_record.artifact_uris(pipeline_root, "Evaluator/evaluation"):
+    try:
+      m = evaluation_files.read_metrics(uri)
+    except (OSError, ValueError):
+      continue  # a run that failed before its evaluation was published
     if m.get("run_id") != current["run_id"]:
-      runs.append(m)
-  runs.append(current)
+      by_run[m.get("run_id")] = m
+  runs = [*by_run.values(), current]
   runs.sort(key=lambda m: m.get("created_at", ""))
   rows = [{"run_id": m["run_id"], "verdict": m.get("verdict", ""),
            "metrics": m.get("overall", {}).get("candidate", {})} for m in runs]

@@ -119,9 +119,13 @@ def write_artifact(
     yield writer
     input_records = {}
     for name, uri in (inputs or {}).items():
-      meta = read_metadata(uri)
-      input_records[name] = {"uri": os.path.abspath(uri),
-                             "fingerprint": meta.get("fingerprint")}
+      # An artifact's recorded fingerprint; a plain directory (a served
+      # SavedModel version) is hashed.
+      has_metadata = os.path.exists(os.path.join(uri, METADATA_FILE))
+      input_records[name] = {
+          "uri": os.path.abspath(uri),
+          "fingerprint": (read_metadata(uri).get("fingerprint")
+                          if has_metadata else fingerprint(uri))}
     metadata = {
         "artifact_type": artifact_type,
         "producer": producer,

@@ -1,14 +1,13 @@
 """The local step cache: reuse a step whose inputs have not changed.
 
 A step's key hashes everything that can change what it writes:
-  - the step (its display name) and its code version: the compiled task
-    (image, command, the component's embedded source) plus the project code
-    it can run and the versions of the libraries that compute (step_deps);
-  - the config fields the step reads (step_deps.config_fields), not the
-    whole config: changing the trainer's epochs leaves ExampleGen and
-    Transform cached;
-  - its other parameters (beam_args, num_cpu_devices, ...),
-    except run-identity placeholders such as the run id;
+  - the step (its display name) and the compiled task (image, command, the
+    component's embedded source);
+  - its parameters: its `code_version` (the project code it can run and the
+    versions of the libraries that compute, pipeline/step_deps.py) and the
+    config sections it receives, only its own: changing the trainer's epochs
+    leaves ExampleGen and Transform cached; beam_args, num_cpu_devices, ...
+    too, except run-identity placeholders such as the run id;
   - the fingerprints of its input artifacts (content hashes from their
     metadata.json), so a rerun upstream that produced identical bytes still
     lets downstream steps hit;
@@ -46,11 +45,8 @@ def _json(value: Any) -> str:
   return json.dumps(value, sort_keys=True, default=str)
 
 
-def served_model_stamp(serving_root: str,
-                       model_name: str) -> Optional[list[Any]]:
-  """(path, size, mtime_ns) of the saved_model.pb now served, or None."""
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
-  model_dir = steps.serving_model_dir(serving_root, model_name)
+def served_model_stamp(model_dir: Optional[str]) -> Optional[list[Any]]:
+  """(path, size, mtime_ns) of a served version's saved_model.pb, or None."""
   if model_dir is None:
     return None
   st = os.stat(os.path.join(model_dir, "saved_model.pb"))
@@ -95,14 +91,12 @@ def source_stamps(data_options: Any) -> list[list[Any]]:
   return stamps
 
 
-def step_key(step: str, code_version: str, config_values: Mapping[str, Any],
-             parameters: Mapping[str, Any],
+def step_key(step: str, command: str, parameters: Mapping[str, Any],
              input_fingerprints: Mapping[str, str],
              sources: list[list[Any]]) -> str:
   return hashlib.sha256(_json({
-      "step": step, "code": code_version, "config": config_values,
-      "parameters": parameters, "inputs": input_fingerprints,
-      "sources": sources}).encode()).hexdigest()
+      "step": step, "command": command, "parameters": parameters,
+      "inputs": input_fingerprints, "sources": sources}).encode()).hexdigest()
 
 
 def artifact_fingerprint(uri: str) -> str:

@@ -104,7 +104,7 @@ def _run(argv: list[str]) -> int:
 def _demo(argv: list[str]) -> int:
   """Runs the pipeline on the embedded default, serves it, asks for items."""
   from pipeline import runner  # pylint: disable=g-import-not-at-top
-  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
+  from serving import client_cli  # pylint: disable=g-import-not-at-top
   from serving import model_server  # pylint: disable=g-import-not-at-top
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from contracts import features as F  # pylint: disable=g-import-not-at-top
@@ -136,7 +136,7 @@ def _demo(argv: list[str]) -> int:
           f"{target} (gRPC, TF Serving API)")
     print(f"$ mtrec recommend --user {user} --server {target} "
           f"--model_name {config.model_name}")
-    status = client_lib.recommend_main(
+    status = client_cli.recommend_main(
         ["--user", user, "--server", target, "--model_name",
          config.model_name])
   print(f"\nTo serve it yourself: mtrec serve --port 8500 --model_name "
@@ -171,8 +171,9 @@ def _compile(argv: list[str]) -> int:
   from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog="mtrec compile",
-      description="Write the KFP v2 pipeline YAML for Kubeflow. The config "
-      "becomes the default of the run parameter config_json.")
+      description="Write the KFP v2 pipeline YAML for Kubeflow. Each config "
+      "section becomes the default of its run parameter (trainer_config, "
+      "...), received only by the steps that read it.")
   parser.add_argument("--config", default=DEMO_CONFIG,
                       help="Pipeline YAML (default: the demo config).")
   parser.add_argument("--output", required=True, help="Pipeline YAML to write.")
@@ -198,8 +199,8 @@ def _submit(argv: list[str]) -> int:
       description="Send the pipeline to a Kubeflow Pipelines endpoint.")
   parser.add_argument("--host", required=True, help="KFP API endpoint URL.")
   parser.add_argument("--config", default=None,
-                      help="Pipeline YAML (default: the demo config); sent as "
-                      "the run's config_json.")
+                      help="Pipeline YAML (default: the demo config); its "
+                      "sections are sent as the run's *_config parameters.")
   parser.add_argument("--package", default=None,
                       help="A pipeline YAML from `mtrec compile` (default: "
                       "compile one now).")
@@ -218,9 +219,9 @@ def _submit(argv: list[str]) -> int:
     return 2
   if args.serving_root:
     config = config.model_copy(update={"serving_root": args.serving_root})
-  arguments = {"config_json": kfp_pipeline.encode_config(config),
-               "beam_args": list(args.beam_arg),
-               "num_cpu_devices": args.num_cpu_devices}
+  arguments = dict(kfp_pipeline.section_arguments(config))
+  arguments["beam_args"] = [*arguments["beam_args"], *args.beam_arg]
+  arguments["num_cpu_devices"] = args.num_cpu_devices
   with tempfile.TemporaryDirectory() as tmp:
     package = args.package or kfp_pipeline.compile_pipeline(
         config, os.path.join(tmp, "pipeline.yaml"), _settings(args))
@@ -278,18 +279,25 @@ def _catalog(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(
       prog="mtrec catalog refresh",
       description="Add or update catalog items in the served model: embed "
-      "their text, index them through the trained item tower, push a new "
-      "version. No retraining.")
+      "their text, rebuild it from the served version, validate it, push and "
+      "pin a new version, recorded as a run under the pipeline root. No "
+      "retraining.")
   parser.add_argument("action", choices=["refresh"])
   parser.add_argument("--items", required=True,
                       help="CSV or JSON Lines of items: item_id, title, "
                       "categories ('a|b'), year, tags ('x|y').")
   parser.add_argument("--config", default=None,
-                      help="Pipeline YAML: serving_root, model_name and the "
-                      "text cache default to its values.")
-  parser.add_argument("--serving-root", default=None)
+                      help="Pipeline YAML: serving_root, model_name, "
+                      "pipeline_root and the text cache default to its "
+                      "values.")
+  parser.add_argument("--serving-root", "--serving_root", dest="serving_root",
+                      default=None)
   parser.add_argument("--model_name", "--model-name", dest="model_name",
                       default=None)
+  parser.add_argument("--output-dir", "--pipeline-root", dest="output_dir",
+                      default=None,
+                      help="Where the refresh's run record and model go "
+                      "(default: the config's pipeline_root, else runs).")
   parser.add_argument("--cache-dir", default=None,
                       help="The TextEmbedder's text-hash cache (default: "
                       "the config's text_embedder.cache_dir, else "
@@ -303,15 +311,22 @@ def _catalog(argv: list[str]) -> int:
   serving_root = args.serving_root or (config.serving_root if config else
                                        "serving_models")
   model_name = args.model_name or (config.model_name if config else "mtrec")
+  pipeline_root = args.output_dir or (config.pipeline_root if config else
+                                      "runs")
   cache_dir = args.cache_dir
   if cache_dir is None and config is not None:
-    cache_dir = config.text_embedder.cache_dir or os.path.join(
-        config.pipeline_root, ".cache", "text_embeddings")
+    cache_dir = config.model_copy(
+        update={"pipeline_root": pipeline_root}).text_embedding_cache_dir()
+  # pylint: disable-next=g-import-not-at-top
+  from pipeline import catalog_refresh
   from trainer import refresh  # pylint: disable=g-import-not-at-top
   try:
     items = refresh.read_items_file(args.items)
-    result = refresh.refresh(serving_root, model_name, items, cache_dir)
-  except (OSError, ValueError) as e:
+    result = catalog_refresh.refresh_catalog(
+        serving_root, model_name, items, pipeline_root, cache_dir,
+        latency_budget_ms=(config.evaluator.latency_budget_ms if config
+                           else 250.0))
+  except (OSError, ValueError, catalog_refresh.RefreshFailed) as e:
     print(f"mtrec catalog refresh: {e}", file=sys.stderr)
     return 1
   print(f"version {result['version']} pushed: {result['added']} added, "
@@ -346,10 +361,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "submit": _submit,
     "runs": _runs,
     "serve": _serve,
-    "recommend": _lazy("serving.client", "recommend_main"),
-    "score": _lazy("serving.client", "score_main"),
-    "metadata": _lazy("serving.client", "metadata_main"),
-    "status": _lazy("serving.client", "status_main"),
+    "recommend": _lazy("serving.client_cli", "recommend_main"),
+    "score": _lazy("serving.client_cli", "score_main"),
+    "metadata": _lazy("serving.client_cli", "metadata_main"),
+    "status": _lazy("serving.client_cli", "status_main"),
     "rollback": _lazy("serving.rollback", "rollback_main"),
     "catalog": _catalog,
 }

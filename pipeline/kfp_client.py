@@ -28,7 +28,7 @@ def submit(package_path: str, host: str, arguments: Mapping[str, Any],
   Args:
     package_path: the compiled pipeline YAML.
     host: the KFP API endpoint, e.g. https://kubeflow.example.com/pipeline.
-    arguments: run parameters (config_json, beam_args, num_cpu_devices, ...).
+    arguments: run parameters (the *_config sections, beam_args, ...).
     run_name: the run's name in the UI (KFP picks one when None).
     experiment: the experiment to file it under (KFP's default when None).
     namespace: the Kubernetes namespace of a multi-user deployment.

@@ -1,12 +1,18 @@
 """The pipeline's KFP components: one lightweight component per step.
 
 Each component body is the thin KFP-side half of a step: it validates the
-config it received as a parameter, maps its typed input and output artifacts
-to the URIs `pipeline.steps` expects, calls the step function (the one place
-that wires a component to config and URIs) and copies what the step wrote
-into KFP artifact metadata, so the Kubeflow UI shows counts, fingerprints and
-metrics. The same compiled component runs in the project's image on Kubeflow
-and, unchanged, as a local subprocess under `mtrec run` (pipeline/runner.py).
+config sections it received as parameters (only the ones its step reads,
+each as JSON, so Kubeflow's cache, keyed on a task's parameters, reruns a
+step only when its own sections change), maps its typed input and output
+artifacts to the URIs its `pipeline.steps` module expects, calls that step
+(the one place that wires a component to config and URIs) and copies what
+the step wrote into KFP artifact metadata, so the Kubeflow UI shows counts,
+fingerprints and metrics. `code_version` is the hash of the code the step
+can run (pipeline/step_deps.py), set at compile time: it is unused in the
+body and there for the cache, so new code on an unchanged config reruns the
+step on Kubeflow as it does locally. The same compiled component runs in the
+project's image on Kubeflow and, unchanged, as a local subprocess under
+`mtrec run` (pipeline/runner.py).
 
 KFP embeds each function's source in the compiled YAML, so a body holds its
 imports; everything else it needs comes from the installed project.
@@ -31,72 +37,94 @@ from kfp.dsl import Output
 
 
 def example_gen(
-    config_json: str,
+    data_config: str,
+    example_gen_config: str,
     beam_args: List[str],
     run_id: str,
+    code_version: str,
     examples: Output[Dataset],
     catalog: Output[Dataset],
     quarantine: Output[Dataset],
 ) -> str:
   """ExampleGen (Beam): read, validate, quarantine, dedupe and split."""
   import datetime  # pylint: disable=g-import-not-at-top
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from components.config import DataConfig  # pylint: disable=g-import-not-at-top
+  from components.config import ExampleGenConfig  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, beam_args)
-  message = steps.example_gen_step(
-      config, run_id, {"ExampleGen/examples": examples.path,
-                       "ExampleGen/catalog": catalog.path,
-                       "ExampleGen/quarantine": quarantine.path},
+  from pipeline.steps import example_gen as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(
+      parse_section(DataConfig, data_config, "data"),
+      parse_section(ExampleGenConfig, example_gen_config, "example_gen"),
+      beam_args, run_id, {"ExampleGen/examples": examples.path,
+                          "ExampleGen/catalog": catalog.path,
+                          "ExampleGen/quarantine": quarantine.path},
       datetime.datetime.now(datetime.timezone.utc))
   task_io.describe(examples, catalog, quarantine)
   return message
 
 
 def transform(
-    config_json: str,
+    transform_config: str,
     beam_args: List[str],
     run_id: str,
+    code_version: str,
     examples: Input[Dataset],
     transform_graph: Output[Model],
     transformed_examples: Output[Dataset],
 ) -> str:
   """Transform (TFT on Beam): vocabularies, labels, the transform graph."""
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from components.config import TransformConfig  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, beam_args)
-  message = steps.transform_step(
-      config, run_id, {"ExampleGen/examples": examples.path,
-                       "Transform/transform_graph": transform_graph.path,
-                       "Transform/transformed_examples":
-                           transformed_examples.path})
+  from pipeline.steps import transform as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(
+      parse_section(TransformConfig, transform_config, "transform"),
+      beam_args, run_id, {"ExampleGen/examples": examples.path,
+                          "Transform/transform_graph": transform_graph.path,
+                          "Transform/transformed_examples":
+                              transformed_examples.path})
   task_io.describe(transform_graph, transformed_examples)
   return message
 
 
 def text_embedder(
-    config_json: str,
+    text_embedder_config: str,
+    cache_dir: str,
     beam_args: List[str],
     run_id: str,
+    code_version: str,
     catalog: Input[Dataset],
     item_features: Output[Dataset],
 ) -> str:
   """TextEmbedder (Beam): each item's text through a frozen sentence encoder.
 
-  Texts already in the text-hash cache are not embedded again.
+  Texts already in the text-hash cache (`cache_dir`) are not embedded again.
   """
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from components.config import TextEmbedderConfig  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, beam_args)
-  message = steps.text_embedder_step(
-      config, run_id, {"ExampleGen/catalog": catalog.path,
-                       "TextEmbedder/item_features": item_features.path})
+  from pipeline.steps import text_embedder as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(
+      parse_section(TextEmbedderConfig, text_embedder_config,
+                    "text_embedder"),
+      cache_dir, beam_args, run_id,
+      {"ExampleGen/catalog": catalog.path,
+       "TextEmbedder/item_features": item_features.path})
   task_io.describe(item_features)
   return message
 
 
 def trainer_with_text(
-    config_json: str,
+    trainer_config: str,
+    serving_config: str,
+    model_name: str,
+    serving_root: str,
     run_id: str,
+    code_version: str,
     num_cpu_devices: int,
     transform_graph: Input[Model],
     transformed_examples: Input[Dataset],
@@ -111,21 +139,34 @@ def trainer_with_text(
   DAG has the TextEmbedder only when the config enables it, and a required
   input keeps the compiled spec explicit about what the model reads.
   """
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from contracts import serving_layout  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, [])
-  message = steps.trainer_step(
-      config, run_id, steps.trainer_uris(
+  from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
+  from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
+  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  config = parse_section(TrainerConfig, trainer_config, "trainer")
+  message = step.run(
+      config, parse_section(ServingConfig, serving_config, "serving"),
+      model_name, run_id, step.uris(
           transform_graph.path, transformed_examples.path, examples.path,
           catalog.path, model.path, item_features.path),
-      num_cpu_devices=num_cpu_devices)
+      with_item_text=True, num_cpu_devices=num_cpu_devices,
+      warm_start_from=(serving_layout.served_model_dir(serving_root,
+                                                       model_name)
+                       if config.warm_start else None))
   task_io.describe(model)
   return message
 
 
 def trainer(
-    config_json: str,
+    trainer_config: str,
+    serving_config: str,
+    model_name: str,
+    serving_root: str,
     run_id: str,
+    code_version: str,
     num_cpu_devices: int,
     transform_graph: Input[Model],
     transformed_examples: Input[Dataset],
@@ -137,24 +178,39 @@ def trainer(
 
   Distribution: a GPU the task was given (or TF_CONFIG naming several
   workers) picks the strategy; num_cpu_devices > 1 mirrors over that many
-  logical CPUs, the same code path on a machine without one.
+  logical CPUs, the same code path on a machine without one. With
+  trainer.warm_start it starts from the version served now under
+  `serving_root` (resolved when the task runs, not when it was compiled).
   """
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from contracts import serving_layout  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, [])
-  message = steps.trainer_step(
-      config, run_id, steps.trainer_uris(
+  from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
+  from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
+  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  config = parse_section(TrainerConfig, trainer_config, "trainer")
+  message = step.run(
+      config, parse_section(ServingConfig, serving_config, "serving"),
+      model_name, run_id, step.uris(
           transform_graph.path, transformed_examples.path, examples.path,
           catalog.path, model.path),
-      num_cpu_devices=num_cpu_devices)
+      with_item_text=False, num_cpu_devices=num_cpu_devices,
+      warm_start_from=(serving_layout.served_model_dir(serving_root,
+                                                       model_name)
+                       if config.warm_start else None))
   task_io.describe(model)
   return message
 
 
 def evaluator(
-    config_json: str,
+    evaluator_config: str,
+    model_name: str,
+    serving_root: str,
+    pipeline_root: str,
     beam_args: List[str],
     run_id: str,
+    code_version: str,
     model: Input[Model],
     examples: Input[Dataset],
     catalog: Input[Dataset],
@@ -166,19 +222,27 @@ def evaluator(
 ) -> str:
   """Evaluator: metrics against baselines, thresholds, the blessing.
 
+  The regression baseline is the version served now under `serving_root`.
   `evaluation` carries the candidate's scalar metrics as KFP metrics;
   `report` (HTML) and `summary` (Markdown) are what the KFP UI renders.
+  `pipeline_root`: where run records live for the history page ("" for
+  none).
   """
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from components.config import EvaluatorConfig  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, beam_args)
-  message = steps.evaluator_step(
-      config, run_id, {"Trainer/model": model.path,
-                       "ExampleGen/examples": examples.path,
-                       "ExampleGen/catalog": catalog.path,
-                       "Transform/transform_graph": transform_graph.path,
-                       "Evaluator/evaluation": evaluation.path,
-                       "Evaluator/blessing": blessing.path})
+  from pipeline.steps import evaluator as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(
+      parse_section(EvaluatorConfig, evaluator_config, "evaluator"),
+      model_name, serving_root, beam_args, run_id,
+      {"Trainer/model": model.path,
+       "ExampleGen/examples": examples.path,
+       "ExampleGen/catalog": catalog.path,
+       "Transform/transform_graph": transform_graph.path,
+       "Evaluator/evaluation": evaluation.path,
+       "Evaluator/blessing": blessing.path},
+      pipeline_root=pipeline_root or None)
   task_io.describe(evaluation, blessing)
   task_io.log_metrics(evaluation)
   task_io.write_reports(evaluation, blessing, report, summary)
@@ -186,26 +250,27 @@ def evaluator(
 
 
 def pusher(
-    config_json: str,
+    model_name: str,
+    serving_root: str,
     run_id: str,
+    code_version: str,
     model: Input[Model],
     blessing: Input[Artifact],
     pushed_model: Output[Model],
 ) -> str:
   """Pusher: copies a blessed model to <serving_root>/<model>/<version>/.
 
-  serving_root comes from the config, like everything else that reads it
-  (the evaluator's serving baseline, the trainer's warm start), so one run
-  has one idea of where the served model lives.
+  serving_root and model_name are pipeline parameters shared with the
+  trainer's warm start and the evaluator's serving baseline, so one run has
+  one idea of where the served model lives.
   """
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
-  config = task_io.load_config(config_json, [])
-  message = steps.pusher_step(
-      config, run_id, {"Trainer/model": model.path,
-                       "Evaluator/blessing": blessing.path,
-                       "Pusher/pushed_model": pushed_model.path},
-      config.serving_root)
+  from pipeline.steps import pusher as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(model_name, serving_root, run_id,
+                     {"Trainer/model": model.path,
+                      "Evaluator/blessing": blessing.path,
+                      "Pusher/pushed_model": pushed_model.path})
   task_io.describe(pushed_model)
   return message
 

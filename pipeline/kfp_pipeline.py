@@ -9,18 +9,18 @@ a KFP endpoint, and `mtrec run` executes the same compiled spec locally
 (pipeline/runner.py), so there is no second list of steps to drift.
 
 Run-time parameters are what a Kubeflow user may change per run without
-recompiling: the config (JSON, validated inside every task; it also says
-where blessed models go), extra Beam options (e.g. `--runner=DataflowRunner
-...` for ExampleGen, Transform and the evaluator) and the trainer's
-distribution settings.
-Compile-time settings are the container image and the trainer's GPU.
+recompiling: each config section as JSON (`trainer_config`, ...; validated
+inside the task that reads it, and only that task receives it), the model
+name and serving root, Beam options (e.g. `--runner=DataflowRunner ...` for
+ExampleGen, TextEmbedder, Transform and the evaluator) and the trainer's
+distribution settings. Compile-time settings are the container image, the
+trainer's GPU and each task's `code_version` (pipeline/step_deps.py).
 
 No `from __future__ import annotations`: KFP reads the pipeline function's
 annotations with `inspect.signature` and cannot resolve string annotations.
 """
 
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Any, Dict, Optional
@@ -29,8 +29,10 @@ from kfp import compiler
 from kfp import dsl
 import yaml
 
+from contracts.config import encode_section
 from pipeline import config as config_lib
 from pipeline import kfp_components
+from pipeline import step_deps
 
 DEFAULT_IMAGE = "mtrec:latest"
 IMAGE_ENV = "MTREC_IMAGE"  # overrides DEFAULT_IMAGE when set
@@ -58,15 +60,36 @@ class Settings:
   pipeline_root: Optional[str] = None
 
 
-def encode_config(config: config_lib.PipelineConfig) -> str:
-  """The config as the pipeline's `config_json` parameter.
+def section_arguments(config: config_lib.PipelineConfig) -> Dict[str, Any]:
+  """The pipeline's parameters for a config: one JSON string per section.
 
-  Only what the file set (paths already resolved): each task applies the
-  defaults of the code it runs, and the compiled YAML shows the user's
-  config rather than every default.
+  Each task receives only the sections its step reads, so a changed
+  trainer setting leaves ExampleGen's and Transform's parameters, and their
+  cache entries on Kubeflow and locally, as they were.
   """
-  return json.dumps(config.model_dump(mode="json", exclude_unset=True),
-                    sort_keys=True)
+  return {
+      "data_config": encode_section(config.data),
+      "example_gen_config": encode_section(config.example_gen),
+      "transform_config": encode_section(config.transform),
+      "text_embedder_config": encode_section(config.text_embedder),
+      "trainer_config": encode_section(config.trainer),
+      "serving_config": encode_section(config.serving),
+      "evaluator_config": encode_section(config.evaluator),
+      "model_name": config.model_name,
+      "serving_root": config.serving_root,
+      "text_cache_dir": config.text_embedding_cache_dir(),
+      "history_root": config.pipeline_root,
+      "beam_args": list(config.beam_args),
+  }
+
+
+def code_versions() -> Dict[str, str]:
+  """Component function name -> its code version (pipeline/step_deps.py)."""
+  return {fn.__name__: step_deps.function_code_version(fn) for fn in (
+      kfp_components.example_gen, kfp_components.transform,
+      kfp_components.text_embedder, kfp_components.trainer,
+      kfp_components.trainer_with_text, kfp_components.evaluator,
+      kfp_components.pusher)}
 
 
 def build_pipeline(config: config_lib.PipelineConfig,
@@ -74,24 +97,37 @@ def build_pipeline(config: config_lib.PipelineConfig,
   """The pipeline function; `config` gives its name and parameter defaults."""
   c = kfp_components.build(settings.image)
   job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # the run id, on any backend
-  default_config = encode_config(config)
-  no_beam_args: list = []
+  d = section_arguments(config)
+  code = code_versions()
 
   @dsl.pipeline(name=config.pipeline_name,
                 description="mtrec: ExampleGen, Transform, Trainer, "
                 "Evaluator, Pusher for a multi-task recommender.",
                 pipeline_root=settings.pipeline_root)
-  def mtrec_pipeline(config_json: str = default_config,
-                     beam_args: list = no_beam_args,
+  def mtrec_pipeline(data_config: str = d["data_config"],
+                     example_gen_config: str = d["example_gen_config"],
+                     transform_config: str = d["transform_config"],
+                     text_embedder_config: str = d["text_embedder_config"],
+                     trainer_config: str = d["trainer_config"],
+                     serving_config: str = d["serving_config"],
+                     evaluator_config: str = d["evaluator_config"],
+                     model_name: str = d["model_name"],
+                     serving_root: str = d["serving_root"],
+                     text_cache_dir: str = d["text_cache_dir"],
+                     history_root: str = d["history_root"],
+                     beam_args: list = d["beam_args"],
                      num_cpu_devices: int = 1):
     example_gen = c.example_gen(
-        config_json=config_json, beam_args=beam_args,
-        run_id=job_id).set_display_name("ExampleGen")
+        data_config=data_config, example_gen_config=example_gen_config,
+        beam_args=beam_args, run_id=job_id,
+        code_version=code["example_gen"]).set_display_name("ExampleGen")
     transform = c.transform(
-        config_json=config_json, beam_args=beam_args, run_id=job_id,
+        transform_config=transform_config, beam_args=beam_args,
+        run_id=job_id, code_version=code["transform"],
         examples=example_gen.outputs["examples"]).set_display_name("Transform")
     trainer_inputs = dict(
-        config_json=config_json, run_id=job_id,
+        trainer_config=trainer_config, serving_config=serving_config,
+        model_name=model_name, serving_root=serving_root, run_id=job_id,
         num_cpu_devices=num_cpu_devices,
         transform_graph=transform.outputs["transform_graph"],
         transformed_examples=transform.outputs["transformed_examples"],
@@ -99,27 +135,33 @@ def build_pipeline(config: config_lib.PipelineConfig,
         catalog=example_gen.outputs["catalog"])
     if config.text_embedder.enabled:
       text_embedder = c.text_embedder(
-          config_json=config_json, beam_args=beam_args, run_id=job_id,
+          text_embedder_config=text_embedder_config,
+          cache_dir=text_cache_dir, beam_args=beam_args, run_id=job_id,
+          code_version=code["text_embedder"],
           catalog=example_gen.outputs["catalog"]
       ).set_display_name("TextEmbedder")
       trainer = c.trainer_with_text(
           item_features=text_embedder.outputs["item_features"],
+          code_version=code["trainer_with_text"],
           **trainer_inputs).set_display_name("Trainer")
     else:
-      trainer = c.trainer(**trainer_inputs).set_display_name("Trainer")
+      trainer = c.trainer(code_version=code["trainer"],
+                          **trainer_inputs).set_display_name("Trainer")
     if settings.gpus:
       trainer.set_accelerator_type(settings.accelerator)
       trainer.set_accelerator_limit(settings.gpus)
     evaluator = c.evaluator(
-        config_json=config_json, beam_args=beam_args, run_id=job_id,
+        evaluator_config=evaluator_config, model_name=model_name,
+        serving_root=serving_root, pipeline_root=history_root,
+        beam_args=beam_args, run_id=job_id, code_version=code["evaluator"],
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
     ).set_display_name("Evaluator")
     c.pusher(
-        config_json=config_json, run_id=job_id,
-        model=trainer.outputs["model"],
+        model_name=model_name, serving_root=serving_root, run_id=job_id,
+        code_version=code["pusher"], model=trainer.outputs["model"],
         blessing=evaluator.outputs["blessing"]).set_display_name("Pusher")
 
   return mtrec_pipeline

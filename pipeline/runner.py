@@ -51,24 +51,24 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from google.protobuf import json_format
 from kfp import dsl
-from kfp.dsl import executor as kfp_executor
-from kfp.local import graph_utils
-from kfp.local import io as kfp_io
-from kfp.local import utils as kfp_local_utils
-from kfp.local.orchestrator import orchestrator_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from contracts import artifacts
+from contracts import run_record
+from contracts import serving_layout
 from pipeline import cache as cache_lib
+from pipeline import kfp_local
 from pipeline import kfp_pipeline
 from pipeline import step_deps
 from pipeline import task_launcher
-from pipeline.config import parse_config
 from pipeline.config import PipelineConfig
 
-RUN_FILE = "run.json"
-LOG_DIR = "logs"
-CONFIG_PARAMETER = "config_json"
+RUN_FILE = run_record.RUN_FILE
+LOG_DIR = run_record.LOG_DIR
+# Parameters that carry a config section whose values key the cache, and
+# what else a step that receives them depends on.
+DATA_PARAMETER = "data_config"  # the source files it names (stamped)
+TRAINER_PARAMETER = "trainer_config"  # with warm_start: the served model
 
 
 class StepFailed(RuntimeError):
@@ -126,70 +126,50 @@ def run_pipeline(config: PipelineConfig, output_dir: Optional[str] = None,
   config = config.model_copy(
       update={"pipeline_root": root, "serving_root": serving_root})
   spec = kfp_pipeline.pipeline_spec(config)
-  arguments = {CONFIG_PARAMETER: kfp_pipeline.encode_config(config),
-               "beam_args": list(beam_args),
-               "num_cpu_devices": num_cpu_devices}
+  arguments = dict(kfp_pipeline.section_arguments(config))
+  arguments["beam_args"] = [*arguments["beam_args"], *map(str, beam_args)]
+  arguments["num_cpu_devices"] = num_cpu_devices
   return run_spec(spec, arguments, root, run_id=run_id, log=log,
                   use_cache=use_cache,
                   record={"config": config.model_dump(mode="json"),
                           "serving_root": serving_root})
 
 
-def _config_values(source: str, function_name: str,
-                   config: Optional[dict[str, Any]]) -> Any:
-  if config is None:
-    return None
-  fields = step_deps.config_fields(source, function_name,
-                                   PipelineConfig.model_fields)
-  if fields is None:
-    return config
-  return {f: config.get(f) for f in sorted(fields)}
-
-
-def _reads_warm_start(config: Optional[dict[str, Any]],
-                      config_values: Any) -> bool:
-  """Whether a step starts from the served model (trainer.warm_start)."""
-  if config is None or not config["trainer"].get("warm_start"):
-    return False
-  return config_values is config or {"trainer", "serving_root"} <= set(
-      config_values or {})
-
-
 def _task_key(step: str, container: Any,
               arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-  """The cache key of a task (see pipeline/cache.py) and what it covers."""
+  """The cache key of a task (see pipeline/cache.py) and what it covers.
+
+  The task's parameters carry its code version and only its own config
+  sections, so they key it as Kubeflow's cache would; the local cache adds
+  what a parameter names but cannot carry: the content of the source files
+  behind `data_config`, and the model a warm-starting trainer starts from.
+  """
   source, function_name = task_launcher.embedded_source(container)
-  code, modules = step_deps.code_version(source, function_name)
+  _, modules = step_deps.code_version(source, function_name)
   command = json.dumps([list(container.command), list(container.args)])
-  config = None
   parameters: dict[str, Any] = {}
   inputs: dict[str, str] = {}
   for name, value in sorted(arguments.items()):
     if isinstance(value, dsl.Artifact):
       inputs[name] = cache_lib.artifact_fingerprint(value.uri)
-    elif name == CONFIG_PARAMETER:  # keyed by its values, defaults included
-      config = parse_config(json.loads(value)).model_dump(mode="json")
     elif isinstance(value, str) and "{{$." in value:
       continue  # run-identity placeholders: the run id is not an input
     else:
       parameters[name] = value
-  config_values = _config_values(source, function_name, config)
-  reads_data = config is not None and (
-      config_values is config or "data" in config_values)
-  sources = cache_lib.source_stamps(
-      config["data"].get("options", {})) if reads_data else []
-  if _reads_warm_start(config, config_values):
+  sources = []
+  if DATA_PARAMETER in parameters:
+    sources = cache_lib.source_stamps(
+        json.loads(parameters[DATA_PARAMETER]).get("options", {}))
+  if TRAINER_PARAMETER in parameters and json.loads(
+      parameters[TRAINER_PARAMETER]).get("warm_start"):
     # The model it starts from is an input the config does not name: a push
     # since the last run must retrain, as a changed base model does in TFX.
     parameters["warm_start_from"] = cache_lib.served_model_stamp(
-        config["serving_root"], config["model_name"])
-  key = cache_lib.step_key(step, code + command, config_values, parameters,
-                           inputs, sources)
-  covers = {"modules": modules,
-            "config_fields": None if config_values is config else sorted(
-                config_values or {}),
-            "parameters": sorted(parameters), "inputs": inputs,
-            "sources": len(sources)}
+        serving_layout.served_model_dir(parameters["serving_root"],
+                                        parameters["model_name"]))
+  key = cache_lib.step_key(step, command, parameters, inputs, sources)
+  covers = {"modules": modules, "parameters": sorted(parameters),
+            "inputs": inputs, "sources": len(sources)}
   return key, covers
 
 
@@ -206,9 +186,8 @@ def _artifact_objects(component_spec: Any, uris: Mapping[str, str],
   out = {}
   for name, uri in uris.items():
     spec = component_spec.output_definitions.artifacts[name]
-    out[name] = kfp_executor.create_artifact_instance({
-        "name": name, "uri": uri, "metadata": dict(metadata.get(name) or {}),
-        "type": {"schemaTitle": spec.artifact_type.schema_title}})
+    out[name] = kfp_local.artifact(name, uri, metadata.get(name) or {},
+                                   spec.artifact_type.schema_title)
   return out
 
 
@@ -255,18 +234,10 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
   log_dir = os.path.join(run_dir, LOG_DIR)
   os.makedirs(run_dir, exist_ok=True)
   pspec = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
-  executors = {
-      name: kfp_local_utils.struct_to_executor_spec(e)
-      for name, e in pspec.deployment_spec["executors"].items()}
+  executors = kfp_local.executor_specs(pspec)
   dag = pspec.root.dag
-  stack = graph_utils.topological_sort_tasks(dag.tasks)
-  order = [stack.pop() for _ in range(len(stack))]
-  io_store = kfp_io.IOStore()
-  orchestration = orchestrator_utils.OrchestratorUtils
-  for k, v in orchestration.join_user_inputs_and_defaults(
-      dag_arguments=dict(arguments),
-      dag_inputs_spec=pspec.root.input_definitions).items():
-    io_store.put_parent_input(k, v)
+  order = kfp_local.task_order(dag)
+  io_store = kfp_local.io_store(pspec, arguments)
   step_cache = cache_lib.StepCache(pipeline_root)
   display = {name: dag.tasks[name].task_info.name or name for name in order}
 
@@ -278,7 +249,7 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
       "pid": os.getpid(),
       "cache": use_cache,
       "parameters": {k: v for k, v in arguments.items()
-                     if k != CONFIG_PARAMETER},
+                     if not k.endswith("_config")},  # sections: in "config"
       **dict(record or {}),
       "steps": [],
       "artifacts": {},
@@ -293,8 +264,7 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
     step = display[task_name]
     component_spec = pspec.components[task.component_ref.name]
     container = executors[component_spec.executor_label].container
-    task_args = orchestration.make_task_arguments(
-        task_inputs_spec=task.inputs, io_store=io_store)
+    task_args = kfp_local.task_arguments(task, io_store)
     task_root = os.path.join(run_dir, step)
     out_uris = task_launcher.output_uris(component_spec, task_root)
     entry = {"name": step, "status": "running",

@@ -1,8 +1,8 @@
 """What a KFP component body does around its step, wherever it runs.
 
-The config arrives as a JSON parameter and is validated here with the same
-`parse_config` a YAML file goes through, so a bad value fails the task with
-the key named. After the step, the KFP artifact objects get the step's
+Config sections arrive as JSON parameters and are validated by the
+component body (contracts.config.parse_section), so a bad value fails the
+task with the key named. After the step, the KFP artifact objects get the step's
 metadata.json (type, fingerprint, summary) as their KFP metadata, the
 candidate's scalar metrics become KFP metrics, and the evaluator's reports
 become the HTML and Markdown artifacts the Kubeflow UI renders.
@@ -14,31 +14,17 @@ import html
 import json
 import os
 import shutil
-from typing import Any, Sequence
+from typing import Any
 
 from contracts import artifacts
-from pipeline import config as config_lib
+from contracts import evaluation_files
 
 # Written by components/evaluator.py inside the evaluation artifact; when a
 # version of it writes none, write_reports renders the blessing's checks.
-_HTML_REPORT = "report.html"
-_MARKDOWN_REPORT = "summary.md"
-_KFP_METRICS = "kfp_metrics.json"
-_BLESSING_FILE = "blessing.json"
-
-
-def load_config(config_json: str,
-                beam_args: Sequence[str] = ()) -> config_lib.PipelineConfig:
-  """Validates the config parameter; `beam_args` extend the config's own."""
-  try:
-    raw = json.loads(config_json)
-  except json.JSONDecodeError as e:
-    raise config_lib.ConfigError(f"config_json: invalid JSON: {e}") from None
-  config = config_lib.parse_config(raw, source="config_json")
-  if beam_args:
-    config = config.model_copy(
-        update={"beam_args": [*config.beam_args, *map(str, beam_args)]})
-  return config
+_HTML_REPORT = evaluation_files.REPORT_HTML
+_MARKDOWN_REPORT = evaluation_files.SUMMARY_MD
+_KFP_METRICS = evaluation_files.KFP_METRICS_FILE
+_BLESSING_FILE = evaluation_files.BLESSING_FILE
 
 
 def describe(*outputs: Any) -> None:

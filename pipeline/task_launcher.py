@@ -20,16 +20,12 @@ import dataclasses
 import os
 import re
 import subprocess
-import sys
 import time
 from typing import Any, Callable, Optional
 
-from kfp.local import executor_input_utils
-from kfp.local import executor_output_utils
-from kfp.local import placeholder_utils
-from kfp.local import subprocess_task_handler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from pipeline import kfp_local
 from pipeline import step_deps
 
 # KFP artifact types that are single files the Kubeflow UI renders; locally
@@ -131,23 +127,11 @@ def launch(component_spec: pipeline_spec_pb2.ComponentSpec,
   """
   start = time.time()
   log_path = os.path.join(log_dir, f"{task_name}.log")
-  executor_input = executor_input_utils.construct_executor_input(
-      component_spec=component_spec, arguments=arguments,
-      task_root=task_root, block_input_artifact=False)
-  uris = output_uris(component_spec, task_root)
-  for name, artifact_list in executor_input.outputs.artifacts.items():
-    artifact_list.artifacts[0].uri = uris[name]
-  executor_input.outputs.output_file = os.path.join(
-      log_dir, f"{task_name}.executor_output.json")
-  executor_input_dict = executor_input_utils.executor_input_to_dict(
-      executor_input=executor_input, component_spec=component_spec)
-  command = placeholder_utils.replace_placeholders(
-      full_command=list(container.command) + list(container.args),
-      executor_input_dict=executor_input_dict,
-      pipeline_resource_name=run_id, task_resource_name=task_name,
-      pipeline_root=pipeline_root, unique_pipeline_id=run_id)
-  command = subprocess_task_handler.replace_python_executable(
-      command, sys.executable)
+  executor_input, command = kfp_local.task_command(
+      component_spec, container, arguments, task_root,
+      output_uris(component_spec, task_root),
+      os.path.join(log_dir, f"{task_name}.executor_output.json"), run_id,
+      task_name, pipeline_root)
   env = dict(os.environ)
   env.update({e.name: e.value for e in container.env})
   # The child imports this checkout, whether or not it is pip-installed.
@@ -172,8 +156,7 @@ def launch(component_spec: pipeline_spec_pb2.ComponentSpec,
     returncode = proc.wait()
   seconds = round(time.time() - start, 2)
   if returncode == 0:
-    outputs = executor_output_utils.get_outputs_for_task(
-        executor_input=executor_input, component_spec=component_spec)
+    outputs = kfp_local.task_outputs(executor_input, component_spec)
     return TaskResult(True, seconds, outputs)
   error, tb = parse_error("".join(tail))
   if error is None:

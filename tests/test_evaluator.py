@@ -18,9 +18,9 @@ from components import infra_validator
 from components import retrieval_eval
 from contracts import model_layout
 from contracts import serving_layout
-from pipeline.config import EvaluatorConfig
-from pipeline.config import Threshold
-from pipeline.config import TrainerConfig
+from components.config import EvaluatorConfig
+from components.config import Threshold
+from trainer.config import TrainerConfig
 
 
 def test_checks_cover_thresholds_regression_popularity_and_infra():

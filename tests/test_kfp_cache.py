@@ -1,8 +1,10 @@
-"""What the cache key covers: per-step code versions and config fields read
-from the source, data source stamps, and when a recorded copy is reusable."""
+"""What the cache key covers: per-step code versions read from the source,
+each step's own config sections, data source stamps, and when a recorded
+copy is reusable."""
 
 from __future__ import annotations
 
+import ast
 import os
 import textwrap
 
@@ -10,21 +12,18 @@ import pytest
 
 from contracts import artifacts
 from pipeline import cache
-from pipeline import config as config_lib
 from pipeline import kfp_pipeline
 from pipeline import step_deps
 from pipeline import task_launcher
 from conftest import small_config
 
 COMPONENT_A = textwrap.dedent("""
-    def comp_a(config_json: str) -> str:
-      from pipeline import steps
-      from pipeline import task_io
-      config = task_io.load_config(config_json)
-      return steps.a_step(config, 1)
+    def comp_a(a_config: str) -> str:
+      from pipeline.steps import a as step
+      return step.run(a_config, 1)
     """)
 COMPONENT_B = COMPONENT_A.replace("comp_a", "comp_b").replace(
-    "a_step", "b_step")
+    "import a as step", "import b as step").replace("a_config", "b_config")
 
 
 def _write(path, text):
@@ -38,22 +37,21 @@ def _write(path, text):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-  """A miniature project: two steps sharing a helper module."""
+  """A miniature project: two steps, each its own module, sharing a helper."""
   monkeypatch.setattr(step_deps, "PROJECT_ROOT", str(tmp_path))
-  for package in ("pipeline", "components"):
+  for package in ("pipeline", "pipeline/steps", "components"):
     _write(tmp_path / package / "__init__.py", "")
-  _write(tmp_path / "pipeline" / "steps.py", """
+  _write(tmp_path / "pipeline" / "steps" / "a.py", """
+      from components import a
       from components import shared
 
-      def helper(config):
-        return config.gamma
+      def run(config, n):
+        return a.run(config) + shared.X
+      """)
+  _write(tmp_path / "pipeline" / "steps" / "b.py", """
+      from components import b
 
-      def a_step(config, n):
-        from components import a
-        return a.run(config.alpha) + helper(config) + shared.X
-
-      def b_step(config, n):
-        from components import b
+      def run(config, n):
         return b.run(config)
       """)
   _write(tmp_path / "components" / "shared.py", "X = 1\n")
@@ -69,67 +67,31 @@ def test_code_version_follows_only_what_a_step_can_run(project):
   a0, covered = step_deps.code_version(COMPONENT_A, "comp_a")
   b0, _ = step_deps.code_version(COMPONENT_B, "comp_b")
   assert "components.a" in covered and "components.shared" in covered
-  assert "components.b" not in covered
-  # Editing step b (its module or its function in steps.py) keeps a's version.
+  assert "pipeline.steps.a" in covered
+  assert "components.b" not in covered and "pipeline.steps.b" not in covered
+  # Editing step b (its component or its step module) keeps a's version.
   _write(project / "components" / "b.py", "def run(cfg):\n  return 2\n")
-  steps = (project / "pipeline" / "steps.py").read_text()
-  _write(project / "pipeline" / "steps.py",
-         steps.replace("return b.run(config)", "return b.run(config) + 1"))
+  step_b = (project / "pipeline" / "steps" / "b.py").read_text()
+  _write(project / "pipeline" / "steps" / "b.py",
+         step_b.replace("return b.run(config)", "return b.run(config) + 1"))
   assert step_deps.code_version(COMPONENT_A, "comp_a")[0] == a0
   assert step_deps.code_version(COMPONENT_B, "comp_b")[0] != b0
-  # Editing what a runs (its module, a shared one, a helper) changes it.
+  # Editing what a runs (its module, a shared one, its step) changes it.
   for path, old, new in (("components/a.py", "return x", "return -x"),
                          ("components/shared.py", "X = 1", "X = 2"),
-                         ("pipeline/steps.py", "config.gamma",
-                          "config.gamma * 2")):
+                         ("pipeline/steps/a.py", "shared.X",
+                          "shared.X * 2")):
     before = step_deps.code_version(COMPONENT_A, "comp_a")[0]
     _write(project / path, (project / path).read_text().replace(old, new))
     assert step_deps.code_version(COMPONENT_A, "comp_a")[0] != before, path
-  # The component's own source counts too.
+  # Comments and formatting do not count; the component's own source does.
+  before = step_deps.code_version(COMPONENT_A, "comp_a")[0]
+  _write(project / "components" / "a.py",
+         "# a comment\ndef run(x):\n\n  return -x\n")
+  assert step_deps.code_version(COMPONENT_A, "comp_a")[0] == before
   assert step_deps.code_version(
-      COMPONENT_A.replace("a_step(config, 1)", "a_step(config, 2)"),
-      "comp_a")[0] != step_deps.code_version(COMPONENT_A, "comp_a")[0]
-
-
-def test_config_fields_follow_the_config_into_project_functions(project):
-  fields = {"alpha", "beta", "gamma", "delta"}
-  assert step_deps.config_fields(COMPONENT_A, "comp_a", fields) == {
-      "alpha", "gamma"}
-  assert step_deps.config_fields(COMPONENT_B, "comp_b", fields) == {"beta"}
-  # A use the analysis cannot follow means "all of it".
-  _write(project / "components" / "b.py", """
-      import json
-      def run(cfg):
-        return json.dumps(cfg)
-      """)
-  assert step_deps.config_fields(COMPONENT_B, "comp_b", fields) is None
-  _write(project / "components" / "b.py", """
-      def run(cfg):
-        return cfg.model_copy(update={})
-      """)
-  assert step_deps.config_fields(COMPONENT_B, "comp_b", fields) is None
-  _write(project / "components" / "b.py", """
-      def run(cfg):
-        return cfg.beta
-      """)
-  assert step_deps.config_fields(
-      COMPONENT_B.replace("b_step(config, 1)", "b_step(config=config, n=1)"),
-      "comp_b", fields) == {"beta"}  # through the step's named parameter
-  _write(project / "components" / "b.py", """
-      def run(**kwargs):
-        return kwargs["cfg"].beta
-      """)
-  steps = (project / "pipeline" / "steps.py").read_text()
-  _write(project / "pipeline" / "steps.py",
-         steps.replace("b.run(config)", "b.run(cfg=config)"))
-  assert step_deps.config_fields(COMPONENT_B, "comp_b", fields) is None
-  # The raw JSON handed to anything but load_config: all of it.
-  assert step_deps.config_fields(
-      COMPONENT_A.replace("return steps", "print(config_json)\n  return steps"),
-      "comp_a", fields) is None
-  # No config parameter at all: none of it.
-  assert step_deps.config_fields(
-      "def c(n: int) -> int:\n  return n\n", "c", fields) == frozenset()
+      COMPONENT_A.replace("step.run(a_config, 1)", "step.run(a_config, 2)"),
+      "comp_a")[0] != before
 
 
 def _containers(config):
@@ -144,34 +106,66 @@ def _containers(config):
     yield name, _Container
 
 
-def _components():
-  for name, container in _containers(small_config()):
+def _components(config=None):
+  for name, container in _containers(config or small_config()):
     yield name, task_launcher.embedded_source(container)
 
 
-def test_the_pipeline_steps_depend_on_their_own_code_and_config():
-  fields = config_lib.PipelineConfig.model_fields
-  deps = {name: (step_deps.config_fields(src, fn, fields),
-                 step_deps.code_version(src, fn)[1])
+def test_the_pipeline_steps_depend_on_their_own_code():
+  code = {name: step_deps.code_version(src, fn)[1]
           for name, (src, fn) in _components()}
-  example_gen_fields, example_gen_code = deps["exec-example-gen"]
-  assert {"data", "example_gen", "beam_args"} <= example_gen_fields
-  assert "trainer" not in example_gen_fields
-  assert "components.example_gen" in example_gen_code
-  assert not any(m.startswith("trainer") for m in example_gen_code)
-  assert "components.evaluator" not in example_gen_code
-  transform_fields, transform_code = deps["exec-transform"]
-  assert "transform" in transform_fields
-  assert not {"data", "trainer", "evaluator"} & transform_fields
-  assert "components.transform" in transform_code
-  trainer_fields, trainer_code = deps["exec-trainer"]
-  assert "trainer" in trainer_fields
-  assert not {"data", "example_gen", "transform", "beam_args"} & (
-      trainer_fields)
-  assert "trainer.run" in trainer_code
-  assert "components.transform" not in trainer_code
-  pusher_fields, _ = deps["exec-pusher"]
-  assert "model_name" in pusher_fields and "trainer" not in pusher_fields
+  example_gen = code["exec-example-gen"]
+  assert {"components.example_gen", "pipeline.steps.example_gen",
+          "components.readers.movielens"} <= set(example_gen)
+  assert not any(m.startswith("trainer") for m in example_gen)
+  assert "components.evaluator" not in example_gen
+  assert "components.transform" in code["exec-transform"]
+  assert not any(m.startswith(("trainer", "components.readers"))
+                 for m in code["exec-transform"])
+  trainer = code["exec-trainer"]
+  assert "trainer.run" in trainer and "pipeline.steps.trainer" in trainer
+  # What the trainer does not run: readers, ExampleGen, Transform's Beam
+  # code, the evaluator's rules, the other steps, the pipeline config.
+  for module in trainer:
+    assert not module.startswith((
+        "components.readers", "components.example_gen",
+        "components.parsing", "components.transform", "components.blessing",
+        "components.evaluator", "pipeline.config", "pipeline.steps.e",
+        "pipeline.steps.transform")), module
+  assert not any(m.startswith("trainer") for m in code["exec-pusher"])
+
+
+def test_editing_a_reader_keeps_the_trainers_cache_key(monkeypatch):
+  """A changed source reader reruns ExampleGen, never the trained model."""
+  components = dict(_components())
+  versions = {name: step_deps.code_version(src, fn)[0]
+              for name, (src, fn) in components.items()}
+  original = step_deps._module_source  # pylint: disable=protected-access
+
+  def edited(module):
+    source, tree = original(module)
+    if module == "components.readers.movielens":
+      tree = ast.parse(source + "\nEDITED = True\n")
+    return source, tree
+
+  monkeypatch.setattr(step_deps, "_module_source", edited)
+  after = {name: step_deps.code_version(src, fn)[0]
+           for name, (src, fn) in components.items()}
+  assert after["exec-example-gen"] != versions["exec-example-gen"]
+  for name in ("exec-trainer", "exec-transform", "exec-evaluator",
+               "exec-pusher"):
+    assert after[name] == versions[name], name
+
+
+def test_the_compiled_code_version_is_the_components(monkeypatch):
+  spec = kfp_pipeline.pipeline_spec(small_config())
+  sources = dict(_components())
+  for task in spec["root"]["dag"]["tasks"].values():
+    executor = spec["components"][task["componentRef"]["name"]][
+        "executorLabel"]
+    compiled = task["inputs"]["parameters"]["code_version"][
+        "runtimeValue"]["constant"]
+    assert compiled == step_deps.code_version(*sources[executor])[0]
 
 
 def test_source_stamps_see_local_files_change(tmp_path):
@@ -239,9 +233,23 @@ def test_a_warm_started_trainer_is_keyed_by_the_model_now_served(tmp_path):
   def keys(warm_start):
     config = small_config(serving_root=str(serving_root),
                           trainer={"epochs": 2, "warm_start": warm_start})
-    arguments = {runner.CONFIG_PARAMETER: kfp_pipeline.encode_config(config)}
-    return {name: runner._task_key(name, container, arguments)[0]  # pylint: disable=protected-access
-            for name, container in _containers(config)}
+    arguments = kfp_pipeline.section_arguments(config)
+    containers = dict(_containers(config))
+    out = {}
+    for task in kfp_pipeline.pipeline_spec(config)["root"]["dag"][
+        "tasks"].values():
+      # What the runner hands the task: its own parameters only.
+      task_args = {}
+      for name, value in task["inputs"]["parameters"].items():
+        if "componentInputParameter" in value:
+          task_args[name] = arguments.get(value["componentInputParameter"],
+                                          1)
+        else:
+          task_args[name] = value["runtimeValue"]["constant"]
+      executor = f"exec-{task['componentRef']['name'][len('comp-'):]}"
+      out[executor] = runner._task_key(  # pylint: disable=protected-access
+          executor, containers[executor], task_args)[0]
+    return out
 
   before = keys(True), keys(False)
   version = serving_root / "mtrec" / "7"

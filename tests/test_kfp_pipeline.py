@@ -42,9 +42,14 @@ OUTPUT_TYPES = {
 }
 DISPLAY = {"example-gen": "ExampleGen", "transform": "Transform",
            "trainer": "Trainer", "evaluator": "Evaluator", "pusher": "Pusher"}
-STEP_FUNCTION = {"example-gen": "example_gen_step",
-                 "transform": "transform_step", "trainer": "trainer_step",
-                 "evaluator": "evaluator_step", "pusher": "pusher_step"}
+STEP_MODULE = {"example-gen": "example_gen", "transform": "transform",
+               "trainer": "trainer", "evaluator": "evaluator",
+               "pusher": "pusher"}
+# task -> the config sections it receives, and nothing else.
+SECTIONS = {"example-gen": {"data_config", "example_gen_config"},
+            "transform": {"transform_config"},
+            "trainer": {"trainer_config", "serving_config"},
+            "evaluator": {"evaluator_config"}, "pusher": set()}
 
 
 def _load(path):
@@ -82,8 +87,9 @@ def test_every_step_is_a_component_in_the_image(compiled):
     assert container["image"] == "registry.example.com/mtrec:1.2.3"
     command = " ".join(container["command"])
     assert "pip install" not in command  # kfp ships in the image
-    # The body calls the step function the local path calls.
-    assert f"steps.{STEP_FUNCTION[name]}(" in command
+    # The body calls the step module the local path calls.
+    assert f"from pipeline.steps import {STEP_MODULE[name]} as step" in command
+    assert "step.run(" in command
     assert f"def {name.replace('-', '_')}(" in command
     outputs = {n: a["artifactType"]["schemaTitle"] for n, a in component.get(
         "outputDefinitions", {}).get("artifacts", {}).items()}
@@ -125,20 +131,37 @@ def test_trainer_requests_a_gpu_and_takes_distribution_settings(compiled):
     assert "resources" not in other["container"]
 
 
-def test_run_parameters_config_and_beam_args(compiled):
+def test_each_task_receives_only_its_own_config_sections(compiled):
   spec, config = compiled
   params = spec["root"]["inputDefinitions"]["parameters"]
-  assert set(params) == {"config_json", "beam_args", "num_cpu_devices"}
-  baked = json.loads(params["config_json"]["defaultValue"])
-  assert baked["trainer"] == config.model_dump(mode="json")["trainer"]
-  assert baked["beam_args"] == ["--direct_num_workers=2"]
+  sections = {"data", "example_gen", "transform", "text_embedder", "trainer",
+              "serving", "evaluator"}
+  assert set(params) == {f"{s}_config" for s in sections} | {
+      "model_name", "serving_root", "text_cache_dir", "history_root",
+      "beam_args", "num_cpu_devices"}
+  dumped = config.model_dump(mode="json")
+  for section in sections:  # every default spelled out: values key caches
+    assert json.loads(params[f"{section}_config"]["defaultValue"]) == dumped[
+        section], section
+  assert params["beam_args"]["defaultValue"] == ["--direct_num_workers=2"]
   tasks = spec["root"]["dag"]["tasks"]
   for name, task in tasks.items():
-    assert task["inputs"]["parameters"]["config_json"] == {
-        "componentInputParameter": "config_json"}
+    received = {p for p in task["inputs"]["parameters"]
+                if p.endswith("_config")}
+    assert received == SECTIONS[name], name
+    for section in received:
+      assert task["inputs"]["parameters"][section] == {
+          "componentInputParameter": section}
+    # Each task's code version is a constant of the compiled spec.
+    assert len(task["inputs"]["parameters"]["code_version"]["runtimeValue"][
+        "constant"]) == 64
     # The run id is KFP's job id on a cluster, the run's own id locally.
     assert task["inputs"]["parameters"]["run_id"]["runtimeValue"][
         "constant"] == kfp.dsl.PIPELINE_JOB_ID_PLACEHOLDER
+  # Where served models live reaches the steps that read or write them.
+  for name in ("trainer", "evaluator", "pusher"):
+    assert tasks[name]["inputs"]["parameters"]["serving_root"] == {
+        "componentInputParameter": "serving_root"}
   # Beam options reach every Beam step.
   for name in ("example-gen", "transform", "evaluator"):
     assert tasks[name]["inputs"]["parameters"]["beam_args"] == {
@@ -203,9 +226,8 @@ def test_submit_sends_the_compiled_pipeline(tmp_path, monkeypatch, capsys):
   assert call["enable_caching"] is False
   assert call["arguments"]["beam_args"] == ["--runner=DataflowRunner"]
   assert call["arguments"]["num_cpu_devices"] == 2
-  sent = json.loads(call["arguments"]["config_json"])
-  assert sent["trainer"] == {"epochs": 3}
-  assert sent["serving_root"] == "/mnt/models"
+  assert json.loads(call["arguments"]["trainer_config"])["epochs"] == 3
+  assert call["arguments"]["serving_root"] == "/mnt/models"
   assert call["spec"]["pipelineInfo"]["name"] == "sub"
   assert {e["container"]["image"] for e in call["spec"]["deploymentSpec"][
       "executors"].values()} == {"reg/mtrec:9"}

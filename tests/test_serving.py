@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from serving import apis
 from serving import client as client_lib
+from serving import client_cli
 from serving import model_server
 from serving import testing
 
@@ -341,7 +342,7 @@ def test_recommend(client):
 
 
 def test_recommend_main_prints_table(server, capsys):
-  exit_code = client_lib.recommend_main([
+  exit_code = client_cli.recommend_main([
       "--user", "u7", "--server", f"127.0.0.1:{server.port}", "--model_name",
       _MODEL
   ])
@@ -356,7 +357,7 @@ def test_recommend_main_prints_table(server, capsys):
 
 
 def test_recommend_main_reports_server_error(server, capsys):
-  exit_code = client_lib.recommend_main(
+  exit_code = client_cli.recommend_main(
       ["--user", "u7", "--server", f"127.0.0.1:{server.port}"])
   assert exit_code == 1
   assert "NOT_FOUND" in capsys.readouterr().err  # No model named "mtrec".

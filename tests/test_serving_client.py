@@ -1,4 +1,7 @@
-"""The client commands (score, metadata, status) and `serve` as a process."""
+"""The client library's score() and `serve` as a process.
+
+The `mtrec` client commands are tested in test_serving_client_cli.py.
+"""
 
 from __future__ import annotations
 
@@ -36,47 +39,11 @@ def server(base_path):
     yield server
 
 
-def _args(server, *args):
-  return ["--server", f"127.0.0.1:{server.port}", "--model_name", _MODEL,
-          *args]
-
-
-def test_score(server, capsys):
+def test_score(server):
   with client_lib.PredictionClient(f"127.0.0.1:{server.port}") as client:
     rows = client_lib.score(client, _MODEL, "u1", ["a", "item22"])
   assert rows == [{"item_id": "a", "batch": 2, "score": 203.0},
                   {"item_id": "item22", "batch": 2, "score": 208.0}]
-  assert client_lib.score_main(_args(server, "--user", "u1", "--items",
-                                     "a,item22")) == 0
-  lines = capsys.readouterr().out.splitlines()
-  assert lines[1].split() == ["item_id", "batch", "score"]
-  assert lines[3].split() == ["a", "2", "203.0000"]
-
-
-def test_metadata_text_and_json(server, capsys):
-  assert client_lib.metadata_main(_args(server)) == 0
-  out = capsys.readouterr().out
-  assert out.splitlines()[0] == "model toy version 2"
-  assert "signature serving_default (tensorflow/serving/predict)" in out
-  assert "  input  user_id: DT_STRING [?]" in out
-  assert client_lib.metadata_main(_args(server, "--version", "2",
-                                        "--json")) == 0
-  document = json.loads(capsys.readouterr().out)
-  assert document["version"] == 2
-  assert document["signatures"]["recommend"]["outputs"]["titles"] == (
-      "DT_STRING [?, 3]")
-
-
-def test_status(server, capsys):
-  assert client_lib.status_main(_args(server)) == 0
-  lines = capsys.readouterr().out.splitlines()
-  assert lines[1].split() == ["version", "state", "error"]
-  # Version 1 was never wanted (latest policy), so it has no state.
-  assert [line.split() for line in lines[3:]] == [["2", "AVAILABLE"]]
-  assert client_lib.status_main(["--server", f"127.0.0.1:{server.port}",
-                                 "--model_name", "nope"]) == 1
-  assert "NOT_FOUND: Could not find any versions of model nope" in (
-      capsys.readouterr().err)
 
 
 @pytest.mark.slow

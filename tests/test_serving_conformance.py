@@ -555,16 +555,6 @@ def test_rest_classify_and_regress(server):
   assert (code, document) == (200, {"results": [5.0, 4.0]})
 
 
-def test_rest_floats_print_like_tf_serving():
-  from serving import rest  # pylint: disable=g-import-not-at-top
-  assert rest.json_from_outputs(
-      {"y": np.array([0.66907406, 3.0, 0.1, 1e6], np.float32)},
-      "columnar") == '{"outputs": [0.669074059, 3.0, 0.1, 1e+06]}'
-  assert rest.json_from_outputs(
-      {"x_bytes": np.array([b"\x00\xff"], dtype=object)},
-      "row") == '{"predictions": [{"b64": "AP8="}]}'
-
-
 def test_unknown_paths_are_not_found(server):
   code, document, _ = _http(server, "GET", "/healthz")
   assert (code, document) == (404, None)

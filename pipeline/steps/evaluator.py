@@ -1,0 +1,66 @@
+"""The Evaluator step: metrics against baselines, thresholds, the blessing."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence
+
+from components import evaluator
+from components.config import EvaluatorConfig
+from contracts import artifacts
+from contracts import evaluation_files
+from contracts import model_layout
+from contracts import serving_layout
+
+
+def run(config: EvaluatorConfig, model_name: str, serving_root: str,
+        beam_args: Sequence[str], run_id: str, u: Mapping[str, str],
+        pipeline_root: Optional[str] = None) -> str:
+  """Evaluates the trained model; the regression baseline is the served one.
+
+  Args:
+    config: the evaluator section (its seed filled in by the pipeline).
+    model_name: the served model, whose served version is the baseline.
+    serving_root: where it is served from.
+    beam_args: Beam options.
+    run_id: the pipeline run.
+    u: artifact URIs.
+    pipeline_root: where the local runner's run.json records live, for the
+      history page; None (e.g. on Kubeflow) writes no history.
+  """
+  serving_root = os.path.abspath(serving_root)
+  b = evaluator.run_evaluator(
+      u["Trainer/model"], model_layout.saved_model_dir(u["Trainer/model"]),
+      u["ExampleGen/examples"], u["ExampleGen/catalog"],
+      u["Transform/transform_graph"], u["Evaluator/evaluation"],
+      u["Evaluator/blessing"], run_id, config,
+      serving_layout.served_model_dir(serving_root, model_name),
+      pipeline_root, config.seed if config.seed is not None else 42,
+      list(beam_args))
+  m = artifacts.read_metadata(u["Evaluator/evaluation"])["summary"]
+  lines = [b["verdict"] + "".join(f" ({n})" for n in b["notes"])]
+  for c in b["checks"]:
+    value = f"{c['value']:.4f}" if isinstance(c["value"], float) else str(
+        c["value"])
+    bound = f"{c['bound']:.4f}" if isinstance(c["bound"], float) else str(
+        c["bound"])
+    lines.append(f"{'ok  ' if c['passed'] else 'FAIL'} {c['metric']} "
+                 f"{value} {c['op']} {bound} ({c['check']})")
+  cand = m["candidate"]
+  pop = m["baselines"].get("popularity", {})
+  serving = m["baselines"].get("serving")
+  nan = float("nan")
+  for k in config.ks:
+    if f"recall_at_{k}" in cand:
+      lines.append(
+          f"     recall@{k} {cand[f'recall_at_{k}']:.4f} (popularity "
+          f"{pop.get(f'recall_at_{k}', nan):.4f}"
+          + (f", serving {serving.get(f'recall_at_{k}', nan):.4f}"
+             if serving else "") + f"), ndcg@{k} "
+          f"{cand[f'ndcg_at_{k}']:.4f} (popularity "
+          f"{pop.get(f'ndcg_at_{k}', nan):.4f})")
+  report = os.path.join(u["Evaluator/evaluation"],
+                        evaluation_files.REPORT_HTML)
+  lines.append(f"     rmse {cand.get('rmse', nan):.4f}, "
+               f"auc {cand.get('auc', nan):.4f}; report: {report}")
+  return "\n      ".join(lines)

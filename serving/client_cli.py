@@ -1,0 +1,229 @@
+"""The `mtrec` client commands: recommend, score, metadata and status.
+
+Each is a `*_main(argv) -> exit status` that pipeline/cli.py dispatches to:
+`recommend` (top items for a user), `score` (the ranking heads for a user and
+given items), `metadata` (the served version's signatures) and `status`
+(every version's state). They parse flags, call the client library
+(client.py) and print text tables or JSON; a failed call is reported on
+stderr with TF Serving's code and message and turned into an exit status.
+Kept apart from the library so a program that only calls a server does not
+carry the command-line layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Optional
+
+import grpc
+
+from serving import apis
+from serving import client as client_lib
+from serving import status as status_lib
+from serving import tensors
+
+
+def format_table(rows: list[dict[str, Any]], max_title_chars: int = 48) -> str:
+  """Renders rows such as client.recommend()'s as an aligned text table."""
+  if not rows:
+    return "(no recommendations)"
+  columns = list(rows[0])
+
+  def cell(column: str, value: Any) -> str:
+    if isinstance(value, float):
+      return f"{value:.4f}"
+    text = str(value)
+    if column == "title" and len(text) > max_title_chars:
+      text = text[:max_title_chars - 3] + "..."
+    return text
+
+  cells = [[cell(c, row.get(c, "")) for c in columns] for row in rows]
+  widths = [max(len(c), *(len(r[j]) for r in cells))
+            for j, c in enumerate(columns)]
+  # Numbers right-aligned, text left-aligned.
+  right = [isinstance(rows[0].get(c), (int, float)) for c in columns]
+
+  def line(values: list[str]) -> str:
+    return "  ".join(v.rjust(w) if r else v.ljust(w)
+                     for v, w, r in zip(values, widths, right)).rstrip()
+
+  return "\n".join([line(columns), line(["-" * w for w in widths])] +
+                   [line(r) for r in cells])
+
+
+def recommend_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec recommend --user U`: prints a user's recommendations.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0, or 1 when the server failed the request.
+  """
+  parser = argparse.ArgumentParser(
+      prog="mtrec recommend",
+      description="Ask a running model server for a user's top items.")
+  parser.add_argument("--user", required=True, help="The user id.")
+  parser.add_argument("--server", default="localhost:8500",
+                      help="host:port of the gRPC model server.")
+  parser.add_argument("--model_name", default="mtrec",
+                      help="The model name the server serves.")
+  parser.add_argument("--timeout", type=float, default=10.0,
+                      help="Seconds to wait for the answer.")
+  args = parser.parse_args(argv)
+  with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      rows = client_lib.recommend(client, args.model_name, args.user)
+    except grpc.RpcError as e:
+      print(f"mtrec recommend: {args.server} failed the request:"
+            f" {e.code().name}: {e.details()}", file=sys.stderr)
+      return 1
+    except ValueError as e:
+      print(f"mtrec recommend: {e}", file=sys.stderr)
+      return 1
+  print(f"Recommendations for user {args.user} ({args.model_name} at"
+        f" {args.server}):")
+  print(format_table(rows))
+  return 0
+
+
+def _client_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog=prog, description=description)
+  parser.add_argument("--server", default="localhost:8500",
+                      help="host:port of the gRPC model server.")
+  parser.add_argument("--model_name", default="mtrec",
+                      help="The model name the server serves.")
+  parser.add_argument("--timeout", type=float, default=10.0,
+                      help="Seconds to wait for the answer.")
+  return parser
+
+
+def _report_rpc_error(command: str, server: str, error: grpc.RpcError) -> int:
+  print(f"mtrec {command}: {server} failed the request:"
+        f" {error.code().name}: {error.details()}", file=sys.stderr)
+  return 1
+
+
+def score_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec score --user U --items I1,I2,...`: prints the heads per item.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0, or 1 when the server failed the request.
+  """
+  parser = _client_parser("mtrec score",
+                          "Score items for a user with a running server.")
+  parser.add_argument("--user", required=True, help="The user id.")
+  parser.add_argument("--items", required=True,
+                      help="Comma-separated item ids to score.")
+  parser.add_argument("--signature_name",
+                      default=apis.DEFAULT_SERVING_SIGNATURE,
+                      help="A signature taking user_id and item_id.")
+  args = parser.parse_args(argv)
+  items = [i.strip() for i in args.items.split(",") if i.strip()]
+  if not items:
+    parser.error("--items names no item")
+  with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      rows = client_lib.score(client, args.model_name, args.user, items,
+                              args.signature_name)
+    except grpc.RpcError as e:
+      return _report_rpc_error("score", args.server, e)
+  print(f"Scores for user {args.user} ({args.model_name} at {args.server}):")
+  print(format_table(rows))
+  return 0
+
+
+def _tensor_info_text(info) -> str:
+  dims = ("unknown rank" if info.tensor_shape.unknown_rank else
+          "[" + ", ".join("?" if d.size < 0 else str(d.size)
+                          for d in info.tensor_shape.dim) + "]")
+  return f"{tensors.data_type_name(info.dtype)} {dims}"
+
+
+def metadata_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec metadata`: prints the served version and its signatures.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0, or 1 when the server failed the request.
+  """
+  parser = _client_parser("mtrec metadata",
+                          "Show a served model's version and signatures.")
+  parser.add_argument("--version", type=int, default=None,
+                      help="A specific loaded version (default: latest).")
+  parser.add_argument("--json", action="store_true",
+                      help="Print JSON instead of text.")
+  args = parser.parse_args(argv)
+  with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      metadata = client.metadata(args.model_name, args.version)
+    except grpc.RpcError as e:
+      return _report_rpc_error("metadata", args.server, e)
+  if args.json:
+    print(json.dumps({
+        "name": metadata.name,
+        "version": metadata.version,
+        "signatures": {
+            name: {
+                "method_name": sig.method_name,
+                "inputs": {k: _tensor_info_text(v)
+                           for k, v in sorted(sig.inputs.items())},
+                "outputs": {k: _tensor_info_text(v)
+                            for k, v in sorted(sig.outputs.items())},
+            } for name, sig in sorted(metadata.signature_defs.items())
+        }
+    }, indent=2))
+    return 0
+  print(f"model {metadata.name} version {metadata.version}")
+  for name, sig in sorted(metadata.signature_defs.items()):
+    print(f"signature {name} ({sig.method_name})")
+    for alias, info in sorted(sig.inputs.items()):
+      print(f"  input  {alias}: {_tensor_info_text(info)}")
+    for alias, info in sorted(sig.outputs.items()):
+      print(f"  output {alias}: {_tensor_info_text(info)}")
+  return 0
+
+
+def status_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec status`: prints the state of every version the server knows.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0 when a version is AVAILABLE, 3 when none is
+    (a script can wait on it), 1 when the server failed the request.
+  """
+  parser = _client_parser("mtrec status",
+                          "Show the state of every version of a model.")
+  args = parser.parse_args(argv)
+  with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      statuses = client._get_model_status(  # pylint: disable=protected-access
+          args.model_name, args.timeout)
+    except grpc.RpcError as e:
+      return _report_rpc_error("status", args.server, e)
+  rows = []
+  for version_status in statuses:
+    error = version_status.status
+    rows.append({
+        "version": version_status.version,
+        "state": apis.ModelVersionStatus.State.Name(version_status.state),
+        "error": (f"{status_lib.grpc_code(error.error_code).name}:"
+                  f" {error.error_message}" if error.error_code else ""),
+    })
+  print(f"{args.model_name} at {args.server}:")
+  print(format_table(rows, max_title_chars=200))
+  available = any(r["state"] == "AVAILABLE" for r in rows)
+  return 0 if available else 3
+
+
+if __name__ == "__main__":
+  sys.exit(recommend_main())

@@ -1,0 +1,94 @@
+"""The refresh state an export carries: what rebuilding its model needs.
+
+Every export writes, beside the warm-start weights (trainer/warm_start.py),
+the transform graph, the trainer config and training statistics, the item
+catalog with its LM vectors, and the user profiles and histories, under
+`assets.extra/refresh/` (contracts/model_layout.py). trainer/run.py writes
+it; trainer/refresh.py reads it to rebuild the model with new items. A
+module of its own so that the trainer's run and its refresh both import it
+and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from contracts import model_layout
+from contracts import records as r
+
+STATE_DIR = model_layout.REFRESH_STATE_DIR
+_STATE_FILE = "state.json"
+_CATALOG_FILE = "catalog.json"
+_USERS_FILE = "users.json"
+_ARRAYS_FILE = "arrays.npz"
+_TRANSFORM_DIR = "transform_graph"
+ITEM_COLUMNS = (r.ITEM_ID, r.TITLE, r.CATEGORIES, r.YEAR, r.TAGS)
+
+
+def save_state(export_dir: str, transform_graph_uri: str, config: Any,
+               user_features: Sequence[str], stats: Mapping[str, Any],
+               items: Mapping[str, Sequence[Any]],
+               users: Mapping[str, Sequence[Any]],
+               histories: Mapping[str, Sequence[str]],
+               item_text: Optional[Mapping[str, Any]],
+               text_settings: Optional[Mapping[str, Any]], top_k: int,
+               max_k: int) -> None:
+  """Writes what `refresh` needs next to the SavedModel (see module doc)."""
+  state = os.path.join(export_dir, STATE_DIR)
+  os.makedirs(state, exist_ok=True)
+  shutil.copytree(transform_graph_uri, os.path.join(state, _TRANSFORM_DIR),
+                  ignore=shutil.ignore_patterns("metadata.json"))
+  with open(os.path.join(state, _STATE_FILE), "w") as f:
+    json.dump({
+        "format": 1,
+        "trainer": config.model_dump(mode="json"),
+        "user_features": list(user_features),
+        "label_means": dict(stats["label_means"]),
+        "top_k": top_k, "max_k": max_k,
+        "text": dict(text_settings) if text_settings else None,
+    }, f, indent=1, sort_keys=True)
+  with open(os.path.join(state, _CATALOG_FILE), "w") as f:
+    json.dump({k: list(items[k]) for k in ITEM_COLUMNS}, f)
+  with open(os.path.join(state, _USERS_FILE), "w") as f:
+    json.dump({"users": {k: list(v) for k, v in users.items()},
+               "histories": {u: list(h) for u, h in histories.items()}}, f)
+  arrays = {"item_probabilities": np.asarray(stats["item_probabilities"])}
+  if item_text:
+    arrays.update(text_item_ids=np.array(item_text["item_ids"], dtype=str),
+                  text_vectors=np.asarray(item_text["vectors"], np.float32),
+                  text_has=np.asarray(item_text["has_text"], np.int64))
+  np.savez(os.path.join(state, _ARRAYS_FILE), **arrays)
+
+
+def has_state(export_dir: str) -> bool:
+  return os.path.exists(os.path.join(export_dir, STATE_DIR, _STATE_FILE))
+
+
+def load_state(export_dir: str) -> dict[str, Any]:
+  """What save_state wrote, with the transform graph's path."""
+  state = os.path.join(export_dir, STATE_DIR)
+  with open(os.path.join(state, _STATE_FILE)) as f:
+    out = json.load(f)
+  with open(os.path.join(state, _CATALOG_FILE)) as f:
+    out["items"] = json.load(f)
+  with open(os.path.join(state, _USERS_FILE)) as f:
+    out.update(json.load(f))
+  with np.load(os.path.join(state, _ARRAYS_FILE)) as a:
+    out["arrays"] = {k: a[k] for k in a.files}
+  out["transform_graph"] = os.path.join(state, _TRANSFORM_DIR)
+  return out
+
+
+def text_settings(export_dir: str) -> Optional[dict[str, Any]]:
+  """The TextEmbedder settings a model was trained with (None: no LM text).
+
+  New items' texts must be embedded with exactly these (model, fields,
+  max_tags) to land where the trained adapter expects them.
+  """
+  with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
+    return json.load(f)["text"]
