@@ -54,9 +54,13 @@ import numpy as np  # noqa: E402
 from contracts import artifacts  # noqa: E402
 from components import artifact_readers  # noqa: E402
 from components import metrics  # noqa: E402
+from contracts import model_layout  # noqa: E402
 from contracts import records as r  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline import steps  # noqa: E402
+from pipeline.steps import example_gen as example_gen_step  # noqa: E402
+from pipeline.steps import text_embedder as text_embedder_step  # noqa: E402
+from pipeline.steps import transform as transform_step  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
@@ -129,8 +133,9 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
   times = {}
   start = time.time()
   if not os.path.exists(u["ExampleGen/examples"]):
-    log(steps.example_gen_step(config, "cold-start", u,
-                               datetime.datetime.now(datetime.timezone.utc)))
+    log(example_gen_step.run(config.data, config.example_gen,
+                             config.beam_args, "cold-start", u,
+                             datetime.datetime.now(datetime.timezone.utc)))
   times["ExampleGen"] = time.time() - start
   train = _events(u["ExampleGen/examples"], "train")
   evals = _events(u["ExampleGen/examples"], "eval")
@@ -142,11 +147,16 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
   filtered = dict(u, **{"ExampleGen/examples": u["Filtered/examples"]})
   start = time.time()
   if not os.path.exists(filtered["Transform/transform_graph"]):
-    log(steps.transform_step(config, "cold-start", filtered))
+    log(transform_step.run(config.transform, config.beam_args, "cold-start",
+                           filtered))
   times["Transform"] = time.time() - start
   start = time.time()
   if not os.path.exists(u["TextEmbedder/item_features"]):
-    log(steps.text_embedder_step(config, "cold-start", u))
+    # The text-hash cache: the config's, else <work_dir>/.cache/...
+    cache_dir = config.model_copy(update={
+        "pipeline_root": os.path.abspath(work_dir)}).text_embedding_cache_dir()
+    log(text_embedder_step.run(config.text_embedder, cache_dir,
+                               config.beam_args, "cold-start", u))
   times["TextEmbedder"] = time.time() - start
   return {"uris": filtered, "cold": cold, "train": train, "eval": evals,
           "times": times}
@@ -276,8 +286,8 @@ def run(config_path: str, work_dir: str, share: float,
         config.serving.top_k, log=lambda m: None,
         item_features_uri=u["TextEmbedder/item_features"] if text else None)
     seconds[name] = time.time() - start
-    results[name] = judge.model_metrics(os.path.join(
-        model_uri, steps.SERVING_MODEL_DIR))
+    results[name] = judge.model_metrics(
+        model_layout.saved_model_dir(model_uri))
     print(f"{name}: trained and exported in {seconds[name]:.0f}s: " +
           json.dumps({k: round(v, 4) for k, v in results[name].items()
                       if "_20" in k}), flush=True)

@@ -54,11 +54,12 @@ from components import transform  # noqa: E402
 from contracts import features as F  # noqa: E402
 from components.readers import build_reader  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
-from pipeline import steps  # noqa: E402
+from pipeline.steps import example_gen as example_gen_step  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from components import artifact_readers  # noqa: E402
 from contracts import artifacts  # noqa: E402
+from contracts import model_layout  # noqa: E402
 
 K = 20
 METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc")
@@ -79,7 +80,7 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str) -> dict:
     eg = config.example_gen
     example_gen.run_example_gen(
         build_reader(config.data.format, **config.data.options),
-        steps.validation_rules(config, started), uris["examples"],
+        example_gen_step.validation_rules(eg, started), uris["examples"],
         uris["catalog"], uris["quarantine"], "benchmark", split=eg.split,
         eval_fraction=eg.eval_fraction, seed=eg.seed,
         max_quarantine_fraction=eg.max_quarantine_fraction,
@@ -227,7 +228,7 @@ def run(config_path: str, work_dir: str, seeds: Sequence[int],
           log=lambda m: None)
       seconds = time.time() - start
       metrics = evaluation(
-          os.path.join(model_uri, trainer_run.SERVING_MODEL_DIR),
+          model_layout.saved_model_dir(model_uri),
           any(t.kind == "retrieval" for t in cfg_seed.tasks))
       metrics.update(train_seconds=summary["train_seconds"],
                      epochs=summary["epochs"],

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   from components import artifact_readers
   from pipeline import runner  # pylint: disable=g-import-not-at-top
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from pipeline.steps import text_embedder as text_embedder_step
   config = config_lib.load_config(args.config)
   shutil.rmtree(args.work_dir, ignore_errors=True)
   cache = os.path.join(args.work_dir, "text_cache")
@@ -91,9 +92,11 @@ def main(argv=None) -> int:
     again = os.path.join(args.work_dir, "again", "TextEmbedder",
                          "item_features")
     start = time.time()
-    steps.text_embedder_step(config, "again", {
-        "ExampleGen/catalog": result.uris["ExampleGen/catalog"],
-        "TextEmbedder/item_features": again})
+    text_embedder_step.run(
+        config.text_embedder, config.text_embedding_cache_dir(),
+        config.beam_args, "again", {
+            "ExampleGen/catalog": result.uris["ExampleGen/catalog"],
+            "TextEmbedder/item_features": again})
     report["warm_cache_seconds"] = round(time.time() - start, 2)
     report["warm_cache_summary"] = json.load(open(os.path.join(
         again, "metadata.json")))["summary"]

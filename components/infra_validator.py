@@ -160,7 +160,8 @@ class Pending:
       result = {"checks": [_check("loads", False,
                                   f"no answer within {self._timeout_s:g}s")]}
     else:
-      lines = [l for l in stdout.splitlines() if l.startswith("INFRA_RESULT ")]
+      lines = [line for line in stdout.splitlines()
+               if line.startswith("INFRA_RESULT ")]
       if self._proc.returncode != 0 or not lines:
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
         result = {"checks": [_check(

@@ -116,7 +116,7 @@ class _ScoreUsers(beam.DoFn):
     counts, order = popularity["counts"], popularity["order"]
     ranked[POPULARITY] = [self._rank_popularity(order, set(s), kmax)
                           for s in seen]
-    for i, (user, seen_items, relevant) in enumerate(batch):
+    for i, (_user, seen_items, relevant) in enumerate(batch):
       # Slice names match the TFMA slices of the ranking evaluation.
       bucket = activity_bucket(len(seen_items), self._boundaries)
       slices = [(ALL, relevant), (f"user_activity:{bucket}", relevant),

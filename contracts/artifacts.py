@@ -72,7 +72,8 @@ def read_metadata(artifact_uri: str) -> dict[str, Any]:
     raise FileNotFoundError(
         f"{artifact_uri} is not a complete artifact (no {METADATA_FILE})")
   with open(path) as f:
-    return json.load(f)
+    loaded: dict[str, Any] = json.load(f)
+  return loaded
 
 
 class ArtifactWriter:

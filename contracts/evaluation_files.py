@@ -33,9 +33,11 @@ def is_blessed(blessing_uri: str) -> bool:
 
 def read_metrics(evaluation_uri: str) -> dict[str, Any]:
   with open(os.path.join(evaluation_uri, METRICS_FILE)) as f:
-    return json.load(f)
+    loaded: dict[str, Any] = json.load(f)
+  return loaded
 
 
 def read_blessing(blessing_uri: str) -> dict[str, Any]:
   with open(os.path.join(blessing_uri, BLESSING_FILE)) as f:
-    return json.load(f)
+    loaded: dict[str, Any] = json.load(f)
+  return loaded

@@ -25,7 +25,8 @@ def run_file(run_dir: str) -> str:
 
 def read_run(run_dir: str) -> dict[str, Any]:
   with open(run_file(run_dir)) as f:
-    return json.load(f)
+    loaded: dict[str, Any] = json.load(f)
+  return loaded
 
 
 def iter_runs(pipeline_root: str) -> Iterator[dict[str, Any]]:

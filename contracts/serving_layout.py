@@ -26,14 +26,14 @@ import contextlib
 import fcntl
 import os
 import uuid
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.config.model_server_config_pb2 import (
+    ModelServerConfig)
 
 from contracts import model_layout
 
-ModelServerConfig = model_server_config_pb2.ModelServerConfig
 MODEL_CONFIG_FILE = "models.config"
 TENSORFLOW_PLATFORM = "tensorflow"
 _LOCK_FILE = ".models.config.lock"
@@ -90,7 +90,8 @@ def parse_model_config(text: str, source: str = "<string>"
 
 
 def format_model_config(config: ModelServerConfig) -> str:
-  return text_format.MessageToString(config)
+  text: str = text_format.MessageToString(config)
+  return text
 
 
 def read_model_config(serving_root: str) -> ModelServerConfig:
@@ -124,7 +125,8 @@ def _write_model_config(serving_root: str, config: ModelServerConfig) -> str:
   return path
 
 
-def _model_entry(config: ModelServerConfig, model_name: str, base_path: str):
+def _model_entry(config: ModelServerConfig, model_name: str,
+                 base_path: str) -> Any:
   for entry in config.model_config_list.config:
     if entry.name == model_name:
       return entry
@@ -172,7 +174,8 @@ def pinned_version(serving_root: str, model_name: str) -> Optional[int]:
       policy = entry.model_version_policy
       if (policy.WhichOneof("policy_choice") == "specific" and
           len(policy.specific.versions) == 1):
-        return policy.specific.versions[0]
+        version: int = policy.specific.versions[0]
+        return version
   return None
 
 

@@ -37,6 +37,7 @@ from contracts import run_record
 from contracts import serving_layout
 from pipeline import runner
 from trainer import refresh as refresh_lib
+from trainer import refresh_state
 
 PIPELINE_NAME = "catalog-refresh"
 STEP = "CatalogRefresh"
@@ -106,7 +107,7 @@ def refresh_catalog(serving_root: str, model_name: str,
 
   try:
     items = [refresh_lib.normalize_item(i) for i in new_items]
-    settings = refresh_lib.text_settings(source_dir)
+    settings = refresh_state.text_settings(source_dir)
     new_text = None
     embedded = cached = 0
     if settings:
@@ -126,8 +127,11 @@ def refresh_catalog(serving_root: str, model_name: str,
           model_name, log=log)
       w.summary = dict(counts, from_version=from_version,
                        embedded=embedded, cached=cached)
-  except (OSError, ValueError) as e:
-    raise fail(f"{type(e).__name__}: {e}") from e
+  except Exception as e:  # recorded in run.json whatever it is
+    failure = fail(f"{type(e).__name__}: {e}")
+    if isinstance(e, (OSError, ValueError)):
+      raise failure from e
+    raise
   saved_model = model_layout.saved_model_dir(model_uri)
   infra = infra_validator.validate(saved_model, latency_budget_ms)
   failed = [c for c in infra["checks"] if not c["passed"]]

@@ -139,7 +139,6 @@ def trainer_with_text(
   DAG has the TextEmbedder only when the config enables it, and a required
   input keeps the compiled spec explicit about what the model reads.
   """
-  from contracts import serving_layout  # pylint: disable=g-import-not-at-top
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
@@ -153,9 +152,8 @@ def trainer_with_text(
           transform_graph.path, transformed_examples.path, examples.path,
           catalog.path, model.path, item_features.path),
       with_item_text=True, num_cpu_devices=num_cpu_devices,
-      warm_start_from=(serving_layout.served_model_dir(serving_root,
-                                                       model_name)
-                       if config.warm_start else None))
+      warm_start_from=step.warm_start_source(config, serving_root,
+                                             model_name))
   task_io.describe(model)
   return message
 
@@ -182,7 +180,6 @@ def trainer(
   trainer.warm_start it starts from the version served now under
   `serving_root` (resolved when the task runs, not when it was compiled).
   """
-  from contracts import serving_layout  # pylint: disable=g-import-not-at-top
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
@@ -196,9 +193,8 @@ def trainer(
           transform_graph.path, transformed_examples.path, examples.path,
           catalog.path, model.path),
       with_item_text=False, num_cpu_devices=num_cpu_devices,
-      warm_start_from=(serving_layout.served_model_dir(serving_root,
-                                                       model_name)
-                       if config.warm_start else None))
+      warm_start_from=step.warm_start_source(config, serving_root,
+                                             model_name))
   task_io.describe(model)
   return message
 

@@ -87,37 +87,65 @@ def _config(tmp):
 
 @pytest.mark.slow
 def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
+  import datetime  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from components import pusher  # pylint: disable=g-import-not-at-top
+  from contracts import model_layout  # pylint: disable=g-import-not-at-top
+  from contracts import run_record  # pylint: disable=g-import-not-at-top
   from contracts import serving_layout  # pylint: disable=g-import-not-at-top
   from pipeline import cli  # pylint: disable=g-import-not-at-top
   from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import example_gen as example_gen_step  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import text_embedder as text_embedder_step  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import trainer as trainer_step  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import transform as transform_step  # pylint: disable=g-import-not-at-top
+  from serving import rollback  # pylint: disable=g-import-not-at-top
   tmp = str(tmp_path)
   _write_world(tmp)
   config = _config(tmp)
   run_dir = os.path.join(tmp, "runs", "r1")
   u = steps.output_uris(run_dir)
-  import datetime  # pylint: disable=g-import-not-at-top
-  steps.example_gen_step(config, "r1", u,
-                         datetime.datetime.now(datetime.timezone.utc))
-  steps.text_embedder_step(config, "r1", u)
-  steps.transform_step(config, "r1", u)
-  steps.trainer_step(config, "r1", u, log=lambda m: None)
+  example_gen_step.run(config.data, config.example_gen, [], "r1", u,
+                       datetime.datetime.now(datetime.timezone.utc))
+  text_embedder_step.run(config.text_embedder,
+                         config.text_embedding_cache_dir(), [], "r1", u)
+  transform_step.run(config.transform, [], "r1", u)
+  trainer_step.run(config.trainer, config.serving, "mtrec", "r1", u,
+                   with_item_text=True, log=lambda m: None)
   serving_root = os.path.join(tmp, "serving")
-  first, _ = pusher.publish_version(steps.model_dir(u),
-                                    os.path.join(serving_root, "mtrec"))
+  model_root = os.path.join(serving_root, "mtrec")
+  saved_model = model_layout.saved_model_dir(u["Trainer/model"])
+  first, _ = pusher.publish_version(saved_model, model_root)
+  # A second version goes out and is rolled back: a refresh must rebuild
+  # the version served now (the first), never the one rolled away from.
+  second, _ = pusher.publish_version(saved_model, model_root)
+  serving_layout.pin_version(serving_root, "mtrec", second)
+  assert rollback.rollback(serving_root, "mtrec") == (second, first)
 
   items_file = os.path.join(tmp, "new_items.csv")
   with open(items_file, "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(NEW_ITEM))
     w.writeheader()
     w.writerow(NEW_ITEM)
+  refresh_root = os.path.join(tmp, "runs")
   assert cli.main(["catalog", "refresh", "--items", items_file,
                    "--serving-root", serving_root, "--model_name", "mtrec",
+                   "--output-dir", refresh_root,
                    "--cache-dir", config.text_embedder.cache_dir]) == 0
-  versions = serving_layout.complete_versions(os.path.join(serving_root, "mtrec"))
-  assert len(versions) == 2 and versions[0] == first
-  assert serving_layout.pinned_version(serving_root, "mtrec") == versions[1]
+  versions = serving_layout.complete_versions(model_root)
+  assert versions[:2] == [first, second] and len(versions) == 3
+  assert serving_layout.pinned_version(serving_root, "mtrec") == versions[2]
+  # Recorded like a pipeline run: the new model's input is version `first`.
+  (record,) = [r for r in run_record.iter_runs(refresh_root)
+               if r["pipeline_name"] == "catalog-refresh"]
+  assert record["status"] == "succeeded"
+  assert record["parameters"]["from_version"] == first
+  model_record = record["artifacts"]["CatalogRefresh/model"]
+  assert model_record["inputs"]["served_model"]["uri"] == os.path.join(
+      model_root, str(first))
+  assert record["pushed"]["version"] == versions[2]
+  assert record["pushed"]["infra_checks"] > 0
+  versions = [first, versions[2]]  # what the checks below compare
 
   model = tf.saved_model.load(os.path.join(serving_root, "mtrec",
                                            str(versions[1])))

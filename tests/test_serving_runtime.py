@@ -31,7 +31,7 @@ def _onednn_in_child(prelude: str, env_value: str | None) -> bool:
   done = subprocess.run(
       [sys.executable, "-c", _PROBE.format(prelude=prelude)], cwd=_REPO,
       env=env, capture_output=True, text=True, timeout=300, check=True)
-  line = [l for l in done.stdout.splitlines() if l.startswith("onednn ")][-1]
+  line = [x for x in done.stdout.splitlines() if x.startswith("onednn ")][-1]
   return line == "onednn True"
 
 

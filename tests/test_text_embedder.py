@@ -122,7 +122,6 @@ def test_candidate_tower_gates_text_with_the_id_and_drops_ids():
 def test_pipeline_has_the_step_only_when_enabled_and_feeds_the_trainer():
   from conftest import small_config  # pylint: disable=g-import-not-at-top
   from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
-  from pipeline import step_deps  # pylint: disable=g-import-not-at-top
   off = kfp_pipeline.pipeline_spec(small_config())["root"]["dag"]["tasks"]
   assert "text-embedder" not in off
   spec = kfp_pipeline.pipeline_spec(small_config(
@@ -135,14 +134,12 @@ def test_pipeline_has_the_step_only_when_enabled_and_feeds_the_trainer():
       "taskOutputArtifact"]
   assert source == {"outputArtifactKey": "item_features",
                     "producerTask": "text-embedder"}
-  # The step cache keys the step by the config fields it reads.
-  executor = spec["deploymentSpec"]["executors"][
-      spec["components"][tasks["text-embedder"]["componentRef"]["name"]][
-          "executorLabel"]]
-  command = executor["container"]["command"]
-  source_code = next(part for part in command if "def text_embedder(" in part)
-  fields = step_deps.config_fields(source_code, "text_embedder",
-                                   ["text_embedder", "trainer", "beam_args",
-                                    "data", "pipeline_root", "transform"])
-  assert fields is not None and "text_embedder" in fields
-  assert "trainer" not in fields and "transform" not in fields
+  # The step receives its own section and the cache directory the pipeline
+  # resolved (never guessed from an artifact path), and no other section.
+  params = tasks["text-embedder"]["inputs"]["parameters"]
+  assert {p for p in params if p.endswith("_config")} == {
+      "text_embedder_config"}
+  assert params["cache_dir"] == {"componentInputParameter": "text_cache_dir"}
+  root = spec["root"]["inputDefinitions"]["parameters"]
+  assert root["text_cache_dir"]["defaultValue"] == small_config(
+      text_embedder={"enabled": True}).text_embedding_cache_dir()

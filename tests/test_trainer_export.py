@@ -183,7 +183,7 @@ def test_warmup_requests_and_training_history(small_run):
   path = os.path.join(_model_dir(small_run), model_layout.WARMUP_FILE)
   logs = [apis.PredictionLog.FromString(r.numpy())
           for r in tf.data.TFRecordDataset(path)]
-  assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
+  assert [r.predict_log.request.model_spec.signature_name for r in logs] == [
       "recommend", "serving_default"]
   meta = artifacts.read_metadata(small_run.uris["Trainer/model"])
   assert set(meta["summary"]["final_task_losses"]) == {

@@ -197,10 +197,14 @@ def test_warm_start_moves_id_rows_by_token(small_run, tmp_path):
 def test_trainer_step_warm_starts_from_the_served_version(tmp_path,
                                                           monkeypatch):
   from conftest import small_config  # pylint: disable=g-import-not-at-top
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  from contracts import serving_layout  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import trainer as trainer_step  # pylint: disable=g-import-not-at-top
   from trainer import run  # pylint: disable=g-import-not-at-top
+  serving = tmp_path / "serving"
   for version in ("1", "3", "2"):
-    os.makedirs(tmp_path / "serving" / "mtrec" / version)
+    os.makedirs(serving / "mtrec" / version)
+    (serving / "mtrec" / version / "saved_model.pb").write_bytes(b"m")
+  os.makedirs(serving / "mtrec" / "4")  # incomplete: never the answer
   seen = {}
 
   def fake_run_trainer(*args, **kwargs):
@@ -208,12 +212,18 @@ def test_trainer_step_warm_starts_from_the_served_version(tmp_path,
     return {"epochs": 1, "strategy": "x", "examples_per_second": 1.0}
 
   monkeypatch.setattr(run, "run_trainer", fake_run_trainer)
-  for warm, expected in ((True, str(tmp_path / "serving" / "mtrec" / "3")),
-                         (False, None)):
-    config = small_config(
-        serving_root=str(tmp_path / "serving"),
-        trainer={"epochs": 1, "warm_start": warm})
-    steps.trainer_step(config, "r", {k: "" for k in (
-        "Transform/transform_graph", "Transform/transformed_examples",
-        "ExampleGen/examples", "ExampleGen/catalog", "Trainer/model")})
-    assert seen["warm_start_from"] == expected
+  uris = {k: "" for k in (
+      "Transform/transform_graph", "Transform/transformed_examples",
+      "ExampleGen/examples", "ExampleGen/catalog", "Trainer/model")}
+  for warm, pin, expected in ((True, None, "3"), (True, 2, "2"),
+                              (False, 2, None)):
+    if pin:
+      serving_layout.pin_version(str(serving), "mtrec", pin)
+    config = small_config(serving_root=str(serving),
+                          trainer={"epochs": 1, "warm_start": warm})
+    source = trainer_step.warm_start_source(config.trainer, str(serving),
+                                            "mtrec")
+    trainer_step.run(config.trainer, config.serving, "mtrec", "r", uris,
+                     with_item_text=False, warm_start_from=source)
+    assert seen["warm_start_from"] == (
+        str(serving / "mtrec" / expected) if expected else None)

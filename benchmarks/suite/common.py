@@ -45,19 +45,47 @@ def load_config(path: str, data: Optional[Mapping[str, Any]] = None,
                                      os.path.abspath(path)))
 
 
+def run_trainer(config, run_id: str, uris: Mapping[str, str],
+                log: Callable[[str], None] = lambda m: None) -> str:
+  """The pipeline's Trainer step on `config`, as `mtrec run` calls it.
+
+  trainer.warm_start starts from the version served now under
+  config.serving_root, as in the pipeline.
+  """
+  # pylint: disable=g-import-not-at-top
+  from contracts import serving_layout
+  from pipeline.steps import trainer as trainer_step
+  # pylint: enable=g-import-not-at-top
+  warm_start_from = (serving_layout.served_model_dir(config.serving_root,
+                                                     config.model_name)
+                     if config.trainer.warm_start else None)
+  return trainer_step.run(config.trainer, config.serving, config.model_name,
+                          run_id, uris,
+                          with_item_text=config.text_embedder.enabled,
+                          warm_start_from=warm_start_from, log=log)
+
+
 def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
               log: Callable[[str], None] = lambda m: None,
               fresh: bool = True) -> dict[str, Any]:
-  """Runs pipeline steps in this process through pipeline/steps.py.
+  """Runs pipeline steps in this process through pipeline/steps/.
 
   The same functions `mtrec run` and the KFP components call, without the
   per-step subprocess (whose interpreter and TensorFlow start-up would
-  otherwise dominate a small dataset's timings).
+  otherwise dominate a small dataset's timings). `run_dir` stands for
+  `<pipeline_root>/<run_id>`: its parent holds the text-hash cache (unless
+  the config names one) and is the Evaluator's pipeline root.
 
   Returns:
     {"uris": output URIs, "seconds": {step: wall seconds}}.
   """
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from pipeline import steps
+  from pipeline.steps import evaluator as evaluator_step
+  from pipeline.steps import example_gen as example_gen_step
+  from pipeline.steps import text_embedder as text_embedder_step
+  from pipeline.steps import transform as transform_step
+  # pylint: enable=g-import-not-at-top
   if fresh:  # artifacts are write-once: a rerun starts from an empty run dir
     shutil.rmtree(run_dir, ignore_errors=True)
   uris = steps.output_uris(run_dir)
@@ -76,17 +104,29 @@ def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
   for name in names:
     start = time.time()
     if name == "ExampleGen":
-      summary = steps.example_gen_step(config, "bench", uris, started)
+      summary = example_gen_step.run(config.data, config.example_gen,
+                                     config.beam_args, "bench", uris, started)
     elif name == "TextEmbedder":
-      summary = steps.text_embedder_step(config, "bench", uris)
+      # <root>/<run>/TextEmbedder/item_features -> <root>/.cache/...
+      root = os.path.dirname(os.path.dirname(os.path.dirname(
+          os.path.abspath(uris["TextEmbedder/item_features"]))))
+      cache_dir = config.model_copy(
+          update={"pipeline_root": root}).text_embedding_cache_dir()
+      summary = text_embedder_step.run(config.text_embedder, cache_dir,
+                                       config.beam_args, "bench", uris)
     elif name == "Transform":
-      summary = steps.transform_step(config, "bench", uris)
+      summary = transform_step.run(config.transform, config.beam_args,
+                                   "bench", uris)
     elif name == "Trainer":
-      summary = steps.trainer_step(config, "bench", uris, log=log)
+      summary = run_trainer(config, "bench", uris, log=log)
     elif name == "Evaluator":
-      summary = steps.evaluator_step(config, "bench", uris,
-                                     serving_root=os.path.join(
-                                         run_dir, "serving"))
+      # <root>/<run>/Evaluator/evaluation -> <root>, for the history page.
+      root = os.path.dirname(os.path.dirname(os.path.dirname(
+          uris["Evaluator/evaluation"])))
+      summary = evaluator_step.run(
+          config.evaluator, config.model_name,
+          os.path.join(run_dir, "serving"), config.beam_args, "bench", uris,
+          pipeline_root=root)
     else:
       raise ValueError(f"unknown step {name}")
     seconds[name] = time.time() - start

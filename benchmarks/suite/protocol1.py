@@ -106,8 +106,8 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   from benchmarks import tutorial_model  # pylint: disable=g-import-not-at-top
   from components import artifact_readers
   from components import metrics as M  # pylint: disable=g-import-not-at-top
+  from contracts import model_layout  # pylint: disable=g-import-not-at-top
   from contracts import records as r  # pylint: disable=g-import-not-at-top
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
 
   config = common.load_config(config_path, data=data,
                               trainer={"epochs": epochs} if epochs else None)
@@ -147,8 +147,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(time.time() - start, 1)}
 
-  models[MTREC] = measure_mtrec(steps.model_dir(uris),
-                                ran["seconds"]["Trainer"])
+  models[MTREC] = measure_mtrec(
+      model_layout.saved_model_dir(uris["Trainer/model"]),
+      ran["seconds"]["Trainer"])
   log(f"  {MTREC}: {models[MTREC]}")
   if shipped_config_path:
     # The shipped config's trainer section on the same split, for contrast
@@ -160,9 +161,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
     u2 = dict(uris, **{"Trainer/model": os.path.join(
         work_dir, "protocol1", "TrainerShipped", "model")})
     start = time.time()
-    steps.trainer_step(config_shipped, "bench", u2, log=lambda m: None)
+    common.run_trainer(config_shipped, "bench", u2)
     models[MTREC_SHIPPED] = measure_mtrec(
-        steps.model_dir(u2), time.time() - start)
+        model_layout.saved_model_dir(u2["Trainer/model"]), time.time() - start)
     log(f"  {MTREC_SHIPPED}: {models[MTREC_SHIPPED]}")
 
   # The tutorial's joint model.

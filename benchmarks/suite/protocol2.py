@@ -3,7 +3,7 @@
 The config is configs/movielens_latest_small.yaml as shipped (each user's
 latest 20% of events are eval), with `data` replaced by the dataset given.
 Its ExampleGen, Transform, Trainer and Evaluator steps run in this process
-through pipeline/steps.py, timed one by one: those times are the throughput
+through pipeline/steps/, timed one by one: those times are the throughput
 figures. Then, on that split:
 
 - mtrec: its exported model, measured with the evaluator's protocol
@@ -73,9 +73,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   from contracts import artifacts  # pylint: disable=g-import-not-at-top
   from components import artifact_readers
   from contracts import features as F  # pylint: disable=g-import-not-at-top
+  from contracts import model_layout  # pylint: disable=g-import-not-at-top
   from components import metrics as M  # pylint: disable=g-import-not-at-top
   from contracts import records as r  # pylint: disable=g-import-not-at-top
-  from pipeline import steps  # pylint: disable=g-import-not-at-top
 
   config = common.load_config(config_path, data=data,
                               trainer={"epochs": epochs} if epochs else None)
@@ -112,7 +112,8 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   liked = labels[F.LIKE_WEIGHT] > 0
   models: dict[str, dict[str, Any]] = {}
   start = time.time()
-  models["mtrec default"] = evaluation(steps.model_dir(uris), True)
+  models["mtrec default"] = evaluation(
+      model_layout.saved_model_dir(uris["Trainer/model"]), True)
   models["mtrec default"]["train_seconds"] = round(seconds["Trainer"], 1)
   log(f"  mtrec: {models['mtrec default']} ({time.time() - start:.0f}s)")
 

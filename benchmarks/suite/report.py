@@ -125,7 +125,7 @@ def _throughput(t: Mapping[str, Any]) -> list[str]:
       "## Throughput",
       "",
       f"The protocol-2 pipeline's steps, run in one process through "
-      f"`pipeline/steps.py` (no per-step interpreter start-up), on "
+      f"`pipeline/steps/` (no per-step interpreter start-up), on "
       f"{t['rows_in']:,} input rows ({t['train_rows']:,} train, "
       f"{t['eval_rows']:,} eval), Beam's in-process runner:",
       ""]

@@ -133,7 +133,7 @@ class MovieLensLatestReader(Reader):
     tags_path = self._file("tags.csv")
     counts = collections.defaultdict(collections.Counter)
     if FileSystems.exists(tags_path):
-      for number, fields, error in _csv_records(tags_path, self._TAGS_HEADER):
+      for _number, fields, error in _csv_records(tags_path, self._TAGS_HEADER):
         if error is not None:
           # A broken tag line is a row problem of the catalog it annotates.
           yield error

@@ -251,7 +251,7 @@ def _missing_column(path: str, column: str, field: str,
 
 def _read_csv(spec: TableSpec, path: str) -> Iterator[RawRow]:
   rows = iter_csv(path, spec.encoding, spec.delimiter)
-  for number, header, error in rows:
+  for number, header, error in rows:  # noqa: B007 (read after the break)
     if error is not None:
       raise ValueError(f"{path}:{number}: cannot read the header: {error}")
     break

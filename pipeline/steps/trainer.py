@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional
 
+from contracts import serving_layout
 from trainer import run as trainer_run
 from trainer.config import ServingConfig
 from trainer.config import TrainerConfig
@@ -22,6 +23,18 @@ def uris(transform_graph: str, transformed_examples: str, examples: str,
   return u
 
 
+def warm_start_source(config: TrainerConfig, serving_root: str,
+                      model_name: str) -> Optional[str]:
+  """With trainer.warm_start, the version served now (None: from scratch).
+
+  Resolved when the step runs, not when the pipeline is compiled: the
+  served version is whatever the last push or rollback left pinned.
+  """
+  if not config.warm_start:
+    return None
+  return serving_layout.served_model_dir(serving_root, model_name)
+
+
 def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
         run_id: str, u: Mapping[str, str], *, with_item_text: bool,
         warm_start_from: Optional[str] = None, num_cpu_devices: int = 1,
@@ -35,8 +48,8 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
     run_id: the pipeline run.
     u: artifact URIs (see `uris`).
     with_item_text: read the TextEmbedder's item features.
-    warm_start_from: the SavedModel now served, when trainer.warm_start
-      (contracts.serving_layout.served_model_dir); None trains from scratch.
+    warm_start_from: the SavedModel to start from (`warm_start_source`);
+      None trains from scratch.
     num_cpu_devices: >1 mirrors training over that many logical CPUs.
     log: progress sink.
   """
