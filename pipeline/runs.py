@@ -9,11 +9,11 @@ produced them.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from typing import Any, Optional
 
-RUN_FILE = "run.json"
+from contracts import run_record
+
 # Preferred order of the metrics `mtrec runs` shows (those present).
 KEY_METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc", "recall_at_10",
                "ndcg_at_10")
@@ -35,15 +35,7 @@ def _pid_alive(pid: Any) -> bool:
 def load_runs(pipeline_root: str) -> list[dict[str, Any]]:
   """Every run under the root, newest first."""
   runs = []
-  if not os.path.isdir(pipeline_root):
-    return runs
-  for name in os.listdir(pipeline_root):
-    path = os.path.join(pipeline_root, name, RUN_FILE)
-    try:
-      with open(path) as f:
-        run = json.load(f)
-    except (OSError, json.JSONDecodeError):
-      continue
+  for run in run_record.iter_runs(pipeline_root):
     if run.get("status") == "running" and not _pid_alive(run.get("pid")):
       run["status"] = "interrupted"  # its process is gone
     runs.append(run)

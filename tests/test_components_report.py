@@ -1,0 +1,89 @@
+"""components.report: the validation report's tables and verdict."""
+
+import re
+
+import pytest
+
+from components import report
+
+CHECKS = [
+    {"metric": "recall_at_20", "check": "beats popularity", "value": 0.25,
+     "op": ">", "bound": 0.125, "passed": True},
+    {"metric": "rmse", "check": "<script>", "value": 1.5, "op": "<",
+     "bound": 1.0, "passed": False},
+]
+OVERALL = {
+    "candidate": {"recall_at_10": 0.2, "recall_at_20": 0.25, "rmse": 1.5,
+                  "users": 7, "example_count": 100},
+    "popularity": {"recall_at_10": 0.1, "recall_at_20": 0.125},
+    "serving": {},
+}
+RETRIEVAL = {
+    "candidate": {
+        "activity:10-49": {"users": 3, "recall_at_20": 0.5},
+        "activity:2-9": {"users": 2, "recall_at_20": 0.25},
+        "all": {"users": 7, "recall_at_20": 0.25, "ndcg_at_20": 0.125},
+        "activity:50+": {"users": 2, "recall_at_20": 0.75},
+    },
+    "popularity": {"all": {"recall_at_20": 0.125}},
+}
+_slice_rows = report._slice_rows  # pylint: disable=protected-access
+RANKING = {"candidate": {"all": {"rmse": 1.5, "auc": 0.75},
+                         "genre:Drama": {"rmse": 1.25}}}
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.123456, "0.1235"), (1.0, "1.0000"), (7, "7"), ("", ""), (None, "None")])
+def test_fmt(value, text):
+  assert report._fmt(value) == text  # pylint: disable=protected-access
+
+
+def test_slice_rows_put_all_first_then_kinds_with_numeric_ranges_in_order():
+  columns = ["recall_at_20", "ndcg_at_20", "popularity recall_at_20", "rmse"]
+  rows = _slice_rows(RETRIEVAL, RANKING, columns)
+  assert [r["name"] for r in rows] == [
+      "all", "activity:2-9", "activity:10-49", "activity:50+", "genre:Drama"]
+  by_name = {r["name"]: r for r in rows}
+  assert by_name["all"]["users"] == 7
+  assert by_name["all"]["cells"] == {
+      "recall_at_20": 0.25, "ndcg_at_20": 0.125,
+      "popularity recall_at_20": 0.125, "rmse": 1.5}
+  # A ranking-only slice: no users, no retrieval cells.
+  assert by_name["genre:Drama"]["users"] == ""
+  assert by_name["genre:Drama"]["cells"] == {
+      "recall_at_20": "", "ndcg_at_20": "", "popularity recall_at_20": "",
+      "rmse": 1.25}
+  assert by_name["activity:50+"]["cells"]["recall_at_20"] == 0.75
+
+
+def test_slice_rows_without_slices():
+  assert _slice_rows({}, {}, ["rmse"]) == []
+
+
+def test_write_reports_html_and_markdown(tmp_path):
+  paths = report.write_reports(
+      str(tmp_path), run_id="run-1", model_uri="/m", verdict="NOT_BLESSED",
+      checks=CHECKS, overall=OVERALL, retrieval=RETRIEVAL, ranking=RANKING,
+      calibration=[{"lower": 0.0, "upper": 0.5, "count": 4.0,
+                    "mean_predicted": 0.25, "observed_rate": 0.5}],
+      history={"retrieval_loss": [2.0, 1.0]}, infra=None, ks=[10, 20],
+      serving_desc="none")
+  html = open(paths["html"]).read()
+  md = open(paths["markdown"]).read()
+  assert '<span class="verdict NOT_BLESSED" id="verdict">NOT_BLESSED' in html
+  # Values are escaped in HTML: a check's text cannot inject markup.
+  assert "<script>" not in html and "&lt;script&gt;" in html
+  assert "<b>Failed checks:</b> rmse (&lt;script&gt;)" in html
+  assert "<p>not run</p>" in html
+  assert "<td>0.0–0.5</td><td>4</td><td>0.2500</td><td>0.5000</td>" in html
+  # Slices at the middle K: recall_at_20 of ks [10, 20].
+  assert "<th>recall_at_20</th><th>ndcg_at_20</th>" in html
+  assert md.startswith("# Model validation: NOT_BLESSED\n")
+  assert ("| rmse | <script> | 1.5000 | < | 1.0000 | **FAIL** |" in md)
+  assert ("| recall_at_20 | beats popularity | 0.2500 | > | 0.1250 | pass |"
+          in md)
+  # Overall: the models with metrics (serving has none), without counts.
+  headers = re.findall(r"^\| metric \| (.*)$", md, re.M)
+  assert headers[-1] == "candidate | popularity | "
+  assert "| recall_at_10 | 0.2000 | 0.1000 | " in md
+  assert "example_count" not in md and "| users |" not in md
