@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import datetime
 import json
 import os
@@ -128,30 +129,30 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
             share: float, log=print) -> dict[str, Any]:
   """ExampleGen, the cold filter, Transform and the TextEmbedder, timed."""
   u = steps.output_uris(os.path.join(work_dir, "run"))
-  u["Filtered/examples"] = os.path.join(work_dir, "run", "Filtered",
-                                        "examples")
+  # What Transform and the Trainer read: ExampleGen's examples less the cold
+  # items' training events.
+  filtered = dataclasses.replace(u, examples=os.path.join(
+      work_dir, "run", "Filtered", "examples"))
   times = {}
   start = time.time()
-  if not os.path.exists(u["ExampleGen/examples"]):
+  if not os.path.exists(u.examples):
     log(example_gen_step.run(config.data, config.example_gen,
                              config.beam_args, "cold-start", u,
                              datetime.datetime.now(datetime.timezone.utc)))
   times["ExampleGen"] = time.time() - start
-  train = _events(u["ExampleGen/examples"], "train")
-  evals = _events(u["ExampleGen/examples"], "eval")
+  train = _events(u.examples, "train")
+  evals = _events(u.examples, "eval")
   cold = choose_cold_items(train + evals, share)
-  if not os.path.exists(u["Filtered/examples"]):
+  if not os.path.exists(filtered.examples):
     log(f"cold items: {len(cold)}; filtered: " + json.dumps(
-        write_filtered_examples(u["ExampleGen/examples"],
-                                u["Filtered/examples"], cold)))
-  filtered = dict(u, **{"ExampleGen/examples": u["Filtered/examples"]})
+        write_filtered_examples(u.examples, filtered.examples, cold)))
   start = time.time()
-  if not os.path.exists(filtered["Transform/transform_graph"]):
+  if not os.path.exists(filtered.transform_graph):
     log(transform_step.run(config.transform, config.beam_args, "cold-start",
                            filtered))
   times["Transform"] = time.time() - start
   start = time.time()
-  if not os.path.exists(u["TextEmbedder/item_features"]):
+  if not os.path.exists(u.item_features):
     # The text-hash cache: the config's, else <work_dir>/.cache/...
     cache_dir = config.model_copy(update={
         "pipeline_root": os.path.abspath(work_dir)}).text_embedding_cache_dir()
@@ -166,7 +167,7 @@ class Judge:
   """Cold / warm Recall@K and NDCG@K of a SavedModel's embeddings."""
 
   def __init__(self, prepared: Mapping[str, Any], ks: Sequence[int]):
-    items, _ = artifact_readers.read_catalog(prepared["uris"]["ExampleGen/catalog"])
+    items, _ = artifact_readers.read_catalog(prepared["uris"].catalog)
     self.ids = list(items[r.ITEM_ID])
     self.row = {i: n for n, i in enumerate(self.ids)}
     self.ks = list(ks)
@@ -280,18 +281,17 @@ def run(config_path: str, work_dir: str, share: float,
     shutil.rmtree(model_uri, ignore_errors=True)
     start = time.time()
     trainer_run.run_trainer(
-        u["Transform/transform_graph"], u["Transform/transformed_examples"],
-        u["ExampleGen/examples"], u["ExampleGen/catalog"], model_uri,
-        "cold-start", trainer_config, config.model_name,
+        u.transform_graph, u.transformed_examples, u.examples, u.catalog,
+        model_uri, "cold-start", trainer_config, config.model_name,
         config.serving.top_k, log=lambda m: None,
-        item_features_uri=u["TextEmbedder/item_features"] if text else None)
+        item_features_uri=u.item_features if text else None)
     seconds[name] = time.time() - start
     results[name] = judge.model_metrics(
         model_layout.saved_model_dir(model_uri))
     print(f"{name}: trained and exported in {seconds[name]:.0f}s: " +
           json.dumps({k: round(v, 4) for k, v in results[name].items()
                       if "_20" in k}), flush=True)
-  embedder = artifacts.read_metadata(u["TextEmbedder/item_features"])
+  embedder = artifacts.read_metadata(u.item_features)
   return {"config": config_path, "cold_share": share,
           "seed": config.trainer.seed,
           "lm_text_adapter": variants(config.trainer, adapter)["lm"][0]

@@ -64,6 +64,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   from components import artifact_readers
   from pipeline import runner  # pylint: disable=g-import-not-at-top
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from pipeline.steps import text_embedder as text_embedder_step
   config = config_lib.load_config(args.config)
@@ -80,23 +81,22 @@ def main(argv=None) -> int:
     steps_seconds = {s["name"]: s["seconds"] for s in result.steps}
     total = sum(steps_seconds.values())
     summary = json.load(open(os.path.join(
-        result.uris["TextEmbedder/item_features"], "metadata.json")))[
-            "summary"]
+        result.artifacts.item_features, "metadata.json")))["summary"]
     report["pipeline"] = {
         "step_seconds": steps_seconds, "total_seconds": round(total, 1),
         "text_embedder_share": round(
             steps_seconds["TextEmbedder"] / total, 3),
         "text_embedder_summary": summary}
-    items, _ = artifact_readers.read_catalog(result.uris["ExampleGen/catalog"])
+    items, _ = artifact_readers.read_catalog(result.artifacts.catalog)
     rows = [dict(zip(items, values)) for values in zip(*items.values())]
     again = os.path.join(args.work_dir, "again", "TextEmbedder",
                          "item_features")
     start = time.time()
     text_embedder_step.run(
         config.text_embedder, config.text_embedding_cache_dir(),
-        config.beam_args, "again", {
-            "ExampleGen/catalog": result.uris["ExampleGen/catalog"],
-            "TextEmbedder/item_features": again})
+        config.beam_args, "again",
+        steps.ArtifactUris(catalog=result.artifacts.catalog,
+                           item_features=again))
     report["warm_cache_seconds"] = round(time.time() - start, 2)
     report["warm_cache_summary"] = json.load(open(os.path.join(
         again, "metadata.json")))["summary"]

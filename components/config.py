@@ -54,9 +54,9 @@ class TransformConfig(_Strict):
 class TextEmbedderConfig(_Strict):
   """The TextEmbedder step (components/text_embedder.py) and its cache.
 
-  Off by default: embedding a catalog costs about 3 ms an item on two CPU
-  cores the first time (340 items/s in the step on MovieLens titles, genres
-  and tags), then nothing: vectors are cached by text hash.
+  Off by default: the first time, the encoder runs once per item, which is
+  slow on CPU (figures in docs/design_measurements.md); after that it costs
+  nothing: vectors are cached by text hash.
   """
 
   enabled: bool = False

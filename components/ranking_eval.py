@@ -15,8 +15,9 @@ user, cold item, category).
 TFMA judges the overall slice only. Its combiners run per example and per
 slice in Python: on ml-latest-small each slicing spec costs seconds, the
 category spec alone fans every example out to ~2.5 slices, and slicing made
-the ranking stage 4x slower than the whole trainer step. The slices are for
-reading, not for the verdict, so `slice_metrics` computes them vectorized
+the ranking stage several times slower than the whole trainer step (figures
+in docs/design_measurements.md). The slices are
+for reading, not for the verdict, so `slice_metrics` computes them vectorized
 from one `predict_examples` pass per model, with the same formulas
 (components.metrics) on the same labeled examples. Where both exist, the
 overall values agree to TFMA's AUC bucketing (1e-3; tested).

@@ -127,7 +127,7 @@ def _demo(argv: list[str]) -> int:
     print(f"mtrec demo: {pushed['reason']}", file=sys.stderr)
     return 1
   base_path = os.path.dirname(pushed["destination"])
-  user = tft.TFTransformOutput(result.uris["Transform/transform_graph"]
+  user = tft.TFTransformOutput(result.artifacts.transform_graph
                                ).vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   with model_server.ModelServer(config.model_name, base_path, port=args.port,
                                 host="127.0.0.1") as server:

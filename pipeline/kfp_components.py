@@ -4,15 +4,15 @@ Each component body is the thin KFP-side half of a step: it validates the
 config sections it received as parameters (only the ones its step reads,
 each as JSON, so Kubeflow's cache, keyed on a task's parameters, reruns a
 step only when its own sections change), maps its typed input and output
-artifacts to the URIs its `pipeline.steps` module expects, calls that step
-(the one place that wires a component to config and URIs) and copies what
-the step wrote into KFP artifact metadata, so the Kubeflow UI shows counts,
-fingerprints and metrics. `code_version` is the hash of the code the step
-can run (pipeline/step_deps.py), set at compile time: it is unused in the
-body and there for the cache, so new code on an unchanged config reruns the
-step on Kubeflow as it does locally. The same compiled component runs in the
-project's image on Kubeflow and, unchanged, as a local subprocess under
-`mtrec run` (pipeline/runner.py).
+artifacts to the `ArtifactUris` its `pipeline.steps` module expects, calls
+that step (the one place that wires a component to config and URIs) and
+copies what the step wrote into KFP artifact metadata, so the Kubeflow UI
+shows counts, fingerprints and metrics. `code_version` is the hash of the
+code the step can run (pipeline/step_deps.py), set at compile time: it is
+unused in the body and there for the cache, so new code on an unchanged
+config reruns the step on Kubeflow as it does locally. The same compiled
+component runs in the project's image on Kubeflow and, unchanged, as a
+local subprocess under `mtrec run` (pipeline/runner.py).
 
 KFP embeds each function's source in the compiled YAML, so a body holds its
 imports; everything else it needs comes from the installed project.
@@ -52,14 +52,15 @@ def example_gen(
   from components.config import ExampleGenConfig  # pylint: disable=g-import-not-at-top
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import example_gen as step  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
   message = step.run(
       parse_section(DataConfig, data_config, "data"),
       parse_section(ExampleGenConfig, example_gen_config, "example_gen"),
-      beam_args, run_id, {"ExampleGen/examples": examples.path,
-                          "ExampleGen/catalog": catalog.path,
-                          "ExampleGen/quarantine": quarantine.path},
+      beam_args, run_id,
+      ArtifactUris(examples=examples.path, catalog=catalog.path,
+                   quarantine=quarantine.path),
       datetime.datetime.now(datetime.timezone.utc))
   task_io.describe(examples, catalog, quarantine)
   return message
@@ -78,14 +79,15 @@ def transform(
   from components.config import TransformConfig  # pylint: disable=g-import-not-at-top
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import transform as step  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
   message = step.run(
       parse_section(TransformConfig, transform_config, "transform"),
-      beam_args, run_id, {"ExampleGen/examples": examples.path,
-                          "Transform/transform_graph": transform_graph.path,
-                          "Transform/transformed_examples":
-                              transformed_examples.path})
+      beam_args, run_id,
+      ArtifactUris(examples=examples.path,
+                   transform_graph=transform_graph.path,
+                   transformed_examples=transformed_examples.path))
   task_io.describe(transform_graph, transformed_examples)
   return message
 
@@ -106,14 +108,14 @@ def text_embedder(
   from components.config import TextEmbedderConfig  # pylint: disable=g-import-not-at-top
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import text_embedder as step  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
   message = step.run(
       parse_section(TextEmbedderConfig, text_embedder_config,
                     "text_embedder"),
       cache_dir, beam_args, run_id,
-      {"ExampleGen/catalog": catalog.path,
-       "TextEmbedder/item_features": item_features.path})
+      ArtifactUris(catalog=catalog.path, item_features=item_features.path))
   task_io.describe(item_features)
   return message
 
@@ -141,6 +143,7 @@ def trainer_with_text(
   """
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
   from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
   from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
@@ -148,9 +151,11 @@ def trainer_with_text(
   config = parse_section(TrainerConfig, trainer_config, "trainer")
   message = step.run(
       config, parse_section(ServingConfig, serving_config, "serving"),
-      model_name, run_id, step.uris(
-          transform_graph.path, transformed_examples.path, examples.path,
-          catalog.path, model.path, item_features.path),
+      model_name, run_id,
+      ArtifactUris(transform_graph=transform_graph.path,
+                   transformed_examples=transformed_examples.path,
+                   examples=examples.path, catalog=catalog.path,
+                   item_features=item_features.path, model=model.path),
       with_item_text=True, num_cpu_devices=num_cpu_devices,
       warm_start_from=step.warm_start_source(config, serving_root,
                                              model_name))
@@ -182,6 +187,7 @@ def trainer(
   """
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
   from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
   from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
@@ -189,9 +195,11 @@ def trainer(
   config = parse_section(TrainerConfig, trainer_config, "trainer")
   message = step.run(
       config, parse_section(ServingConfig, serving_config, "serving"),
-      model_name, run_id, step.uris(
-          transform_graph.path, transformed_examples.path, examples.path,
-          catalog.path, model.path),
+      model_name, run_id,
+      ArtifactUris(transform_graph=transform_graph.path,
+                   transformed_examples=transformed_examples.path,
+                   examples=examples.path, catalog=catalog.path,
+                   model=model.path),
       with_item_text=False, num_cpu_devices=num_cpu_devices,
       warm_start_from=step.warm_start_source(config, serving_root,
                                              model_name))
@@ -227,17 +235,16 @@ def evaluator(
   from components.config import EvaluatorConfig  # pylint: disable=g-import-not-at-top
   from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import evaluator as step  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
   message = step.run(
       parse_section(EvaluatorConfig, evaluator_config, "evaluator"),
       model_name, serving_root, beam_args, run_id,
-      {"Trainer/model": model.path,
-       "ExampleGen/examples": examples.path,
-       "ExampleGen/catalog": catalog.path,
-       "Transform/transform_graph": transform_graph.path,
-       "Evaluator/evaluation": evaluation.path,
-       "Evaluator/blessing": blessing.path},
+      ArtifactUris(model=model.path, examples=examples.path,
+                   catalog=catalog.path,
+                   transform_graph=transform_graph.path,
+                   evaluation=evaluation.path, blessing=blessing.path),
       pipeline_root=pipeline_root or None)
   task_io.describe(evaluation, blessing)
   task_io.log_metrics(evaluation)
@@ -261,12 +268,12 @@ def pusher(
   one idea of where the served model lives.
   """
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import pusher as step  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
   message = step.run(model_name, serving_root, run_id,
-                     {"Trainer/model": model.path,
-                      "Evaluator/blessing": blessing.path,
-                      "Pusher/pushed_model": pushed_model.path})
+                     ArtifactUris(model=model.path, blessing=blessing.path,
+                                  pushed_model=pushed_model.path))
   task_io.describe(pushed_model)
   return message
 

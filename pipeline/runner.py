@@ -7,11 +7,10 @@ command run as a subprocess (pipeline/task_launcher.py), typed artifacts
 passed between tasks by URI. No Docker, cluster or network.
 
 Why not kfp.local.SubprocessRunner itself? It runs the same compiled
-commands in the same kind of subprocess and costs the same: measured on this
-2-core machine, one small synthetic run took 75.8 s of CPU here and 75.4 s
-under kfp.local (wall clock 80-163 s for either, set by the shared machine's
-load); each task pays a fresh interpreter importing TensorFlow, TFT, Beam
-(4-7 s), never a pip install (install_kfp_package=False) or Docker. One
+commands in the same kind of subprocess and costs the same (measured on one
+small synthetic run; figures in docs/design_measurements.md): each task
+pays a fresh interpreter importing TensorFlow, TFT and Beam, never a pip
+install (install_kfp_package=False) or Docker. One
 process per task is also what makes the trainer's num_cpu_devices work: in a
 single process TensorFlow is initialized by Transform before the trainer can
 split the CPU into logical devices. What kfp.local imposes is the rest:
@@ -60,6 +59,7 @@ from pipeline import cache as cache_lib
 from pipeline import kfp_local
 from pipeline import kfp_pipeline
 from pipeline import step_deps
+from pipeline import steps as steps_lib
 from pipeline import task_launcher
 from pipeline.config import PipelineConfig
 
@@ -82,6 +82,13 @@ class StepFailed(RuntimeError):
 
 @dataclasses.dataclass
 class RunResult:
+  """A finished run.
+
+  `uris` maps every task output of the spec that ran, `"Component/output"`
+  -> URI: the runner walks any compiled spec (the tests run small ones), so
+  it cannot know the pipeline's artifacts. `artifacts` is the pipeline's
+  view of the same URIs, by field.
+  """
   run_id: str
   run_dir: str
   status: str
@@ -89,8 +96,12 @@ class RunResult:
   steps: list[dict[str, Any]]
 
   @property
+  def artifacts(self) -> steps_lib.ArtifactUris:
+    return steps_lib.ArtifactUris.from_keys(self.uris)
+
+  @property
   def pushed(self) -> dict[str, Any]:
-    return artifacts.read_metadata(self.uris["Pusher/pushed_model"])["summary"]
+    return artifacts.read_metadata(self.artifacts.pushed_model)["summary"]
 
 
 def new_run_id() -> str:

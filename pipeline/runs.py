@@ -87,6 +87,9 @@ def key_metrics(run: dict[str, Any]) -> dict[str, Any]:
   pushed = arts.get("Pusher/pushed_model", {}).get("summary", {})
   if pushed.get("pushed"):
     out["pushed"] = pushed.get("version")
+  elif isinstance(run.get("pushed"), dict):  # a catalog refresh's record
+    out["pushed"] = run["pushed"].get("version")
+    out["from_version"] = run["pushed"].get("from_version")
   return out
 
 

@@ -253,11 +253,12 @@ class Batcher:
   finishes a batch hands the results to the loop (one call_soon_threadsafe
   per batch) and goes straight on to the next ready batch, without a round
   trip through the loop. Under load the model therefore runs back to back;
-  a scheduler on the loop that submitted each batch to a pool waited about
-  1 ms per batch for the loop to notice the previous one had finished, and
-  for the woken thread to get the GIL, which capped throughput at the
-  concurrency the benchmark drives. The queues are shared by the loop and
-  the batch threads under one lock, held only to move tasks and batches.
+  a scheduler on the loop that submitted each batch to a pool waited, on
+  every batch, for the loop to notice the previous one had finished and for
+  the woken thread to get the GIL (figure in docs/design_measurements.md),
+  which capped throughput at the concurrency the benchmark drives. The
+  queues are shared by the loop and the batch threads under one lock, held
+  only to move tasks and batches.
   """
 
   def __init__(self, parameters: BatchingParameters,

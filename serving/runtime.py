@@ -8,9 +8,9 @@ developed on:
   TF_ENABLE_ONEDNN_OPTS says otherwise. TensorFlow's wheels turn them on by
   default on x86; TF Serving's oneDNN build is a separate image
   (Dockerfile.devel-mkl), so the stock server runs TensorFlow's own kernels,
-  and for the small matmuls of serving they are faster: a one-user
-  `recommend` in a Session took 0.31 ms against 0.57 ms, eight users 0.59
-  against 0.88 ms. TensorFlow reads the variable once, when it loads, so
+  and for the small matmuls of serving they were measured faster, for a
+  one-user and an eight-user `recommend` in a Session. TensorFlow reads the
+  variable once, when it loads, so
   `use_server_kernels()` must run before anything imports TensorFlow; the
   program's entry points (`python -m serving.model_server`, `mtrec serve`)
   call it first. A server built inside a process that already imported
@@ -21,11 +21,11 @@ developed on:
   results), so the loop's own overhead is paid per request.
 
 End to end the two together are worth less than the kernels alone suggest,
-because the server is then bound by the GIL and gRPC's per-call work:
-`recommend` at concurrency 32, the same load client against two servers
-side by side, alternating 5-second runs: 2,484 against 2,214 QPS (five
-pairs), and later 2,315 against 2,244 (seven runs each) on a noisier
-machine.
+because the server is then bound by the GIL and gRPC's per-call work: a
+modest QPS gain for `recommend` under concurrent load, smaller still on a
+noisier machine.
+
+The figures behind both choices are in docs/design_measurements.md.
 """
 
 from __future__ import annotations

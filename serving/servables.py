@@ -118,8 +118,8 @@ class Signature:
           # A callable made from CallableOptions (TF_SessionMakeCallable,
           # what Keras' v1 backend uses) takes the arrays as they are.
           # Session.make_callable with a feed list is Session.run underneath,
-          # which re-checks every feed and fetch in Python on each call: a
-          # third of a one-user `recommend` (0.85 against 0.6 ms).
+          # which re-checks every feed and fetch in Python on each call, a
+          # large share of a one-user `recommend` (docs/design_measurements.md).
           options = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
           if self._run_options is not None:
             options.run_options.CopyFrom(self._run_options)
@@ -211,11 +211,10 @@ def session_config(intra_op_parallelism: int = 0,
   an intra-op parallelism of 0 ("let TensorFlow choose") means 1. The
   server's own threads (one per batch or request) already run calls side
   by side, and splitting a small op across cores costs more in hand-offs
-  than it saves once the server's own threads want the cores too. On the
-  9,742-item MovieLens model on 2 cores, two servers side by side, two
-  alternations: `recommend` at concurrency 32 gave 2,040 and 2,066 QPS
-  with one thread per op against 1,644 and 1,909 with two; one request at
-  a time, p50 1.6 and 2.2 ms against 2.4 and 3.4 ms.
+  than it saves once the server's own threads want the cores too: on the
+  MovieLens model on 2 cores, one thread per op gave `recommend` more QPS
+  under concurrent load, and a lower p50 one request at a time, than two
+  (figures in docs/design_measurements.md).
   """
   if run_in_caller_thread and intra_op_parallelism == 0:
     intra_op_parallelism = 1
@@ -228,9 +227,10 @@ def caller_thread_run_options() -> Any:
   """RunOptions that execute Session::Run on the calling thread.
 
   For a small graph (a recommender's towers and a top-k) the hand-off to
-  TensorFlow's inter-op pool and back costs about a fifth of the call; the
-  server already runs calls concurrently on its own threads (batch threads
-  or the request pool), so each call may as well run where it is.
+  TensorFlow's inter-op pool and back is a measurable share of the call
+  (docs/design_measurements.md); the server
+  already runs calls concurrently on its own threads (batch threads or the
+  request pool), so each call may as well run where it is.
   """
   return tf.compat.v1.RunOptions(inter_op_thread_pool=-1)
 

@@ -139,8 +139,8 @@ def test_protocol1_split_accepts_every_movielens_format(tmp_path, fmt):
   assert config.example_gen.split == "random"
   assert config.example_gen.seed == 42
   ran = common.run_steps(config, str(tmp_path / "run"), ("ExampleGen",))
-  train = common.read_split(ran["uris"]["ExampleGen/examples"], "train")
-  test = common.read_split(ran["uris"]["ExampleGen/examples"], "eval")
+  train = common.read_split(ran["uris"].examples, "train")
+  test = common.read_split(ran["uris"].examples, "eval")
   assert len(train["user"]) + len(test["user"]) == 200
   assert 0 < len(test["user"]) < len(train["user"])
   assert set(np.unique(np.concatenate([train["rating"], test["rating"]]))

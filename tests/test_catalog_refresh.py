@@ -114,7 +114,7 @@ def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
                    with_item_text=True, log=lambda m: None)
   serving_root = os.path.join(tmp, "serving")
   model_root = os.path.join(serving_root, "mtrec")
-  saved_model = model_layout.saved_model_dir(u["Trainer/model"])
+  saved_model = model_layout.saved_model_dir(u.model)
   first, _ = pusher.publish_version(saved_model, model_root)
   # A second version goes out and is rolled back: a refresh must rebuild
   # the version served now (the first), never the one rolled away from.

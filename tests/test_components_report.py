@@ -87,3 +87,35 @@ def test_write_reports_html_and_markdown(tmp_path):
   assert headers[-1] == "candidate | popularity | "
   assert "| recall_at_10 | 0.2000 | 0.1000 | " in md
   assert "example_count" not in md and "| users |" not in md
+
+
+def test_history_follows_run_records_not_the_folder_layout(tmp_path):
+  """Earlier evaluations are found through run.json, wherever they live."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  def evaluation(directory, run_id, recall):
+    os.makedirs(directory)
+    with open(os.path.join(directory, "metrics.json"), "w") as f:
+      json.dump({"run_id": run_id, "created_at": run_id, "verdict": "BLESSED",
+                 "overall": {"candidate": {"recall_at_20": recall}}}, f)
+    return str(directory)
+
+  root = tmp_path / "root"
+  # Run a's evaluation lives outside the usual <root>/<run>/Evaluator path;
+  # run b reused it from the cache (same URI): one row, not two. Run c
+  # failed before evaluating; "stray" is no run record at all.
+  elsewhere = evaluation(tmp_path / "elsewhere" / "eval", "a", 0.125)
+  evaluation(root / "stray" / "Evaluator" / "evaluation", "stray", 0.5)
+  for run_id, uri in (("a", elsewhere), ("b", elsewhere), ("c", None)):
+    os.makedirs(root / run_id, exist_ok=True)
+    artifacts = {"Evaluator/evaluation": {"uri": uri}} if uri else {}
+    with open(root / run_id / "run.json", "w") as f:
+      json.dump({"run_id": run_id, "artifacts": artifacts}, f)
+  current = {"run_id": "d", "created_at": "d", "verdict": "NOT_BLESSED",
+             "overall": {"candidate": {"recall_at_20": 0.25}}}
+  page = tmp_path / "history.html"
+  assert report.write_history(str(page), str(root), current) == 2
+  text = page.read_text()
+  assert "<td>a</td>" in text and "<td>d</td>" in text
+  assert "stray" not in text and "0.5000" not in text

@@ -35,7 +35,7 @@ def test_run_records_lineage_and_counts(small_run):
   model_inputs = run["artifacts"]["Trainer/model"]["inputs"]
   assert model_inputs["transform_graph"]["fingerprint"] == run["artifacts"][
       "Transform/transform_graph"]["fingerprint"]
-  metrics = artifacts.read_metadata(small_run.uris["Evaluator/evaluation"])
+  metrics = artifacts.read_metadata(small_run.artifacts.evaluation)
   for key in ("recall_at_10", "ndcg_at_20", "rmse", "auc"):
     assert 0.0 <= metrics["summary"]["candidate"][key] <= 5.0
   assert "recall_at_20" in metrics["summary"]["baselines"]["popularity"]
@@ -76,7 +76,7 @@ def test_unblessed_model_is_not_pushed(tmp_path):
                  "thresholds": {"recall_at_20": {"min": 0.99}}})
   result = runner.run_pipeline(config, str(tmp_path / "runs"),
                                str(tmp_path / "serving"), log=lambda m: None)
-  blessing = artifacts.read_metadata(result.uris["Evaluator/blessing"])
+  blessing = artifacts.read_metadata(result.artifacts.blessing)
   assert blessing["summary"] == {"verdict": "NOT_BLESSED",
                                  "failed": ["recall_at_20"]}
   assert not result.pushed["pushed"]

@@ -113,18 +113,17 @@ def test_ranking_slices_agree_with_tfma_overall(small_run, tmp_path):
   """The vectorized slices use the formulas TFMA's overall slice uses."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from components import ranking_eval  # pylint: disable=g-import-not-at-top
-  u = small_run.uris
-  users, items = ranking_eval.train_counts(u["ExampleGen/examples"])
+  u = small_run.artifacts
+  users, items = ranking_eval.train_counts(u.examples)
   labeled = str(tmp_path / "labeled.tfrecord")
   n = ranking_eval.write_labeled_eval_examples(
-      u["ExampleGen/examples"],
-      tft.TFTransformOutput(u["Transform/transform_graph"]), labeled, users,
+      u.examples, tft.TFTransformOutput(u.transform_graph), labeled, users,
       items, EvaluatorConfig().activity_boundaries)
-  model_dir = os.path.join(u["Trainer/model"], model_layout.SERVING_MODEL_DIR)
+  model_dir = os.path.join(u.model, model_layout.SERVING_MODEL_DIR)
   ours = ranking_eval.slice_metrics({"candidate": model_dir}, labeled)[
       "candidate"]
   metrics = json.loads(open(os.path.join(
-      u["Evaluator/evaluation"], evaluator.METRICS_FILE)).read())
+      u.evaluation, evaluator.METRICS_FILE)).read())
   tfma_overall = metrics["ranking"]["candidate"][retrieval_eval.ALL]
   for name in ("rmse", "mae", "log_loss"):
     assert ours["all"][name] == pytest.approx(tfma_overall[name], rel=1e-4)
@@ -140,12 +139,11 @@ def test_ranking_slices_agree_with_tfma_overall(small_run, tmp_path):
 
 def _evaluate(small_run, tmp_path, model_uri, config, examples_uri=None,
               serving_root=None):
-  u = small_run.uris
+  u = small_run.artifacts
   return evaluator.run_evaluator(
       model_uri, os.path.join(model_uri, model_layout.SERVING_MODEL_DIR),
-      examples_uri or u["ExampleGen/examples"], u["ExampleGen/catalog"],
-      u["Transform/transform_graph"], str(tmp_path / "evaluation"),
-      str(tmp_path / "blessing"), "test",
+      examples_uri or u.examples, u.catalog, u.transform_graph,
+      str(tmp_path / "evaluation"), str(tmp_path / "blessing"), "test",
       config, serving_layout.served_model_dir(serving_root, "mtrec")
       if serving_root else None, os.path.dirname(small_run.run_dir))
 
@@ -155,11 +153,11 @@ def test_broken_candidate_is_not_blessed_and_the_report_says_why(
     small_run, tmp_path):
   """A candidate trained for a single step against the model now serving."""
   from trainer import run as trainer_run  # pylint: disable=g-import-not-at-top
-  u = small_run.uris
+  u = small_run.artifacts
   broken = str(tmp_path / "broken_model")
   trainer_run.run_trainer(
-      u["Transform/transform_graph"], u["Transform/transformed_examples"],
-      u["ExampleGen/examples"], u["ExampleGen/catalog"], broken, "broken",
+      u.transform_graph, u.transformed_examples, u.examples, u.catalog,
+      broken, "broken",
       TrainerConfig(epochs=1, steps_per_epoch=1, batch_size=32,
                     learning_rate=1e-6, embedding_dim=16),
       "mtrec", 5, max_k=20, log=lambda m: None)
@@ -200,14 +198,14 @@ def test_broken_candidate_is_not_blessed_and_the_report_says_why(
 def test_empty_eval_split_is_not_blessed_and_does_not_crash(small_run,
                                                            tmp_path):
   examples = tmp_path / "examples"
-  shutil.copytree(small_run.uris["ExampleGen/examples"], examples)
+  shutil.copytree(small_run.artifacts.examples, examples)
   eval_dir = examples / "Split-eval"
   shutil.rmtree(eval_dir)
   eval_dir.mkdir()
   with tf.io.TFRecordWriter(str(eval_dir / "data_tfrecord-00000.gz"),
                             options="GZIP"):
     pass
-  result = _evaluate(small_run, tmp_path, small_run.uris["Trainer/model"],
+  result = _evaluate(small_run, tmp_path, small_run.artifacts.model,
                      EvaluatorConfig(ks=[10, 20]), examples_uri=str(examples))
   assert result["verdict"] == blessing.NOT_BLESSED
   failed = [c["metric"] for c in result["checks"] if not c["passed"]]
@@ -220,7 +218,7 @@ def test_empty_eval_split_is_not_blessed_and_does_not_crash(small_run,
 def test_report_renders_with_charts_in_headless_chromium(small_run, tmp_path):
   chromium = shutil.which("chromium") or shutil.which("chromium-browser")
   assert chromium, "chromium is required (scripts/install_test_tools.sh)"
-  report = os.path.join(small_run.uris["Evaluator/evaluation"], "report.html")
+  report = os.path.join(small_run.artifacts.evaluation, "report.html")
   html = open(report).read()
   assert html.count("<svg") >= 4  # comparison x2, calibration, losses
   shot = tmp_path / "report.png"
@@ -244,5 +242,5 @@ def test_report_renders_with_charts_in_headless_chromium(small_run, tmp_path):
                       pixels - np.array([0xc6, 0x28, 0x28]) / 255) < 0.02,
                                           axis=-1)
   assert banner[:300].sum() > 500
-  meta = artifacts.read_metadata(small_run.uris["Evaluator/evaluation"])
+  meta = artifacts.read_metadata(small_run.artifacts.evaluation)
   assert meta["summary"]["verdict"] == blessing.BLESSED

@@ -19,8 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _model_dir(small_run):
-  return os.path.join(small_run.uris["Trainer/model"],
-                      trainer_run.SERVING_MODEL_DIR)
+  return model_layout.saved_model_dir(small_run.artifacts.model)
 
 
 def _fresh_python(code: str) -> str:
@@ -98,7 +97,7 @@ print(json.dumps(out))
 def test_explanations_and_history_come_from_the_users_training_events(
     small_run):
   from trainer import data  # pylint: disable=g-import-not-at-top
-  histories = data.latest_histories(small_run.uris["ExampleGen/examples"], 20)
+  histories = data.latest_histories(small_run.artifacts.examples, 20)
   user = max(histories, key=lambda u: len(set(histories[u])))
   m = tf.saved_model.load(_model_dir(small_run))
   rec = m.signatures["recommend"](user_id=tf.constant([user]))
@@ -185,11 +184,11 @@ def test_warmup_requests_and_training_history(small_run):
           for r in tf.data.TFRecordDataset(path)]
   assert [r.predict_log.request.model_spec.signature_name for r in logs] == [
       "recommend", "serving_default"]
-  meta = artifacts.read_metadata(small_run.uris["Trainer/model"])
+  meta = artifacts.read_metadata(small_run.artifacts.model)
   assert set(meta["summary"]["final_task_losses"]) == {
       "retrieval", "rating", "like"}
   assert meta["inputs"]["transform_graph"]["fingerprint"]
-  with open(os.path.join(small_run.uris["Trainer/model"],
+  with open(os.path.join(small_run.artifacts.model,
                          trainer_run.HISTORY_FILE)) as f:
     history = json.load(f)
   assert len(history["retrieval_loss"]) == 2  # one value per epoch
@@ -199,7 +198,7 @@ def test_warmup_requests_and_training_history(small_run):
 
 @pytest.mark.slow
 def test_tensorboard_gets_task_losses_and_weights_every_epoch(small_run):
-  logs = os.path.join(small_run.uris["Trainer/model"], trainer_run.LOG_DIR,
+  logs = os.path.join(small_run.artifacts.model, trainer_run.LOG_DIR,
                       "train")
   values = collections.defaultdict(dict)
   for name in os.listdir(logs):
@@ -210,10 +209,10 @@ def test_tensorboard_gets_task_losses_and_weights_every_epoch(small_run):
   for task in ("retrieval", "rating", "like"):
     assert sorted(values[f"{task}_loss"]) == [0, 1]  # two epochs
     assert sorted(values[f"weight/{task}"]) == [0, 1]
-  with open(os.path.join(small_run.uris["Trainer/model"],
+  with open(os.path.join(small_run.artifacts.model,
                          trainer_run.HISTORY_FILE)) as f:
     history = json.load(f)
   assert values["rating_loss"][1] == pytest.approx(history["rating_loss"][1])
-  meta = artifacts.read_metadata(small_run.uris["Trainer/model"])
+  meta = artifacts.read_metadata(small_run.artifacts.model)
   assert meta["summary"]["task_weights"] == pytest.approx(
       {t: values[f"weight/{t}"][1] for t in ("retrieval", "rating", "like")})

@@ -22,9 +22,8 @@ def _run_python(code: str) -> dict:
 
 
 def _uris(small_run):
-  u = small_run.uris
-  return (u["Transform/transform_graph"], u["Transform/transformed_examples"],
-          u["ExampleGen/examples"])
+  u = small_run.artifacts
+  return u.transform_graph, u.transformed_examples, u.examples
 
 
 @pytest.mark.slow
@@ -82,7 +81,7 @@ def test_mixed_precision_ple_uncertainty_and_warm_start(small_run, tmp_path):
   """A non-default model end to end: every task kind, PLE, learned weights,
   float16 compute, and a warm start from the model the pipeline exported."""
   graph, transformed, examples = _uris(small_run)
-  base = os.path.join(small_run.uris["Trainer/model"], "Format-Serving")
+  base = os.path.join(small_run.artifacts.model, "Format-Serving")
   code = f"""
 import json, numpy as np, tensorflow as tf
 import trainer
@@ -101,7 +100,7 @@ config = TrainerConfig.model_validate(dict(
                 weight=0.5)],
     early_stopping=dict(monitor="val_like_auc", patience=0)))
 s = run.run_trainer({graph!r}, {transformed!r}, {examples!r},
-    {small_run.uris["ExampleGen/catalog"]!r}, {str(tmp_path / "model")!r},
+    {small_run.artifacts.catalog!r}, {str(tmp_path / "model")!r},
     "t", config, "mtrec", 5, log=lambda m: None, warm_start_from={base!r})
 m = tf.saved_model.load({str(tmp_path / "model" / "Format-Serving")!r})
 rec = m.signatures["recommend"](user_id=tf.constant(["u1", "nobody"]))
@@ -149,7 +148,7 @@ def test_warm_start_moves_id_rows_by_token(small_run, tmp_path):
   # pylint: enable=g-import-not-at-top
 
   graph, transformed, examples = _uris(small_run)
-  export_dir = os.path.join(small_run.uris["Trainer/model"], "Format-Serving")
+  export_dir = os.path.join(small_run.artifacts.model, "Format-Serving")
   tft_output = tft.TFTransformOutput(graph)
   spec = tft_output.transformed_feature_spec()
   inputs = inputs_lib.discover(
@@ -198,6 +197,7 @@ def test_trainer_step_warm_starts_from_the_served_version(tmp_path,
                                                           monkeypatch):
   from conftest import small_config  # pylint: disable=g-import-not-at-top
   from contracts import serving_layout  # pylint: disable=g-import-not-at-top
+  from pipeline import steps  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as trainer_step  # pylint: disable=g-import-not-at-top
   from trainer import run  # pylint: disable=g-import-not-at-top
   serving = tmp_path / "serving"
@@ -212,9 +212,8 @@ def test_trainer_step_warm_starts_from_the_served_version(tmp_path,
     return {"epochs": 1, "strategy": "x", "examples_per_second": 1.0}
 
   monkeypatch.setattr(run, "run_trainer", fake_run_trainer)
-  uris = {k: "" for k in (
-      "Transform/transform_graph", "Transform/transformed_examples",
-      "ExampleGen/examples", "ExampleGen/catalog", "Trainer/model")}
+  uris = steps.ArtifactUris(transform_graph="", transformed_examples="",
+                            examples="", catalog="", model="")
   for warm, pin, expected in ((True, None, "3"), (True, 2, "2"),
                               (False, 2, None)):
     if pin:

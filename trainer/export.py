@@ -139,11 +139,13 @@ class ServingModule(tf.Module):
     index = self._build_index(items[r.ITEM_ID])
     self.index = tf.Variable(index, trainable=False)
     # The same, dimension-major: the scoring matmul reads it without a
-    # transpose, a third faster on CPU than transpose_b at 32 users.
+    # transpose, measured faster on CPU than transpose_b
+    # (docs/design_measurements.md).
     self.index_by_dim = tf.Variable(np.ascontiguousarray(index.T),
                                     trainable=False)
     # The unit-length index the "because" explanations compare with;
-    # normalizing 10k rows on every request was a fifth of `recommend`.
+    # normalizing the whole catalog on every request was a measurable share
+    # of `recommend` (docs/design_measurements.md).
     norms = np.linalg.norm(index, axis=-1, keepdims=True)
     self.unit_index = tf.Variable(index / np.maximum(norms, 1e-12),
                                   trainable=False)
@@ -308,7 +310,8 @@ class ServingModule(tf.Module):
 
     In two terms (QueryTower.split_projection): the user's, precomputed per
     user table row, and the time's, one row for the whole batch. No
-    transform graph runs for the user: for `recommend`, a third of the call.
+    transform graph runs for the user, which was a large share of a
+    `recommend` call (docs/design_measurements.md).
     """
     _, context_kernel, _ = self.query_tower.split_projection()
     return tf.gather(self.user_query_terms,

@@ -1,15 +1,16 @@
 """Exact top-k over a large catalog, in two passes over blocks.
 
 `recommend` ranks every catalog item for each user; on CPU, TensorFlow's
-TopKV2 keeps a heap per row and costs about 5 ns per item, more than the
-matmul that produced the scores (measured at 32 users x 9,742 items: 1.1 ms
-of top-k against 0.3 ms of matmul). Almost all of that work is spent on
-items that cannot be in the top k. So the scores are cut into blocks of
+TopKV2 keeps a heap per row, and at serving's batch sizes over the MovieLens
+catalog it was measured to cost more than the matmul that produced the
+scores (figures in docs/design_measurements.md). Almost all of that work
+is spent on items that cannot be in the top k. So the scores are cut into blocks of
 `block` items; a block whose best item is not among the k best block maxima
 cannot hold a top-k item (the k blocks that beat it each hold an item that
 beats, or ties at a lower index, every item of it). A vectorized max per
 block, a top-k over the block maxima and a top-k over the k chosen blocks'
-items replace the heap over the whole row: about 4x less at that size.
+items replace the heap over the whole row, measured several times cheaper
+at that size.
 
 The result is exactly `tf.math.top_k`'s, ties included: the chosen blocks
 are gathered in catalog order, so top_k's rule (the lower index first among
@@ -25,8 +26,8 @@ from typing import Union
 import numpy as np
 import tensorflow as tf
 
-# Measured on the 9,742-item catalog: 32 to 96 are within 5% of each other,
-# 256 is 40% slower.
+# Measured on the MovieLens catalog: the optimum is flat around this size and
+# much larger blocks are clearly slower (docs/design_measurements.md).
 DEFAULT_BLOCK = 64
 
 

@@ -8,6 +8,7 @@ construction rather than by re-implementing the split rule.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -16,6 +17,8 @@ import time
 from typing import Any, Callable, Mapping, Optional
 
 import yaml
+
+from pipeline import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -45,7 +48,7 @@ def load_config(path: str, data: Optional[Mapping[str, Any]] = None,
                                      os.path.abspath(path)))
 
 
-def run_trainer(config, run_id: str, uris: Mapping[str, str],
+def run_trainer(config, run_id: str, uris: steps.ArtifactUris,
                 log: Callable[[str], None] = lambda m: None) -> str:
   """The pipeline's Trainer step on `config`, as `mtrec run` calls it.
 
@@ -77,10 +80,9 @@ def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
   the config names one) and is the Evaluator's pipeline root.
 
   Returns:
-    {"uris": output URIs, "seconds": {step: wall seconds}}.
+    {"uris": the run's steps.ArtifactUris, "seconds": {step: wall seconds}}.
   """
   # pylint: disable=g-import-not-at-top
-  from pipeline import steps
   from pipeline.steps import evaluator as evaluator_step
   from pipeline.steps import example_gen as example_gen_step
   from pipeline.steps import text_embedder as text_embedder_step
@@ -96,9 +98,8 @@ def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
     names = tuple(n for n in names if n != "Transform")
     i = names.index("ExampleGen") + 1 if "ExampleGen" in names else 0
     names = names[:i] + ("TextEmbedder", "Transform") + names[i:]
-  elif "TextEmbedder/item_features" in uris and not os.path.exists(
-      os.path.join(uris["TextEmbedder/item_features"], "metadata.json")):
-    uris.pop("TextEmbedder/item_features")
+  elif not os.path.exists(os.path.join(uris.item_features, "metadata.json")):
+    uris = dataclasses.replace(uris, item_features=None)
   started = datetime.datetime.now(datetime.timezone.utc)
   seconds = {}
   for name in names:
@@ -109,7 +110,7 @@ def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
     elif name == "TextEmbedder":
       # <root>/<run>/TextEmbedder/item_features -> <root>/.cache/...
       root = os.path.dirname(os.path.dirname(os.path.dirname(
-          os.path.abspath(uris["TextEmbedder/item_features"]))))
+          os.path.abspath(uris.item_features))))
       cache_dir = config.model_copy(
           update={"pipeline_root": root}).text_embedding_cache_dir()
       summary = text_embedder_step.run(config.text_embedder, cache_dir,
@@ -122,7 +123,7 @@ def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
     elif name == "Evaluator":
       # <root>/<run>/Evaluator/evaluation -> <root>, for the history page.
       root = os.path.dirname(os.path.dirname(os.path.dirname(
-          uris["Evaluator/evaluation"])))
+          uris.evaluation)))
       summary = evaluator_step.run(
           config.evaluator, config.model_name,
           os.path.join(run_dir, "serving"), config.beam_args, "bench", uris,

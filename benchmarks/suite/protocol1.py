@@ -24,6 +24,7 @@ difference is measured, not asserted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -115,9 +116,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   ran = common.run_steps(config, os.path.join(work_dir, "protocol1"),
                          ("ExampleGen", "Transform", "Trainer"), log)
   uris = ran["uris"]
-  train = common.read_split(uris["ExampleGen/examples"], "train")
-  test = common.read_split(uris["ExampleGen/examples"], "eval")
-  items, _ = artifact_readers.read_catalog(uris["ExampleGen/catalog"])
+  train = common.read_split(uris.examples, "train")
+  test = common.read_split(uris.examples, "eval")
+  items, _ = artifact_readers.read_catalog(uris.catalog)
   catalog = list(items[r.ITEM_ID])
   # The tutorial's vocabularies: every user of the dataset, every movie.
   user_vocab = sorted(set(train["user"]) | set(test["user"]))
@@ -142,14 +143,13 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
     top = _mtrec_top_k(model_dir, user_vocab, K)
     acc = baselines.accuracy_from_lists(
         top, [user_vocab[u] for u in test_u], [catalog[i] for i in test_i])
-    pred, true = _mtrec_ratings(model_dir, uris["ExampleGen/examples"])
+    pred, true = _mtrec_ratings(model_dir, uris.examples)
     return {"top100_accuracy": acc, "rmse": M.rmse(pred, true),
             "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(time.time() - start, 1)}
 
   models[MTREC] = measure_mtrec(
-      model_layout.saved_model_dir(uris["Trainer/model"]),
-      ran["seconds"]["Trainer"])
+      model_layout.saved_model_dir(uris.model), ran["seconds"]["Trainer"])
   log(f"  {MTREC}: {models[MTREC]}")
   if shipped_config_path:
     # The shipped config's trainer section on the same split, for contrast
@@ -158,12 +158,12 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
         shipped_config_path, data=data,
         trainer={"epochs": epochs} if epochs else None)
     config_shipped = config.model_copy(update={"trainer": shipped.trainer})
-    u2 = dict(uris, **{"Trainer/model": os.path.join(
-        work_dir, "protocol1", "TrainerShipped", "model")})
+    u2 = dataclasses.replace(uris, model=os.path.join(
+        work_dir, "protocol1", "TrainerShipped", "model"))
     start = time.time()
     common.run_trainer(config_shipped, "bench", u2)
     models[MTREC_SHIPPED] = measure_mtrec(
-        model_layout.saved_model_dir(u2["Trainer/model"]), time.time() - start)
+        model_layout.saved_model_dir(u2.model), time.time() - start)
     log(f"  {MTREC_SHIPPED}: {models[MTREC_SHIPPED]}")
 
   # The tutorial's joint model.

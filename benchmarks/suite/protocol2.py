@@ -84,10 +84,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   ran = common.run_steps(
       config, run_dir, ("ExampleGen", "Transform", "Trainer", "Evaluator"), log)
   uris, seconds = ran["uris"], ran["seconds"]
-  counts = artifacts.read_metadata(uris["ExampleGen/examples"])["summary"]
-  trainer_summary = artifacts.read_metadata(uris["Trainer/model"])["summary"]
-  evaluator_summary = artifacts.read_metadata(
-      uris["Evaluator/evaluation"])["summary"]
+  counts = artifacts.read_metadata(uris.examples)["summary"]
+  trainer_summary = artifacts.read_metadata(uris.model)["summary"]
+  evaluator_summary = artifacts.read_metadata(uris.evaluation)["summary"]
   rows_in = counts["interactions_in"]
   eval_rows = counts["interactions_eval"]
   throughput = {
@@ -104,21 +103,20 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
 
   # The evaluator's protocol, in-process, for all three models.
   evaluation = model_comparison.Evaluation({
-      "examples": uris["ExampleGen/examples"],
-      "catalog": uris["ExampleGen/catalog"],
-      "graph": uris["Transform/transform_graph"], "work_dir": run_dir})
+      "examples": uris.examples, "catalog": uris.catalog,
+      "graph": uris.transform_graph, "work_dir": run_dir})
   labels = evaluation._labels  # pylint: disable=protected-access
   rated = labels[F.RATING_WEIGHT] > 0
   liked = labels[F.LIKE_WEIGHT] > 0
   models: dict[str, dict[str, Any]] = {}
   start = time.time()
   models["mtrec default"] = evaluation(
-      model_layout.saved_model_dir(uris["Trainer/model"]), True)
+      model_layout.saved_model_dir(uris.model), True)
   models["mtrec default"]["train_seconds"] = round(seconds["Trainer"], 1)
   log(f"  mtrec: {models['mtrec default']} ({time.time() - start:.0f}s)")
 
-  train = common.read_split(uris["ExampleGen/examples"], "train")
-  items, _ = artifact_readers.read_catalog(uris["ExampleGen/catalog"])
+  train = common.read_split(uris.examples, "train")
+  items, _ = artifact_readers.read_catalog(uris.catalog)
   catalog = list(items[r.ITEM_ID])
   consumed = train["click"] > 0
   counts_by_item = {}

@@ -119,8 +119,7 @@ def _child(n: int, out_dir: str, beam_args: Sequence[str]) -> None:
       beam_args=list(beam_args))
   ran = common.run_steps(config, out_dir, ("ExampleGen", "Transform"), print)
   from contracts import artifacts  # pylint: disable=g-import-not-at-top
-  counts = artifacts.read_metadata(ran["uris"]["ExampleGen/examples"])[
-      "summary"]
+  counts = artifacts.read_metadata(ran["uris"].examples)["summary"]
   seconds = sum(ran["seconds"].values())
   result = {"seconds": round(seconds, 1),
             "example_gen_seconds": round(ran["seconds"]["ExampleGen"], 1),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from components import evaluator
 from components.config import EvaluatorConfig
@@ -11,10 +11,11 @@ from contracts import artifacts
 from contracts import evaluation_files
 from contracts import model_layout
 from contracts import serving_layout
+from pipeline.steps import ArtifactUris
 
 
 def run(config: EvaluatorConfig, model_name: str, serving_root: str,
-        beam_args: Sequence[str], run_id: str, u: Mapping[str, str],
+        beam_args: Sequence[str], run_id: str, uris: ArtifactUris,
         pipeline_root: Optional[str] = None) -> str:
   """Evaluates the trained model; the regression baseline is the served one.
 
@@ -24,20 +25,22 @@ def run(config: EvaluatorConfig, model_name: str, serving_root: str,
     serving_root: where it is served from.
     beam_args: Beam options.
     run_id: the pipeline run.
-    u: artifact URIs.
+    uris: the artifact URIs; it reads the model, examples, catalog and
+      transform graph and writes the evaluation and blessing.
     pipeline_root: where the local runner's run.json records live, for the
       history page; None (e.g. on Kubeflow) writes no history.
   """
+  uris.require("Evaluator", "model", "examples", "catalog",
+               "transform_graph", "evaluation", "blessing")
   serving_root = os.path.abspath(serving_root)
   b = evaluator.run_evaluator(
-      u["Trainer/model"], model_layout.saved_model_dir(u["Trainer/model"]),
-      u["ExampleGen/examples"], u["ExampleGen/catalog"],
-      u["Transform/transform_graph"], u["Evaluator/evaluation"],
-      u["Evaluator/blessing"], run_id, config,
+      uris.model, model_layout.saved_model_dir(uris.model), uris.examples,
+      uris.catalog, uris.transform_graph, uris.evaluation, uris.blessing,
+      run_id, config,
       serving_layout.served_model_dir(serving_root, model_name),
       pipeline_root, config.seed if config.seed is not None else 42,
       list(beam_args))
-  m = artifacts.read_metadata(u["Evaluator/evaluation"])["summary"]
+  m = artifacts.read_metadata(uris.evaluation)["summary"]
   lines = [b["verdict"] + "".join(f" ({n})" for n in b["notes"])]
   for c in b["checks"]:
     value = f"{c['value']:.4f}" if isinstance(c["value"], float) else str(
@@ -59,8 +62,7 @@ def run(config: EvaluatorConfig, model_name: str, serving_root: str,
              if serving else "") + f"), ndcg@{k} "
           f"{cand[f'ndcg_at_{k}']:.4f} (popularity "
           f"{pop.get(f'ndcg_at_{k}', nan):.4f})")
-  report = os.path.join(u["Evaluator/evaluation"],
-                        evaluation_files.REPORT_HTML)
+  report = os.path.join(uris.evaluation, evaluation_files.REPORT_HTML)
   lines.append(f"     rmse {cand.get('rmse', nan):.4f}, "
                f"auc {cand.get('auc', nan):.4f}; report: {report}")
   return "\n      ".join(lines)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from components import example_gen
 from components import parsing
 from components.config import DataConfig
 from components.config import ExampleGenConfig
 from components.readers import build_reader
+from pipeline.steps import ArtifactUris
 
 
 def validation_rules(eg: ExampleGenConfig,
@@ -27,12 +28,13 @@ def validation_rules(eg: ExampleGenConfig,
 
 
 def run(data: DataConfig, eg: ExampleGenConfig, beam_args: Sequence[str],
-        run_id: str, u: Mapping[str, str], started: datetime.datetime) -> str:
+        run_id: str, uris: ArtifactUris, started: datetime.datetime) -> str:
+  uris.require("ExampleGen", "examples", "catalog", "quarantine")
   c = example_gen.run_example_gen(
       build_reader(data.format, **data.options),
-      validation_rules(eg, started), u["ExampleGen/examples"],
-      u["ExampleGen/catalog"], u["ExampleGen/quarantine"], run_id,
-      split=eg.split, eval_fraction=eg.eval_fraction, seed=eg.seed,
+      validation_rules(eg, started), uris.examples, uris.catalog,
+      uris.quarantine, run_id, split=eg.split,
+      eval_fraction=eg.eval_fraction, seed=eg.seed,
       max_quarantine_fraction=eg.max_quarantine_fraction,
       beam_args=list(beam_args),
       parameters={"data": data.model_dump(mode="json")})

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional
+from typing import Callable, Optional
 
 from contracts import serving_layout
+from pipeline.steps import ArtifactUris
 from trainer import run as trainer_run
 from trainer.config import ServingConfig
 from trainer.config import TrainerConfig
-
-
-def uris(transform_graph: str, transformed_examples: str, examples: str,
-         catalog: str, model: str,
-         item_features: Optional[str] = None) -> dict[str, str]:
-  """The artifact URIs `run` reads, by `<Component>/<output>`."""
-  u = {"Transform/transform_graph": transform_graph,
-       "Transform/transformed_examples": transformed_examples,
-       "ExampleGen/examples": examples, "ExampleGen/catalog": catalog,
-       "Trainer/model": model}
-  if item_features is not None:
-    u["TextEmbedder/item_features"] = item_features
-  return u
 
 
 def warm_start_source(config: TrainerConfig, serving_root: str,
@@ -36,7 +24,7 @@ def warm_start_source(config: TrainerConfig, serving_root: str,
 
 
 def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
-        run_id: str, u: Mapping[str, str], *, with_item_text: bool,
+        run_id: str, uris: ArtifactUris, *, with_item_text: bool,
         warm_start_from: Optional[str] = None, num_cpu_devices: int = 1,
         log: Callable[[str], None] = print) -> str:
   """Trains and exports.
@@ -46,20 +34,23 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
     serving: the signatures' sizes.
     model_name: the served model's name (in the warmup requests).
     run_id: the pipeline run.
-    u: artifact URIs (see `uris`).
+    uris: the artifact URIs; it reads the transform graph, transformed
+      examples, examples, catalog (and with_item_text the item features)
+      and writes the model.
     with_item_text: read the TextEmbedder's item features.
     warm_start_from: the SavedModel to start from (`warm_start_source`);
       None trains from scratch.
     num_cpu_devices: >1 mirrors training over that many logical CPUs.
     log: progress sink.
   """
+  uris.require("Trainer", "transform_graph", "transformed_examples",
+               "examples", "catalog", "model",
+               *(("item_features",) if with_item_text else ()))
   s = trainer_run.run_trainer(
-      u["Transform/transform_graph"], u["Transform/transformed_examples"],
-      u["ExampleGen/examples"], u["ExampleGen/catalog"], u["Trainer/model"],
-      run_id, config, model_name, serving.top_k, max_k=serving.max_k,
-      num_cpu_devices=num_cpu_devices, log=log,
+      uris.transform_graph, uris.transformed_examples, uris.examples,
+      uris.catalog, uris.model, run_id, config, model_name, serving.top_k,
+      max_k=serving.max_k, num_cpu_devices=num_cpu_devices, log=log,
       warm_start_from=warm_start_from if config.warm_start else None,
-      item_features_uri=(u["TextEmbedder/item_features"]
-                         if with_item_text else None))
+      item_features_uri=uris.item_features if with_item_text else None)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
