@@ -36,6 +36,8 @@ USED = (
     (executor_output_utils, "get_outputs_for_task"),
     (graph_utils, "topological_sort_tasks"),
     (kfp_io, "IOStore"),
+    (kfp_io.IOStore, "put_task_output"),
+    (kfp_io.IOStore, "put_parent_input"),
     (placeholder_utils, "replace_placeholders"),
     (subprocess_task_handler, "replace_python_executable"),
     (kfp_local_utils, "struct_to_executor_spec"),
@@ -69,6 +71,12 @@ def io_store(pspec: pipeline_spec_pb2.PipelineSpec,
       dag_inputs_spec=pspec.root.input_definitions).items():
     store.put_parent_input(k, v)
   return store
+
+
+def put_task_output(store: Any, task_name: str, name: str,
+                    value: Any) -> None:
+  """Hands a finished task's output to the tasks downstream."""
+  store.put_task_output(task_name, name, value)
 
 
 def task_arguments(task: Any, store: Any) -> dict[str, Any]:

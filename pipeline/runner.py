@@ -234,12 +234,94 @@ def _link_inputs(record: dict[str, Any]) -> None:
       inp["artifact"] = match
 
 
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+
+
+class _RunRecord:
+  """run.json of one run: rewritten after every change, so a run that fails
+  still says which step failed and why, and lineage reads back without an
+  orchestrator."""
+
+  def __init__(self, run_dir: str, fields: Mapping[str, Any]):
+    self.path = os.path.join(run_dir, RUN_FILE)
+    self.run = {**fields, "steps": [], "artifacts": {}}
+    self.started = time.time()
+    self.save()
+
+  def save(self) -> None:
+    artifacts.write_json_atomic(self.path, self.run)
+
+  def add_step(self, entry: dict[str, Any]) -> None:
+    self.run["steps"].append(entry)
+
+  def add_outputs(self, step: str, component_spec: Any,
+                  out_uris: Mapping[str, str],
+                  task_args: Mapping[str, Any], producer_run: str) -> None:
+    for name, uri in out_uris.items():
+      self.run["artifacts"][f"{step}/{name}"] = _artifact_record(
+          uri, component_spec.output_definitions.artifacts[name]
+          .artifact_type.schema_title, task_args, producer_run)
+    _link_inputs(self.run)
+    self.save()
+
+  def finish(self, status: str, **fields: Any) -> None:
+    self.run.update(status=status, **fields,
+                    seconds=round(time.time() - self.started, 2),
+                    finished_at=_now())
+    self.save()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+  """One task of the compiled DAG, ready to run or to reuse."""
+  name: str  # the DAG's task name
+  step: str  # its display name: the component, in paths and run.json
+  component_spec: Any
+  container: Any
+  args: dict[str, Any]
+  root: str  # <run_dir>/<step>
+  out_uris: dict[str, str]
+
+
+def _reuse(task: _Task, hit: dict[str, Any], step_cache: cache_lib.StepCache,
+           run_id: str, pipeline_root: str,
+           entry: dict[str, Any]) -> dict[str, Any]:
+  """Links a cached copy of the task's outputs into this run."""
+  start = time.time()
+  for name, uri in hit["copy"]["outputs"].items():
+    cache_lib.link_copy(uri, task.out_uris[name])
+  step_cache.add_copy(hit, run_id, task.out_uris)
+  entry.update(status="cached", seconds=round(time.time() - start, 2),
+               cached_from=hit["run_id"], original_seconds=hit["seconds"],
+               log=os.path.join(pipeline_root, hit["run_id"], LOG_DIR,
+                                f"{task.step}.log"))
+  return {**hit["output_parameters"],
+          **_artifact_objects(task.component_spec, task.out_uris,
+                              hit.get("kfp_metadata", {}))}
+
+
+def _execute(task: _Task, run_id: str, pipeline_root: str, log_dir: str,
+             log: Callable[[str], None]) -> task_launcher.TaskResult:
+  """Runs the task as a subprocess; a result without every output fails."""
+  result = task_launcher.launch(
+      task.component_spec, task.container, task.args, task.root, task.step,
+      run_id, pipeline_root, log_dir, lambda line: log(f"      {line}"))
+  missing = [n for n, u in task.out_uris.items() if not _complete(u)]
+  if result.succeeded and missing:
+    result = dataclasses.replace(
+        result, succeeded=False,
+        error=f"IncompleteOutput: {task.step} returned without publishing "
+        f"{', '.join(missing)} (an artifact needs its {METADATA})")
+  return result
+
+
 def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
              pipeline_root: str, run_id: Optional[str] = None,
              log: Callable[[str], None] = print, use_cache: bool = True,
              record: Optional[Mapping[str, Any]] = None) -> RunResult:
   """Executes a compiled KFP pipeline spec (a dict, as loaded from YAML)."""
-  started = datetime.datetime.now(datetime.timezone.utc)
   run_id = run_id or new_run_id()
   run_dir = os.path.join(pipeline_root, run_id)
   log_dir = os.path.join(run_dir, LOG_DIR)
@@ -251,76 +333,50 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
   io_store = kfp_local.io_store(pspec, arguments)
   step_cache = cache_lib.StepCache(pipeline_root)
   display = {name: dag.tasks[name].task_info.name or name for name in order}
-
-  run = {
+  run_json = _RunRecord(run_dir, {
       "run_id": run_id,
       "pipeline_name": pspec.pipeline_info.name,
       "status": "running",
-      "started_at": started.isoformat(timespec="seconds"),
+      "started_at": _now(),
       "pid": os.getpid(),
       "cache": use_cache,
       "parameters": {k: v for k, v in arguments.items()
                      if not k.endswith("_config")},  # sections: in "config"
       **dict(record or {}),
-      "steps": [],
-      "artifacts": {},
-  }
-  run_file = os.path.join(run_dir, RUN_FILE)
-  artifacts.write_json_atomic(run_file, run)
+  })
   log(f"run {run_id} → {run_dir}")
   uris: dict[str, str] = {}
-  total_start = time.time()
   for i, task_name in enumerate(order, 1):
-    task = dag.tasks[task_name]
+    dag_task = dag.tasks[task_name]
     step = display[task_name]
-    component_spec = pspec.components[task.component_ref.name]
-    container = executors[component_spec.executor_label].container
-    task_args = kfp_local.task_arguments(task, io_store)
-    task_root = os.path.join(run_dir, step)
-    out_uris = task_launcher.output_uris(component_spec, task_root)
+    component_spec = pspec.components[dag_task.component_ref.name]
+    task = _Task(
+        task_name, step, component_spec,
+        executors[component_spec.executor_label].container,
+        kfp_local.task_arguments(dag_task, io_store),
+        os.path.join(run_dir, step),
+        task_launcher.output_uris(component_spec, os.path.join(run_dir, step)))
     entry = {"name": step, "status": "running",
              "inputs": {n: f"{display[a.task_output_artifact.producer_task]}/"
                            f"{a.task_output_artifact.output_artifact_key}"
-                        for n, a in task.inputs.artifacts.items()},
+                        for n, a in dag_task.inputs.artifacts.items()},
              "log": os.path.join(log_dir, f"{step}.log")}
-    run["steps"].append(entry)
-    key, covers = _task_key(step, container, task_args)
+    run_json.add_step(entry)
+    key, covers = _task_key(step, task.container, task.args)
     entry["cache_key"] = key
     hit = (step_cache.lookup(step, key)
-           if use_cache and task.caching_options.enable_cache else None)
+           if use_cache and dag_task.caching_options.enable_cache else None)
     if hit:
-      start = time.time()
-      for name, uri in hit["copy"]["outputs"].items():
-        cache_lib.link_copy(uri, out_uris[name])
-      step_cache.add_copy(hit, run_id, out_uris)
-      outputs = {**hit["output_parameters"],
-                 **_artifact_objects(component_spec, out_uris,
-                                     hit.get("kfp_metadata", {}))}
-      entry.update(status="cached", seconds=round(time.time() - start, 2),
-                   cached_from=hit["run_id"], original_seconds=hit["seconds"],
-                   log=os.path.join(pipeline_root, hit["run_id"], LOG_DIR,
-                                    f"{step}.log"))
+      outputs = _reuse(task, hit, step_cache, run_id, pipeline_root, entry)
       log(f"[{i}/{len(order)}] {step} ... cached (run {hit['run_id']}, "
           f"{hit['seconds']:.1f}s there)")
     else:
       log(f"[{i}/{len(order)}] {step} ...")
-      result = task_launcher.launch(
-          component_spec, container, task_args, task_root, step, run_id,
-          pipeline_root, log_dir, lambda line: log(f"      {line}"))
-      missing = [n for n, u in out_uris.items() if not _complete(u)]
-      if result.succeeded and missing:
-        result = dataclasses.replace(
-            result, succeeded=False,
-            error=f"IncompleteOutput: {step} returned without publishing "
-            f"{', '.join(missing)} (an artifact needs its {METADATA})")
+      result = _execute(task, run_id, pipeline_root, log_dir, log)
       if not result.succeeded:
         entry.update(status="failed", seconds=result.seconds,
                      error=result.error, traceback=result.traceback)
-        run.update(status="failed", failed_step=step, error=result.error,
-                   seconds=round(time.time() - total_start, 2),
-                   finished_at=datetime.datetime.now(
-                       datetime.timezone.utc).isoformat(timespec="seconds"))
-        artifacts.write_json_atomic(run_file, run)
+        run_json.finish("failed", failed_step=step, error=result.error)
         log(f"      failed after {result.seconds:.1f}s; its output: "
             f"{entry['log']}")
         log(f"run {run_id} failed at {step}. Rerun the same command to resume "
@@ -332,37 +388,27 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
             run_dir)
       outputs = result.outputs
       entry.update(status="succeeded", seconds=result.seconds)
-      fresh = {n: v.uri for n, v in outputs.items()
-               if isinstance(v, dsl.Artifact)}
+      is_artifact = {n: isinstance(v, dsl.Artifact) for n, v in outputs.items()}
       step_cache.store(
-          step, key, run_id, fresh,
-          {n: v for n, v in outputs.items()
-           if not isinstance(v, dsl.Artifact)},
+          step, key, run_id,
+          {n: v.uri for n, v in outputs.items() if is_artifact[n]},
+          {n: v for n, v in outputs.items() if not is_artifact[n]},
           result.seconds, covers,
-          {n: v.metadata for n, v in outputs.items()
-           if isinstance(v, dsl.Artifact)})
+          {n: v.metadata for n, v in outputs.items() if is_artifact[n]})
     for name, value in outputs.items():
-      io_store.put_task_output(task_name, name, value)
-    for name, uri in out_uris.items():
-      uris[f"{step}/{name}"] = uri
-      run["artifacts"][f"{step}/{name}"] = _artifact_record(
-          uri, component_spec.output_definitions.artifacts[name]
-          .artifact_type.schema_title, task_args,
-          entry.get("cached_from", run_id))
-    _link_inputs(run)
-    artifacts.write_json_atomic(run_file, run)
+      kfp_local.put_task_output(io_store, task_name, name, value)
+    uris.update({f"{step}/{name}": uri for name, uri in task.out_uris.items()})
+    run_json.add_outputs(step, component_spec, task.out_uris, task.args,
+                        entry.get("cached_from", run_id))
     message = outputs.get("Output")
     if message:
       log(f"      {message}")
     if entry["status"] == "succeeded":
       log(f"      done in {entry['seconds']:.1f}s")
-  run.update(status="succeeded", seconds=round(time.time() - total_start, 2),
-             finished_at=datetime.datetime.now(
-                 datetime.timezone.utc).isoformat(timespec="seconds"))
-  artifacts.write_json_atomic(run_file, run)
+  run_json.finish("succeeded")
+  run = run_json.run
   times = ", ".join(
       f"{s['name']} cached" if s["status"] == "cached" else
       f"{s['name']} {s['seconds']:.0f}s" for s in run["steps"])
   log(f"run {run_id} succeeded in {run['seconds']:.1f}s ({times})")
   return RunResult(run_id, run_dir, "succeeded", uris, run["steps"])
-
