@@ -141,24 +141,17 @@ def trainer_with_text(
   DAG has the TextEmbedder only when the config enables it, and a required
   input keeps the compiled spec explicit about what the model reads.
   """
-  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
-  from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
-  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
-  config = parse_section(TrainerConfig, trainer_config, "trainer")
-  message = step.run(
-      config, parse_section(ServingConfig, serving_config, "serving"),
-      model_name, run_id,
+  message = step.run_task(
+      trainer_config, serving_config, model_name, serving_root, run_id,
       ArtifactUris(transform_graph=transform_graph.path,
                    transformed_examples=transformed_examples.path,
                    examples=examples.path, catalog=catalog.path,
                    item_features=item_features.path, model=model.path),
-      with_item_text=True, num_cpu_devices=num_cpu_devices,
-      warm_start_from=step.warm_start_source(config, serving_root,
-                                             model_name))
+      num_cpu_devices)
   task_io.describe(model)
   return message
 
@@ -185,24 +178,17 @@ def trainer(
   trainer.warm_start it starts from the version served now under
   `serving_root` (resolved when the task runs, not when it was compiled).
   """
-  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
   from pipeline.steps import trainer as step  # pylint: disable=g-import-not-at-top
-  from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
-  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
   del code_version  # a cache key only
-  config = parse_section(TrainerConfig, trainer_config, "trainer")
-  message = step.run(
-      config, parse_section(ServingConfig, serving_config, "serving"),
-      model_name, run_id,
+  message = step.run_task(
+      trainer_config, serving_config, model_name, serving_root, run_id,
       ArtifactUris(transform_graph=transform_graph.path,
                    transformed_examples=transformed_examples.path,
                    examples=examples.path, catalog=catalog.path,
                    model=model.path),
-      with_item_text=False, num_cpu_devices=num_cpu_devices,
-      warm_start_from=step.warm_start_source(config, serving_root,
-                                             model_name))
+      num_cpu_devices)
   task_io.describe(model)
   return message
 

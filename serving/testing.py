@@ -191,3 +191,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0,
       return True
     time.sleep(interval)
   return condition()
+
+
+def publish_toy_versions(root: str, model_name: str,
+                         versions: tuple[int, ...] = (1, 2)) -> str:
+  """Exports and publishes toy versions under `<root>/<model_name>/`.
+
+  Returns the model's base path.
+  """
+  for version in versions:
+    publish(export_toy(os.path.join(root, f"v{version}"), version),
+            os.path.join(root, model_name), version)
+  return os.path.join(root, model_name)

@@ -64,3 +64,19 @@ def stub(channel):
 def model_stub(channel):
   from serving import apis  # pylint: disable=g-import-not-at-top
   return apis.ModelServiceStub(channel)
+
+
+# Catalog items for the text tests: a duplicate text (a, d), an item with
+# no text at all (c), and shared words (a, e).
+TEXT_ITEMS = [
+    {"item_id": "a", "title": "Rocket to Mars (2001)",
+     "categories": ["Sci-Fi"], "tags": ["space", "astronauts"]},
+    {"item_id": "b", "title": "Pasta Night", "categories": ["Comedy"],
+     "tags": []},
+    {"item_id": "c", "title": "", "categories": ["(no genres listed)"],
+     "tags": []},
+    {"item_id": "d", "title": "Rocket to Mars (2001)",
+     "categories": ["Sci-Fi"], "tags": ["space", "astronauts"]},
+    {"item_id": "e", "title": "Galaxy Voyage", "categories": ["Sci-Fi"],
+     "tags": ["space"]},
+]

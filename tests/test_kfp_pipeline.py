@@ -89,7 +89,7 @@ def test_every_step_is_a_component_in_the_image(compiled):
     assert "pip install" not in command  # kfp ships in the image
     # The body calls the step module the local path calls.
     assert f"from pipeline.steps import {STEP_MODULE[name]} as step" in command
-    assert "step.run(" in command
+    assert "step.run(" in command or "step.run_task(" in command
     assert f"def {name.replace('-', '_')}(" in command
     outputs = {n: a["artifactType"]["schemaTitle"] for n, a in component.get(
         "outputDefinitions", {}).get("artifacts", {}).items()}

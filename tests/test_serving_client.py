@@ -25,11 +25,8 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def base_path(tmp_path_factory):
-  root = tmp_path_factory.mktemp("client")
-  for version in (1, 2):
-    testing.publish(testing.export_toy(str(root / f"v{version}"), version),
-                    str(root / _MODEL), version)
-  return str(root / _MODEL)
+  return testing.publish_toy_versions(
+      str(tmp_path_factory.mktemp("client")), _MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,8 @@ _MODEL = "toy"
 
 @pytest.fixture(scope="module")
 def base_path(tmp_path_factory):
-  root = tmp_path_factory.mktemp("client_cli")
-  for version in (1, 2):
-    testing.publish(testing.export_toy(str(root / f"v{version}"), version),
-                    str(root / _MODEL), version)
-  return str(root / _MODEL)
+  return testing.publish_toy_versions(
+      str(tmp_path_factory.mktemp("client_cli")), _MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -17,19 +17,9 @@ from contracts import records as r
 from components import text_embedder as te
 from components import text_encoder
 from components import artifact_readers
+from conftest import TEXT_ITEMS
 
-ITEMS = [
-    {"item_id": "a", "title": "Rocket to Mars (2001)",
-     "categories": ["Sci-Fi"], "tags": ["space", "astronauts"]},
-    {"item_id": "b", "title": "Pasta Night", "categories": ["Comedy"],
-     "tags": []},
-    {"item_id": "c", "title": "", "categories": ["(no genres listed)"],
-     "tags": []},
-    {"item_id": "d", "title": "Rocket to Mars (2001)",
-     "categories": ["Sci-Fi"], "tags": ["space", "astronauts"]},
-    {"item_id": "e", "title": "Galaxy Voyage", "categories": ["Sci-Fi"],
-     "tags": ["space"]},
-]
+ITEMS = TEXT_ITEMS
 
 
 def write_catalog(uri, items):

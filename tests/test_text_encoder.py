@@ -12,19 +12,9 @@ import numpy as np
 import pytest
 
 from components import text_encoder
+from conftest import TEXT_ITEMS
 
-ITEMS = [
-    {"item_id": "a", "title": "Rocket to Mars (2001)",
-     "categories": ["Sci-Fi"], "tags": ["space", "astronauts"]},
-    {"item_id": "b", "title": "Pasta Night", "categories": ["Comedy"],
-     "tags": []},
-    {"item_id": "c", "title": "", "categories": ["(no genres listed)"],
-     "tags": []},
-    {"item_id": "d", "title": "Rocket to Mars (2001)",
-     "categories": ["Sci-Fi"], "tags": ["space", "astronauts"]},
-    {"item_id": "e", "title": "Galaxy Voyage", "categories": ["Sci-Fi"],
-     "tags": ["space"]},
-]
+ITEMS = TEXT_ITEMS
 
 
 def test_model_path_is_the_packaged_model_and_nothing_else_loads():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from contracts import serving_layout
+from contracts.config import parse_section
 from pipeline.steps import ArtifactUris
 from trainer import run as trainer_run
 from trainer.config import ServingConfig
@@ -54,3 +55,18 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
       item_features_uri=uris.item_features if with_item_text else None)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
+
+
+def run_task(trainer_config: str, serving_config: str, model_name: str,
+             serving_root: str, run_id: str, uris: ArtifactUris,
+             num_cpu_devices: int) -> str:
+  """`run` from a KFP task's parameters: sections as JSON, the warm start
+  resolved now (the version served when the task runs), item text when the
+  task was given item features."""
+  config = parse_section(TrainerConfig, trainer_config, "trainer")
+  return run(config, parse_section(ServingConfig, serving_config, "serving"),
+             model_name, run_id, uris,
+             with_item_text=uris.item_features is not None,
+             num_cpu_devices=num_cpu_devices,
+             warm_start_from=warm_start_source(config, serving_root,
+                                               model_name))
