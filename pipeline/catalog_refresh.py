@@ -140,8 +140,12 @@ def refresh_catalog(serving_root: str, model_name: str,
         f"{c['check']}: {c['detail']}" for c in failed))
   log(f"infra validation passed ({len(infra['checks'])} checks)")
   model_root = serving_layout.model_root(serving_root, model_name)
-  version, destination = pusher.publish_version(saved_model, model_root)
-  config_path = serving_layout.pin_version(serving_root, model_name, version)
+  try:
+    version, destination = pusher.publish_version(saved_model, model_root)
+    config_path = serving_layout.pin_version(serving_root, model_name,
+                                             version)
+  except OSError as e:  # e.g. a full disk: recorded, then raised
+    raise fail(f"publishing: {type(e).__name__}: {e}") from e
   meta = artifacts.read_metadata(model_uri)
   run["artifacts"][f"{STEP}/model"] = {
       "uri": model_uri, "type": meta["artifact_type"],

@@ -58,7 +58,8 @@ def normalize_item(raw: Mapping[str, Any]) -> dict[str, Any]:
               if v.strip()]
     return [str(v) for v in value]
 
-  if not str(raw.get(r.ITEM_ID, "")).strip():
+  item_id = raw.get(r.ITEM_ID)
+  if item_id is None or not str(item_id).strip():
     raise ValueError(f"an item needs an {r.ITEM_ID}: {dict(raw)}")
   return {r.ITEM_ID: str(raw[r.ITEM_ID]).strip(),
           r.TITLE: str(raw.get(r.TITLE) or ""),
@@ -70,7 +71,8 @@ def normalize_item(raw: Mapping[str, Any]) -> dict[str, Any]:
 def read_items_file(path: str) -> list[dict[str, Any]]:
   """Items from JSON Lines or CSV (item_id, title, categories 'a|b', year,
   tags 'x|y')."""
-  with open(path, newline="", encoding="utf-8") as f:
+  # utf-8-sig: a spreadsheet's byte-order mark is not part of the first key.
+  with open(path, newline="", encoding="utf-8-sig") as f:
     if path.endswith((".jsonl", ".json")):
       rows = [json.loads(line) for line in f if line.strip()]
     else:
