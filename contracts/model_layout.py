@@ -23,6 +23,16 @@ WARMUP_FILE = os.path.join(ASSETS_EXTRA, WARMUP_FILE_NAME)
 REFRESH_STATE_DIR = os.path.join(ASSETS_EXTRA, "refresh")
 # Variables and vocabularies a later run may warm-start from.
 WARM_START_STATE_DIR = os.path.join(ASSETS_EXTRA, "warm_start")
+# What the model is, for the tools that read it without TensorFlow (the
+# Evaluator, the report, the CLI): its tasks and their serving outputs, and
+# the fused ranking stage (candidates, fusion tasks and weights, the search
+# that chose them). JSON:
+#   {"tasks": [{"name", "kind", "label", "output"}],
+#    "ranking": {"candidates": int, "fusion_tasks": [task names],
+#                "fusion_weights": [float], "transforms": {task: text},
+#                "search": {...} or null},
+#    "signatures": [names]}
+MODEL_CARD_FILE = os.path.join(ASSETS_EXTRA, "mtrec_model.json")
 
 
 def saved_model_dir(model_uri: str) -> str:
@@ -33,6 +43,11 @@ def saved_model_dir(model_uri: str) -> str:
 def warmup_path(saved_model: str) -> str:
   """The warmup records file of a SavedModel directory."""
   return os.path.join(saved_model, WARMUP_FILE)
+
+
+def model_card_path(saved_model: str) -> str:
+  """The model card (MODEL_CARD_FILE) of a SavedModel directory."""
+  return os.path.join(saved_model, MODEL_CARD_FILE)
 
 
 def is_saved_model(directory: str) -> bool:
