@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import grpc
+import numpy as np
 import pytest
 
 from contracts import artifacts
@@ -59,8 +60,25 @@ def test_pushed_model_answers_over_grpc(small_run):
       assert len(client_lib.recommend(c, "mtrec", "brand-new-user")) == 5
       scores = c.predict("mtrec", {"user_id": ["u1", "u1"],
                                    "item_id": [rows[0]["item_id"], "nope"]})
-      assert scores["affinity"][0] == pytest.approx(rows[0]["score"],
-                                                    rel=1e-4, abs=1e-4)
+      assert scores["affinity"][0] == pytest.approx(
+          rows[0]["retrieval_scores"], rel=1e-4, abs=1e-4)
+      # The fused score is the sum of the tasks' contributions.
+      for row in rows:
+        assert row["score"] == pytest.approx(sum(
+            v for k, v in row.items() if k.startswith("contribution_")),
+                                             rel=1e-4, abs=1e-4)
+      # Per-request fusion weights are checked in the graph: TF Serving's
+      # INVALID_ARGUMENT, naming the input.
+      for weights in ([[1.0, 0.5]], [[1.0, -1.0, 0.0]],
+                      [[1.0, float("nan"), 0.0]]):
+        with pytest.raises(grpc.RpcError) as e:
+          c.predict("mtrec", {
+              "user_id": ["u1"], "exclude_item_ids": [[""]],
+              "k": np.array(3, np.int32),
+              "fusion_weights": np.array(weights, np.float32)},
+                    signature_name="recommend_weighted")
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "fusion_weights" in e.value.details()
       with pytest.raises(grpc.RpcError) as e:
         c.predict("mtrec", {"user_id": ["u1"]}, signature_name="nope")
       assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -74,7 +74,9 @@ print(json.dumps(out))
   out = json.loads(_fresh_python(code))
   assert out["signatures"] == sorted(export.SIGNATURES)
   assert out["rec"] == {k: [3, 5] for k in (
-      "item_ids", "titles", "scores", "rating", "p_like", "because_item_ids")}
+      "item_ids", "titles", "scores", "retrieval_scores", "rating", "p_like",
+      "because_item_ids", "contribution_retrieval", "contribution_rating",
+      "contribution_like")}
   assert out["rec_sorted"] and out["finite"]
   # A user the model does not know has no history to explain with (the
   # explanations of known users: the next test).
@@ -127,8 +129,8 @@ def test_recommend_scores_match_serving_default(small_run):
   items = rec["item_ids"].numpy()[0]
   sd = m.signatures["serving_default"](
       user_id=tf.constant(["u1"] * len(items)), item_id=tf.constant(items))
-  np.testing.assert_allclose(rec["scores"].numpy()[0], sd["affinity"].numpy(),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(rec["retrieval_scores"].numpy()[0],
+                             sd["affinity"].numpy(), rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(rec["rating"].numpy()[0], sd["rating"].numpy(),
                              rtol=1e-3, atol=1e-3)
 
@@ -138,9 +140,16 @@ def test_recommend_equals_brute_force_over_the_full_query_tower(small_run):
   # recommend precomputes each user's query term and ranks in blocks;
   # embed_user runs the whole query tower: a known user, one without
   # history or profile row of its own, and an unknown one.
+  # With the fusion's ranking weights at 0 the order is the retrieval one.
   m = tf.saved_model.load(_model_dir(small_run))
   users = tf.constant(["u1", "u7", "nobody"])
-  rec = m.signatures["recommend"](user_id=users)
+  with open(model_layout.model_card_path(_model_dir(small_run))) as f:
+    kinds = ["retrieval" if t == "retrieval" else "ranking"
+             for t in json.load(f)["ranking"]["fusion_tasks"]]
+  weights = tf.constant([[float(k == "retrieval") for k in kinds]] * 3)
+  rec = m.signatures["recommend_weighted"](
+      user_id=users, exclude_item_ids=tf.constant([[""]] * 3),
+      k=tf.constant(5), fusion_weights=weights)
   queries = m.signatures["embed_user"](user_id=users)["embedding"].numpy()
   items = m.item_ids.numpy()
   catalog = m.signatures["embed_item"](
@@ -149,7 +158,7 @@ def test_recommend_equals_brute_force_over_the_full_query_tower(small_run):
   k = rec["item_ids"].shape[1]
   best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
   np.testing.assert_array_equal(rec["item_ids"].numpy(), items[best])
-  np.testing.assert_allclose(rec["scores"].numpy(),
+  np.testing.assert_allclose(rec["retrieval_scores"].numpy(),
                              np.take_along_axis(scores, best, axis=1),
                              rtol=1e-5, atol=1e-5)
 

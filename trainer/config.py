@@ -214,7 +214,55 @@ class TrainerConfig(_Strict):
     return [t for t in self.tasks if t.kind in kinds]
 
 
+_RANKING_METRIC = r"^(recall|ndcg|liked_recall|graded_ndcg)_at_[1-9][0-9]*$"
+
+
+class FusionSearchConfig(_Strict):
+  """How the fusion weights are chosen (trainer/fusion_search.py).
+
+  A validation slice is carved from the train split, never from eval: for a
+  seeded share of the users (at most `max_users`), their latest
+  `holdout_fraction` of training events are held out of training. After
+  training, each of those users is ranked as of their first held-out event
+  and coordinate ascent over `grid` (the retrieval weight fixed) picks the
+  ranking tasks' weights that maximize `objective` on the held-out items.
+  """
+
+  enabled: bool = True
+  # recall_at_K, ndcg_at_K, liked_recall_at_K (over liked held-out items) or
+  # graded_ndcg_at_K (gain 2 liked, 1 consumed).
+  objective: str = pydantic.Field("graded_ndcg_at_20", pattern=_RANKING_METRIC)
+  validation_users: float = pydantic.Field(0.5, gt=0.0, le=1.0)
+  holdout_fraction: float = pydantic.Field(0.2, gt=0.0, lt=1.0)
+  max_users: int = pydantic.Field(1000, gt=0)
+  grid: list[pydantic.NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.5, 1.0,
+                                           2.0]
+  rounds: int = pydantic.Field(2, gt=0)
+
+
+class RankingConfig(_Strict):
+  """The second stage of `recommend`: retrieve, score with every ranking
+  head, fuse (trainer/fusion.py says how each output is made comparable)."""
+
+  # Items retrieved by the retrieval score, then re-ranked by the fusion.
+  candidates: int = pydantic.Field(200, gt=0)
+  # Task name -> weight (>= 0). The retrieval task defaults to 1, the
+  # ranking tasks to 0; with `search` on, these are where the search starts
+  # and the ranking tasks' weights it finds replace them.
+  fusion: dict[str, pydantic.NonNegativeFloat] = {}
+  search: FusionSearchConfig = FusionSearchConfig()
+
+
 class ServingConfig(_Strict):
   top_k: int = pydantic.Field(10, gt=0)  # items the `recommend` signature returns
   # Largest k `recommend_excluding` answers (and the evaluator's largest K).
   max_k: int = pydantic.Field(100, gt=0)
+  ranking: RankingConfig = RankingConfig()
+
+  @pydantic.model_validator(mode="after")
+  def _enough_candidates(self) -> "ServingConfig":
+    if self.ranking.candidates < max(self.max_k, self.top_k):
+      raise ValueError(
+          f"ranking.candidates: {self.ranking.candidates} is fewer than the "
+          f"largest k served (max_k {self.max_k}, top_k {self.top_k})")
+    return self

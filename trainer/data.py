@@ -13,7 +13,8 @@ start the output biases where the answer is. The users' latest histories
 from __future__ import annotations
 
 import collections
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -26,12 +27,22 @@ from contracts import records as r
 def make_dataset(examples_uri: str, split: str,
                  feature_spec: Mapping[str, Any], batch_size: int,
                  shuffle: bool, seed: int = 0, repeat: bool = False,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
-  """Batches of parsed transformed examples from one split."""
+                 drop_remainder: bool = False,
+                 drop_pairs: Optional[tuple[np.ndarray, int]] = None
+                 ) -> tf.data.Dataset:
+  """Batches of parsed transformed examples from one split.
+
+  Args:
+    drop_pairs: (keys, modulus): rows whose user index * modulus + item
+      index is one of the keys are left out (a validation slice,
+      trainer/validation_slice.py).
+  """
   files = tf.data.Dataset.list_files(
       artifacts.split_pattern(examples_uri, split), shuffle=False)
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP",
                                num_parallel_reads=tf.data.AUTOTUNE)
+  if drop_pairs is not None and len(drop_pairs[0]):
+    ds = ds.filter(_keep_row(*drop_pairs))
   if shuffle:
     ds = ds.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
   if repeat:
@@ -44,6 +55,21 @@ def make_dataset(examples_uri: str, split: str,
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _keep_row(keys: np.ndarray, modulus: int):
+  """A record predicate: False for the rows of the given (user, item) keys."""
+  dropped = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+          tf.constant(keys, tf.int64), tf.ones([len(keys)], tf.int64)), 0)
+  spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.int64),
+          F.ITEM_ID: tf.io.FixedLenFeature([], tf.int64)}
+
+  def keep(record):
+    ids = tf.io.parse_single_example(record, spec)
+    return dropped.lookup(ids[F.USER_ID] * modulus + ids[F.ITEM_ID]) == 0
+
+  return keep
 
 
 def training_statistics(dataset: tf.data.Dataset, item_vocab_size: int,
@@ -59,10 +85,12 @@ def training_statistics(dataset: tf.data.Dataset, item_vocab_size: int,
 
   Returns:
     rows, item_probabilities [vocab + 1] (smoothed share of training
-    positives), label_means {name: weighted mean}, label_counts.
+    positives), label_means {name: weighted mean}, label_stds {name:
+    weighted standard deviation}, label_counts.
   """
   counts = np.zeros(item_vocab_size + 1, np.float64)
   sums = collections.defaultdict(float)
+  squares = collections.defaultdict(float)
   weights = collections.defaultdict(float)
   rows = 0
   for batch in dataset:
@@ -73,6 +101,7 @@ def training_statistics(dataset: tf.data.Dataset, item_vocab_size: int,
       y = batch[label].numpy().astype(np.float64)
       w = (batch[weight].numpy() if weight else np.ones_like(y))
       sums[name] += float((y * w).sum())
+      squares[name] += float((y * y * w).sum())
       weights[name] += float(w.sum())
     rows += len(ids)
   probabilities = (counts + 1.0) / (counts.sum() + len(counts))
@@ -81,6 +110,9 @@ def training_statistics(dataset: tf.data.Dataset, item_vocab_size: int,
       "item_probabilities": probabilities.astype(np.float32),
       "label_means": {n: sums[n] / weights[n] if weights[n] else 0.0
                       for n in dict(labels)},
+      "label_stds": {n: math.sqrt(max(
+          squares[n] / weights[n] - (sums[n] / weights[n]) ** 2, 0.0))
+                     if weights[n] else 1.0 for n in dict(labels)},
       "label_counts": {n: int(weights[n]) for n in dict(labels)},
   }
 

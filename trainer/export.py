@@ -14,16 +14,28 @@ Signatures (their names and outputs are the project's API):
   serving_default(user_id, item_id) -> affinity and one output per task:
       a ranking task's prediction for the pair (`rating`, `p_like`, ...), a
       multi-label task's probabilities for the user ([N, labels]).
-  recommend(user_id) -> item_ids, titles, scores, because_item_ids and one
-      [B, top_k] output per ranking task (the returned items' predictions).
-      because_item_ids: the item of the user's history closest to each
-      returned item (cosine of the candidate embeddings), "" without one:
-      a short "because you watched ..." explanation.
+  recommend(user_id) -> [B, top_k] item_ids, titles, scores (the fused
+      score the list is ordered by), retrieval_scores (the dot product that
+      picked the candidates), contribution_<task> for each fused task
+      (they add up to `scores`), one output per ranking task (the items'
+      predictions: `rating`, `p_like`, ...) and because_item_ids: the item
+      of the user's history closest to each returned item (cosine of the
+      candidate embeddings), "" without one: a short "because you watched
+      ..." explanation.
+      Two stages: the best `serving.ranking.candidates` items by retrieval
+      score, then every ranking head scores them and the fusion
+      (trainer/fusion.py) orders them.
   recommend_excluding(user_id, exclude_item_ids, k) -> the same, [B, k]:
       k up to the configured max_k, never returning an excluded item (e.g.
       what the user has already seen); exclude_item_ids is [B, M], padded
       with "". A separate signature because TF Serving requires every input
       of a signature, and plain `recommend` should stay one-argument.
+  recommend_weighted(user_id, exclude_item_ids, k, fusion_weights) -> the
+      same, fused with the request's weights: [B, T] float32, one row per
+      user, in the model card's `fusion_tasks` order, each >= 0 and finite
+      (else INVALID_ARGUMENT naming fusion_weights). A product team tunes
+      the fusion without a new export; weights 1, 0, ..., 0 give the
+      retrieval order.
   predict_examples(examples) -> as serving_default. Reads user_id, item_id
       and, if present, timestamp (the event time; the request time
       otherwise) and history_item_ids (the user's history at that event;
@@ -42,6 +54,7 @@ indexed through its content.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -54,6 +67,7 @@ from contracts import model_layout
 from contracts import records as r
 from components import schema
 from components import time_features
+from trainer import fusion as fusion_lib
 from trainer import model as model_lib
 from trainer import topk
 
@@ -90,7 +104,8 @@ class ServingModule(tf.Module):
                users: Mapping[str, Sequence[Any]], user_features: Sequence[str],
                top_k: int, max_k: int = 100,
                histories: Optional[Mapping[str, Sequence[str]]] = None,
-               item_text: Optional[Mapping[str, Any]] = None):
+               item_text: Optional[Mapping[str, Any]] = None,
+               fusion: Optional[fusion_lib.FusionSpec] = None):
     """See the module docstring.
 
     Args:
@@ -98,6 +113,9 @@ class ServingModule(tf.Module):
         of catalog items (TextEmbedder), baked into the model so serving
         needs no language model; a catalog item without one gets the
         no-text fallback (zeros, has_text 0), as does an unknown item.
+      fusion: the fused ranking stage (trainer/fusion.py); None: the
+        retrieval order (every ranking weight 0) over max(200, max_k)
+        candidates.
     """
     super().__init__()
     self.query_tower = model.query_tower
@@ -111,6 +129,13 @@ class ServingModule(tf.Module):
     self._tasks = [(t.task_name, t.output_name, t.kind) for t in model.tasks
                    if t.kind != "retrieval"]
     self._serve = {t.task_name: t.serve for t in model.tasks}
+    # The model card's tasks (contracts/model_layout.MODEL_CARD_FILE), as
+    # JSON: a plain string is no trackable that saving would walk into.
+    self._card_tasks = json.dumps([
+        {"name": t.task_name, "kind": t.kind,
+         "label": getattr(t.task_config, "label", None),
+         "output": None if t.kind == "retrieval" else t.output_name}
+        for t in model.tasks])
 
     item_ids = tf.constant(items[r.ITEM_ID], tf.string)
     self.item_rows = tf.lookup.StaticHashTable(
@@ -136,6 +161,16 @@ class ServingModule(tf.Module):
         u.decode() for u in tft_output.vocabulary_by_name(F.USER_ID_VOCAB)])
     self.top_k = min(top_k, len(items[r.ITEM_ID]))
     self.max_k = min(max(max_k, top_k), len(items[r.ITEM_ID]))
+    if fusion is None:
+      fusion = fusion_lib.build_spec(
+          [t.task_config for t in model.tasks], {},
+          {"label_means": {}}, max(200, self.max_k))
+    self.fusion = fusion
+    self.candidates = min(max(fusion.candidates, self.max_k),
+                          len(items[r.ITEM_ID]))
+    # A variable: the fusion search sets it after the module is built.
+    self.fusion_weights = tf.Variable(
+        np.asarray(fusion.weights, np.float32), trainable=False)
     index = self._build_index(items[r.ITEM_ID])
     self.index = tf.Variable(index, trainable=False)
     # The same, dimension-major: the scoring matmul reads it without a
@@ -338,30 +373,82 @@ class ServingModule(tf.Module):
     found = tf.reduce_any(usable, axis=-1)
     return tf.reshape(tf.where(found, because, ""), [n, k])
 
-  def _recommend(self, user_id, k, exclude_item_ids=None):
+  def set_fusion_weights(self, weights: Sequence[float],
+                         search: Optional[Mapping[str, Any]] = None) -> None:
+    """The weights `recommend` fuses with (what the fusion search chose)."""
+    self.fusion = self.fusion.with_weights(weights, search)
+    self.fusion_weights.assign(np.asarray(self.fusion.weights, np.float32))
+
+  def fused_stage(self, query: tf.Tensor, scores: tf.Tensor,
+                  hour: tf.Tensor, weekday: tf.Tensor,
+                  weights: tf.Tensor) -> dict[str, Any]:
+    """The second stage: the best `candidates` by retrieval score, scored
+    by every ranking head and fused (trainer/fusion.py).
+
+    Args:
+      query: [n, d] query embeddings.
+      scores: [n, items] retrieval scores, -inf for excluded items.
+      hour, weekday: [n] the time of each request row.
+      weights: [T] or [n, T] fusion weights.
+
+    Returns:
+      rows [n, C] catalog rows in retrieval order, retrieval [n, C] their
+      scores, raw {task: [n, C]} head outputs, values [n, C, T], fused
+      [n, C] and contributions [n, C, T].
+    """
+    n = tf.shape(query)[0]
+    c = self.candidates
+    retrieval, rows = topk.blocked_top_k(scores, c)
+    raw = {}
+    if self.ranking_heads is not None:
+      candidates = tf.reshape(tf.gather(self.index, rows), [n * c, -1])
+      heads = model_lib.score(
+          self.ranking_heads, None, tf.repeat(query, c, axis=0), candidates,
+          {F.HOUR: tf.repeat(hour, c), F.WEEKDAY: tf.repeat(weekday, c)})
+      raw = {t: tf.reshape(v, [n, c]) for t, v in heads.items()}
+    values = fusion_lib.task_values(self.fusion, retrieval, raw)
+    fused, contributions = fusion_lib.fuse(values, weights, retrieval)
+    return {"rows": rows, "retrieval": retrieval, "raw": raw,
+            "values": values, "fused": fused,
+            "contributions": contributions}
+
+  def exclude(self, scores: tf.Tensor, exclude_item_ids: tf.Tensor
+              ) -> tf.Tensor:
+    """scores [n, items] with -inf at each row's excluded items ([n, m]
+    ids, "" padding; ids outside the catalog are ignored)."""
+    rows = self.item_rows.lookup(exclude_item_ids)  # [n, m], -1 unknown
+    known = tf.where(rows >= 0)  # (batch row, position) of known items
+    return tf.tensor_scatter_nd_update(
+        scores, tf.stack([known[:, 0], tf.gather_nd(rows, known)], axis=1),
+        tf.fill([tf.shape(known)[0]], tf.constant(-np.inf, scores.dtype)))
+
+  def _recommend(self, user_id, k, exclude_item_ids=None, weights=None):
     n = tf.shape(user_id)[0]
     hour, weekday = time_features.hour_and_weekday(self._now(1))
     query = self._query(user_id, hour, weekday)
     scores = tf.matmul(query, self.index_by_dim)
     if exclude_item_ids is not None:
-      rows = self.item_rows.lookup(exclude_item_ids)  # [n, m], -1 unknown
-      known = tf.where(rows >= 0)  # (batch row, position) of known items
-      scores = tf.tensor_scatter_nd_update(
-          scores, tf.stack([known[:, 0], tf.gather_nd(rows, known)], axis=1),
-          tf.fill([tf.shape(known)[0]], tf.constant(-np.inf, scores.dtype)))
-    top_values, top_indices = topk.blocked_top_k(scores, k)
-    candidates = tf.reshape(tf.gather(self.index, top_indices), [n * k, -1])
-    queries = tf.repeat(query, k, axis=0)
-    context = {F.HOUR: tf.fill([n * k], hour[0]),
-               F.WEEKDAY: tf.fill([n * k], weekday[0])}
-    heads = self._outputs(queries, candidates, context, _RANKING_KINDS)
-    out = {name: tf.reshape(value, [n, k]) for name, value in heads.items()
-           if name != "affinity"}
+      scores = self.exclude(scores, exclude_item_ids)
+    stage = self.fused_stage(
+        query, scores, tf.fill([n], hour[0]), tf.fill([n], weekday[0]),
+        self.fusion_weights if weights is None else weights)
+    # top_k keeps the lower position first among ties: the retrieval order.
+    top = tf.math.top_k(stage["fused"], k)
+    top_rows = tf.gather(stage["rows"], top.indices, batch_dims=1)
+
+    def pick(values):
+      return tf.gather(values, top.indices, batch_dims=1)
+
+    out = {output: pick(self._serve[task](stage["raw"][task]))
+           for task, output, kind in self._tasks if kind in _RANKING_KINDS}
+    for i, task in enumerate(self.fusion.tasks):
+      out[f"contribution_{task}"] = pick(stage["contributions"][..., i])
     out.update(
-        item_ids=tf.gather(self.item_ids, top_indices),
-        titles=tf.gather(self.item_titles, top_indices),
-        scores=top_values,
-        because_item_ids=(self._because(user_id, top_indices)
+        item_ids=tf.gather(self.item_ids, top_rows),
+        titles=tf.gather(self.item_titles, top_rows),
+        scores=top.values,
+        retrieval_scores=pick(stage["retrieval"]),
+        because_item_ids=(self._because(user_id, top_rows)
                           if self._has_history else tf.fill([n, k], "")))
     return out
 
@@ -377,6 +464,17 @@ class ServingModule(tf.Module):
   def recommend_excluding(self, user_id, exclude_item_ids, k):
     k = tf.clip_by_value(k, 1, self.max_k)
     return self._recommend(user_id, k, exclude_item_ids)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+      tf.TensorSpec([], tf.int32, name="k"),
+      tf.TensorSpec([None, None], tf.float32, name="fusion_weights")])
+  def recommend_weighted(self, user_id, exclude_item_ids, k, fusion_weights):
+    k = tf.clip_by_value(k, 1, self.max_k)
+    weights = fusion_lib.check_weights(fusion_weights, tf.shape(user_id)[0],
+                                       self.fusion)
+    return self._recommend(user_id, k, exclude_item_ids, weights)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id")])
@@ -433,12 +531,24 @@ def align_item_text(item_ids: Sequence[str],
 
 
 SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
-              "predict_examples", "embed_user", "embed_item")
+              "recommend_weighted", "predict_examples", "embed_user",
+              "embed_item")
+
+
+def model_card(module: ServingModule) -> dict[str, Any]:
+  """What the model is, for readers without TensorFlow (model_layout)."""
+  return {"tasks": json.loads(module._card_tasks),  # pylint: disable=protected-access
+          "ranking": module.fusion.card(), "signatures": list(SIGNATURES)}
 
 
 def save(module: ServingModule, export_dir: str) -> None:
+  """The SavedModel with every signature, and its model card."""
   signatures = {name: getattr(module, name) for name in SIGNATURES}
   tf.saved_model.save(module, export_dir, signatures=signatures)
+  path = model_layout.model_card_path(export_dir)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(model_card(module), f, indent=1)
 
 
 def write_warmup_requests(export_dir: str, model_name: str,

@@ -38,6 +38,7 @@ import tensorflow_transform as tft
 from contracts import features as F
 from contracts import records as r
 from trainer import export
+from trainer import fusion as fusion_lib
 from trainer import inputs as inputs_lib
 from trainer import refresh_state
 from trainer import run as run_lib
@@ -166,14 +167,17 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
   if restored["fresh"]:
     raise ValueError("the served model's weights do not fit the rebuilt "
                      f"model: {restored['fresh']}")
+  fusion = (fusion_lib.FusionSpec.from_json(state["fusion"])
+            if state.get("fusion") else None)
   module = export.ServingModule(model, tft_output, items, users,
                                 state["user_features"], state["top_k"],
-                                state["max_k"], histories, item_text)
+                                state["max_k"], histories, item_text, fusion)
   export.save(module, export_dir)
   warm_start_lib.save_state(model, vocab_files, export_dir)
   refresh_state.save_state(export_dir, state["transform_graph"], config,
              state["user_features"], stats, items, users, histories,
-             item_text, state["text"], state["top_k"], state["max_k"])
+             item_text, state["text"], state["top_k"], state["max_k"],
+             module.fusion)
   top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   export.write_warmup_requests(
       export_dir, model_name, user_ids=[top_user, "__unknown_user__"],

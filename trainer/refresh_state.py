@@ -37,7 +37,7 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
                histories: Mapping[str, Sequence[str]],
                item_text: Optional[Mapping[str, Any]],
                text_settings: Optional[Mapping[str, Any]], top_k: int,
-               max_k: int) -> None:
+               max_k: int, fusion: Optional[Any] = None) -> None:
   """Writes what `refresh` needs next to the SavedModel (see module doc)."""
   state = os.path.join(export_dir, STATE_DIR)
   os.makedirs(state, exist_ok=True)
@@ -50,6 +50,8 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
         "user_features": list(user_features),
         "label_means": dict(stats["label_means"]),
         "top_k": top_k, "max_k": max_k,
+        # trainer.fusion.FusionSpec: the chosen weights survive a refresh.
+        "fusion": fusion.to_json() if fusion is not None else None,
         "text": dict(text_settings) if text_settings else None,
     }, f, indent=1, sort_keys=True)
   with open(os.path.join(state, _CATALOG_FILE), "w") as f:

@@ -31,12 +31,15 @@ from contracts import artifacts
 from contracts import features as F
 from contracts import model_layout
 from contracts import records as r
+from trainer.config import RankingConfig
 from trainer.config import TrainerConfig
 
 from trainer import callbacks as callbacks_lib
 from trainer import data
 from trainer import distribution
 from trainer import export
+from trainer import fusion as fusion_lib
+from trainer import fusion_search
 from trainer import heads as heads_lib
 from trainer import inputs as inputs_lib
 from trainer import loss_weighting
@@ -45,6 +48,7 @@ from trainer import refresh_state
 from trainer import shared_layers
 from trainer import tasks as tasks_lib
 from trainer import towers
+from trainer import validation_slice as validation_lib
 from trainer import warm_start as warm_start_lib
 
 HISTORY_FILE = "training_history.json"
@@ -162,8 +166,13 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
         strategy: tf.distribute.Strategy,
         warm_start_from: Optional[str] = None,
         log: Callable[[str], None] = print,
-        item_features_uri: Optional[str] = None) -> dict[str, Any]:
-  """Builds and trains the model; returns it with what training measured."""
+        item_features_uri: Optional[str] = None,
+        ranking: Optional[RankingConfig] = None) -> dict[str, Any]:
+  """Builds and trains the model; returns it with what training measured.
+
+  With ranking.search on and a ranking task to weigh, the validation slice
+  (trainer/validation_slice.py) is carved first and left out of training.
+  """
   tf.keras.utils.set_random_seed(config.seed)  # weights, shuffles, dropout
   tft_output = tft.TFTransformOutput(transform_graph_uri)
   feature_spec = tft_output.transformed_feature_spec()
@@ -180,6 +189,22 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
         f"{int(text_flags[:-1].sum())} of {len(text_flags) - 1} vocabulary "
         f"items with text, LM width {text_table.shape[1]}")
 
+  vslice, drop_pairs = None, None
+  search = ranking.search if ranking else None
+  if search and search.enabled and config.tasks_of_kind(
+      *fusion_lib.FUSED_KINDS[1:]):
+    vslice = validation_lib.carve(
+        examples_uri, tft_output, search.validation_users,
+        search.holdout_fraction, search.max_users, config.seed,
+        config.history_length)
+    keys = validation_lib.pair_keys(vslice.held_out_pairs, tft_output)
+    if keys is not None:
+      drop_pairs = (keys, tft_output.vocabulary_size_by_name(
+          F.ITEM_ID_VOCAB) + 1)
+    log(f"validation slice (fusion search): {vslice.summary()}, "
+        f"{len(vslice.held_out_pairs)} (user, item) pairs left out of "
+        "training")
+
   def dataset(*args, **kwargs) -> tf.data.Dataset:
     ds = data.make_dataset(*args, **kwargs)
     return (_with_item_text(ds, text_table, text_flags)
@@ -187,7 +212,7 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
 
   stats = data.training_statistics(
       data.make_dataset(transformed_examples_uri, "train", feature_spec, 8192,
-                        shuffle=False),
+                        shuffle=False, drop_pairs=drop_pairs),
       inputs.item_id.size, data.scalar_labels(config.tasks))
   log(f"train rows: {stats['rows']}; label means: " + ", ".join(
       f"{k} {v:.3f}" for k, v in stats["label_means"].items()))
@@ -197,7 +222,7 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
   train = dataset(
       transformed_examples_uri, "train", feature_spec, config.batch_size,
       shuffle=True, seed=config.seed, repeat=bool(config.steps_per_epoch),
-      drop_remainder=drop_remainder)
+      drop_remainder=drop_remainder, drop_pairs=drop_pairs)
   validation = None
   if config.early_stopping:
     validation = dataset(transformed_examples_uri, "eval", feature_spec,
@@ -241,6 +266,7 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       "examples_per_second": throughput.examples_per_second() or 0.0,
       "warm_start": warm,
       "item_text": item_text,
+      "validation_slice": vslice,
   }
 
 
@@ -260,6 +286,7 @@ def run_trainer(
     parameters: Optional[Mapping[str, Any]] = None,
     warm_start_from: Optional[str] = None,
     item_features_uri: Optional[str] = None,
+    ranking: Optional[RankingConfig] = None,
 ) -> dict[str, Any]:
   """Trains and publishes the Model artifact; returns its summary.
 
@@ -268,7 +295,10 @@ def run_trainer(
       model now served) to start from; None trains from scratch.
     item_features_uri: the TextEmbedder's ItemFeatures artifact: the
       candidate tower then adapts and gates the items' LM text embeddings.
+    ranking: serving.ranking: the fused second stage of `recommend` and the
+      search of its weights (None: the defaults).
   """
+  ranking = ranking or RankingConfig()
   strategy = distribution.choose_strategy(num_cpu_devices)
   mixed = distribution.use_mixed_precision(config.mixed_precision)
   log(f"strategy: {distribution.describe(strategy)}"
@@ -280,7 +310,8 @@ def run_trainer(
     try:
       trained = fit(transform_graph_uri, transformed_examples_uri,
                     examples_uri, config, os.path.join(scratch, LOG_DIR),
-                    strategy, warm_start_from, log, item_features_uri)
+                    strategy, warm_start_from, log, item_features_uri,
+                    ranking)
     finally:
       # The layers keep the policy they were built with; what the export
       # adds (the TFT layer) must not cast its inputs to float16.
@@ -288,14 +319,32 @@ def run_trainer(
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
-                    scratch, item_features_uri)
+                    scratch, item_features_uri, ranking, log)
+
+
+def _search_fusion(module: export.ServingModule,
+                   vslice: validation_lib.ValidationSlice, search: Any,
+                   log: Callable[[str], None]) -> None:
+  """Sets the module's fusion weights to what the search finds."""
+  spec = module.fusion
+  values, ids = fusion_search.candidate_table(module, vslice)
+  weights, info = fusion_search.search(
+      values, ids, vslice.gains, spec.tasks, spec.kinds, spec.weights,
+      search.objective, search.grid, search.rounds)
+  info.update(vslice.summary())
+  module.set_fusion_weights(weights, info)
+  log(f"fusion search on {len(vslice)} validation users: "
+      f"{search.objective} {info['retrieval_only_objective']:.4f} "
+      f"(retrieval order) -> {info['chosen_objective']:.4f} with "
+      f"{info['chosen_weights']}")
 
 
 def _publish(trained, transform_graph_uri, transformed_examples_uri,
              examples_uri, catalog_uri, model_uri, run_id, config, model_name,
              top_k, max_k, strategy, mixed, parameters, scratch,
-             item_features_uri=None):
+             item_features_uri=None, ranking=None, log=print):
   """Exports the SavedModel and writes the Model artifact."""
+  ranking = ranking or RankingConfig()
   model = trained["model"]
   tft_output = trained["tft_output"]
   items, users = artifact_readers.read_catalog(catalog_uri,
@@ -314,14 +363,19 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
+    spec = fusion_lib.build_spec(config.tasks, ranking.fusion,
+                                 trained["stats"], ranking.candidates)
     module = export.ServingModule(model, tft_output, items, users,
                                   trained["user_features"], top_k, max_k,
-                                  histories, trained["item_text"])
+                                  histories, trained["item_text"], spec)
+    if trained["validation_slice"]:
+      _search_fusion(module, trained["validation_slice"], ranking.search,
+                     log)
     export.save(module, export_dir)
     refresh_state.save_state(
         export_dir, transform_graph_uri, config, trained["user_features"],
         trained["stats"], items, users, histories, trained["item_text"],
-        text_settings, top_k, max_k)
+        text_settings, top_k, max_k, module.fusion)
     warm_start_lib.save_state(
         model, _vocabulary_files(tft_output, trained["inputs"]), export_dir)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
@@ -347,6 +401,10 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
         "warm_start": (None if trained["warm_start"] is None else {
             k: v for k, v in trained["warm_start"].items() if k != "fresh"}),
         "signatures": list(export.SIGNATURES),
+        "fusion_weights": module.fusion.weight_of(),
+        "fusion_search": ({k: v for k, v in module.fusion.search.items()
+                           if k != "curve"} if module.fusion.search
+                          else None),
         "item_text": bool(item_features_uri),
     }
   return w.summary

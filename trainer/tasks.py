@@ -66,6 +66,7 @@ class Task(tf.keras.layers.Layer):
   def __init__(self, config: Any, **kwargs):
     super().__init__(name=f"{config.name}_task", dtype="float32", **kwargs)
     self.task_name = config.name
+    self.task_config = config  # what the export's model card describes
 
   @property
   def output_name(self) -> str:

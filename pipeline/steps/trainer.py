@@ -52,7 +52,8 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
       uris.catalog, uris.model, run_id, config, model_name, serving.top_k,
       max_k=serving.max_k, num_cpu_devices=num_cpu_devices, log=log,
       warm_start_from=warm_start_from if config.warm_start else None,
-      item_features_uri=uris.item_features if with_item_text else None)
+      item_features_uri=uris.item_features if with_item_text else None,
+      ranking=serving.ranking)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 
