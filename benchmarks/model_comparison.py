@@ -55,18 +55,28 @@ from contracts import features as F  # noqa: E402
 from components.readers import build_reader  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.steps import example_gen as example_gen_step  # noqa: E402
+from trainer import fusion_search  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
+from trainer.config import RankingConfig  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from components import artifact_readers  # noqa: E402
 from contracts import artifacts  # noqa: E402
 from contracts import model_layout  # noqa: E402
 
 K = 20
-METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc")
+RETRIEVAL_METRICS = ("recall_at_20", "ndcg_at_20", "liked_recall_at_20",
+                     "graded_ndcg_at_20")
+# The same metrics of the model's retrieval order (recommend_weighted with
+# every ranking weight 0); the unprefixed ones are the fused order served.
+RETRIEVAL_ORDER = "retrieval_order_"
+METRICS = RETRIEVAL_METRICS + ("rmse", "auc")
+ALL_METRICS = METRICS + tuple(RETRIEVAL_ORDER + m for m in RETRIEVAL_METRICS)
 # The metric each specialist is judged on.
 SPECIALIST_METRIC = {"retrieval only": ("recall_at_20", "ndcg_at_20"),
-                     "rating only": ("rmse",), "like only": ("auc",)}
-LOWER_IS_BETTER = ("rmse",)
+                     "rating only": ("rmse",), "like only": ("auc",),
+                     "click only": ("click_auc",),
+                     "watch_fraction only": ("watch_fraction_rmse",)}
+LOWER_IS_BETTER = ("rmse", "watch_fraction_rmse")
 
 
 def prepare(config: config_lib.PipelineConfig, work_dir: str) -> dict:
@@ -115,11 +125,6 @@ class Evaluation:
     catalog = set(items[r.ITEM_ID])
     seen = _positives(uris["examples"], "train")
     evals = _positives(uris["examples"], "eval")
-    self.users = []
-    for user in sorted(evals):
-      relevant = (evals[user] & catalog) - seen.get(user, set())
-      if relevant:
-        self.users.append((user, sorted(seen.get(user, ())), relevant))
     self._labeled = os.path.join(uris["work_dir"], "eval_labeled.tfrecord")
     if not os.path.exists(self._labeled):
       users, item_counts = ranking_eval.train_counts(uris["examples"])
@@ -128,28 +133,56 @@ class Evaluation:
           self._labeled, users, item_counts, [5, 20, 100])
     spec = {k: tf.io.FixedLenFeature([], tf.float32) for k in (
         F.RATING, F.RATING_WEIGHT, F.LIKE, F.LIKE_WEIGHT)}
+    ids = {k: tf.io.FixedLenFeature([], tf.string)
+           for k in (r.USER_ID, r.ITEM_ID)}
     self._examples, labels = [], collections.defaultdict(list)
+    liked = set()
     for rec in tf.data.TFRecordDataset(self._labeled).batch(4096):
       self._examples.append(rec)
-      for k, v in tf.io.parse_example(rec, spec).items():
-        labels[k].append(v.numpy())
+      parsed = tf.io.parse_example(rec, dict(spec, **ids))
+      for k in spec:
+        labels[k].append(parsed[k].numpy())
+      for u, i, like, weight in zip(
+          parsed[r.USER_ID].numpy(), parsed[r.ITEM_ID].numpy(),
+          parsed[F.LIKE].numpy(), parsed[F.LIKE_WEIGHT].numpy()):
+        if like > 0.5 and weight > 0:
+          liked.add((u.decode(), i.decode()))
     self._labels = {k: np.concatenate(v) for k, v in labels.items()}
+    # (user, training items, relevant eval items); and the graded
+    # relevance of those items, as the Evaluator's: liked 2, consumed 1.
+    self.users, self.gains = [], {}
+    for user in sorted(evals):
+      relevant = (evals[user] & catalog) - seen.get(user, set())
+      if relevant:
+        self.users.append((user, sorted(seen.get(user, ())), relevant))
+        self.gains[user] = {i: 2.0 if (user, i) in liked else 1.0
+                            for i in relevant}
 
-  def retrieval(self, recommend_excluding, batch: int = 128) -> dict:
-    per_user = []
+  def retrieval(self, recommend, weights=None, batch: int = 128) -> dict:
+    """Retrieval metrics of `recommend_excluding`, or of
+    `recommend_weighted` with `weights` (one row, used for every user)."""
+    per_user = collections.defaultdict(list)
+    metric_of = {m: fusion_search.objective_fn(m) for m in RETRIEVAL_METRICS}
     for start in range(0, len(self.users), batch):
       chunk = self.users[start:start + batch]
       width = max(1, max(len(s) for _, s, _ in chunk))
       exclude = np.array([list(s) + [""] * (width - len(s))
                           for _, s, _ in chunk], dtype=object)
-      out = recommend_excluding(
+      inputs = dict(
           user_id=tf.constant([u for u, _, _ in chunk]),
           exclude_item_ids=tf.constant(exclude), k=tf.constant(K, tf.int32))
-      for (_, _, relevant), row in zip(chunk, out["item_ids"].numpy()):
-        per_user.append(M.per_user_retrieval(
-            [x.decode() for x in row], relevant, [K]))
-    return {m: float(np.mean([p[m] for p in per_user]))
-            for m in ("recall_at_20", "ndcg_at_20")}
+      if weights is not None:
+        inputs["fusion_weights"] = tf.constant([weights] * len(chunk),
+                                               tf.float32)
+      out = recommend(**inputs)
+      for (user, _, _), row in zip(chunk, out["item_ids"].numpy()):
+        ranked = [x.decode() for x in row]
+        gains = self.gains[user]
+        for m, metric in metric_of.items():
+          if m.startswith("liked_") and 2.0 not in gains.values():
+            continue  # defined over users with a liked eval item
+          per_user[m].append(metric(ranked, gains))
+    return {m: float(np.mean(v)) for m, v in per_user.items()}
 
   def ranking(self, predict_examples) -> dict:
     preds = collections.defaultdict(list)
@@ -172,6 +205,18 @@ class Evaluation:
     out = self.ranking(model.signatures["predict_examples"])
     if has_retrieval:
       out.update(self.retrieval(model.signatures["recommend_excluding"]))
+      card_path = model_layout.model_card_path(model_dir)
+      if os.path.exists(card_path):
+        with open(card_path) as f:
+          ranking = json.load(f)["ranking"]
+        out["fusion_weights"] = dict(zip(ranking["fusion_tasks"],
+                                         ranking["fusion_weights"]))
+        if len(ranking["fusion_tasks"]) > 1:
+          retrieval_only = [float(i == 0) for i in range(
+              len(ranking["fusion_tasks"]))]
+          out.update({RETRIEVAL_ORDER + k: v for k, v in self.retrieval(
+              model.signatures["recommend_weighted"],
+              retrieval_only).items()})
     return out
 
 
@@ -184,10 +229,10 @@ def variants(base: TrainerConfig) -> dict[str, Any]:
     return base.model_copy(update={"tasks": list(chosen)})
 
   out = {}
-  for name, key in (("retrieval only", "retrieval"),
-                    ("rating only", "rating"), ("like only", "like")):
+  for key in ("retrieval", "click", "like", "rating", "watch_fraction"):
     if key in tasks:
-      out[name] = with_tasks([tasks[key].model_copy(update={"weight": 1.0})])
+      out[f"{key} only"] = with_tasks(
+          [tasks[key].model_copy(update={"weight": 1.0})])
   out["default"] = base
   for kind in ("shared_bottom", "mmoe", "ple"):
     for weighting in ("static", "uncertainty"):
@@ -195,13 +240,22 @@ def variants(base: TrainerConfig) -> dict[str, Any]:
           "shared_layers": base.shared_layers.model_copy(
               update={"kind": kind}),
           "loss_weighting": weighting})
-      out[f"{kind} + {weighting}"] = cfg
+      if cfg != base:  # the shipped one is the "default" row
+        out[f"{kind} + {weighting}"] = cfg
   return out
 
 
 def run(config_path: str, work_dir: str, seeds: Sequence[int],
-        only: Sequence[str] = (), epochs: int = 0) -> dict:
+        only: Sequence[str] = (), epochs: int = 0,
+        ranking: Mapping[str, Any] = ()) -> dict:
   config = config_lib.load_config(config_path)
+  if ranking:  # serving.ranking overrides, e.g. {"search": {"refit": false}}
+    raw = config.serving.ranking.model_dump()
+    for key, value in dict(ranking).items():
+      raw[key] = (dict(raw[key], **value) if isinstance(value, dict)
+                  else value)
+    config = config.model_copy(update={"serving": config.serving.model_copy(
+        update={"ranking": RankingConfig.model_validate(raw)})})
   os.makedirs(work_dir, exist_ok=True)
   t0 = time.time()
   uris = dict(prepare(config, work_dir), work_dir=work_dir)
@@ -225,7 +279,7 @@ def run(config_path: str, work_dir: str, seeds: Sequence[int],
           uris["graph"], uris["transformed"], uris["examples"],
           uris["catalog"], model_uri, "benchmark", cfg_seed, config.model_name,
           config.serving.top_k, max_k=max(K, config.serving.max_k),
-          log=lambda m: None)
+          log=lambda m: None, ranking=config.serving.ranking)
       seconds = time.time() - start
       metrics = evaluation(
           model_layout.saved_model_dir(model_uri),
@@ -236,21 +290,24 @@ def run(config_path: str, work_dir: str, seeds: Sequence[int],
                      task_weights=summary["task_weights"])
       runs.append(metrics)
       print(f"{name} seed {seed}: " + ", ".join(
-          f"{m} {metrics[m]:.4f}" for m in METRICS if m in metrics) +
+          f"{m} {metrics[m]:.4f}" for m in ALL_METRICS if m in metrics) +
+            f"; fusion {metrics.get('fusion_weights')}"
             f" ({summary['epochs']} epochs, {seconds:.0f}s with export)",
             flush=True)
       shutil.rmtree(model_uri, ignore_errors=True)
       tf.keras.backend.clear_session()
     results[name] = runs
   return {"config": os.path.abspath(config_path), "seeds": list(seeds),
-          "trainer": base.model_dump(mode="json"), "results": results}
+          "trainer": base.model_dump(mode="json"),
+          "ranking": config.serving.ranking.model_dump(mode="json"),
+          "results": results}
 
 
 def summarize(results: Mapping[str, list]) -> dict[str, dict]:
   out = {}
   for name, runs in results.items():
     row = {}
-    for m in METRICS:
+    for m in ALL_METRICS:
       values = [x[m] for x in runs if m in x]
       if values:
         row[m] = (float(np.mean(values)), float(np.std(values)))
@@ -260,8 +317,9 @@ def summarize(results: Mapping[str, list]) -> dict[str, dict]:
 
 
 def table(summary: Mapping[str, dict], seeds: int) -> str:
-  lines = ["| model | Recall@20 | NDCG@20 | RMSE | AUC | train s |",
-           "|---|---|---|---|---|---|"]
+  lines = ["| model | Recall@20 | NDCG@20 | liked Recall@20 | "
+           "graded NDCG@20 | RMSE | AUC | train s |",
+           "|---|---|---|---|---|---|---|---|"]
   for name, row in summary.items():
     cells = []
     for m in METRICS:
@@ -272,6 +330,21 @@ def table(summary: Mapping[str, dict], seeds: int) -> str:
         cells.append("—")
     lines.append(f"| {name} | " + " | ".join(cells) +
                  f" | {row['train_seconds']:.0f} |")
+  return "\n".join(lines)
+
+
+def fusion_table(summary: Mapping[str, dict], seeds: int) -> str:
+  """The fused order against the same model's retrieval order."""
+  lines = ["| model | metric | retrieval order | fused order | change |",
+           "|---|---|---|---|---|"]
+  for name, row in summary.items():
+    for m in RETRIEVAL_METRICS:
+      if m not in row or RETRIEVAL_ORDER + m not in row:
+        continue
+      (f, fs), (b, bs) = row[m], row[RETRIEVAL_ORDER + m]
+      spread = (lambda x: f" ± {x:.4f}") if seeds > 1 else (lambda x: "")
+      lines.append(f"| {name} | {m} | {b:.4f}{spread(bs)} | "
+                   f"{f:.4f}{spread(fs)} | {(f - b) / b:+.1%} |")
   return "\n".join(lines)
 
 
@@ -310,13 +383,19 @@ def main(argv=None) -> int:
                       help="variant names to run (default: all)")
   parser.add_argument("--epochs", type=int, default=0,
                       help="override trainer.epochs (0: the config's)")
+  parser.add_argument("--ranking", default="{}",
+                      help="JSON overrides of serving.ranking, e.g. "
+                      '\'{"search": {"refit": false}}\'')
   parser.add_argument("--output", default="",
                       help="also write the raw results as JSON here")
   args = parser.parse_args(argv)
-  out = run(args.config, args.work_dir, args.seeds, args.only, args.epochs)
+  out = run(args.config, args.work_dir, args.seeds, args.only, args.epochs,
+            json.loads(args.ranking))
   summary = summarize(out["results"])
   print()
   print(table(summary, len(args.seeds)))
+  print()
+  print(fusion_table(summary, len(args.seeds)))
   print()
   print(verdict(summary))
   if args.output:

@@ -72,10 +72,16 @@ def recommend_main(argv: Optional[list[str]] = None) -> int:
                       help="The model name the server serves.")
   parser.add_argument("--timeout", type=float, default=10.0,
                       help="Seconds to wait for the answer.")
+  parser.add_argument("--contributions", action="store_true",
+                      help="Also print each fused task's contribution to "
+                      "the score (contribution_<task>; they add up to it).")
   args = parser.parse_args(argv)
   with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
     try:
       rows = client_lib.recommend(client, args.model_name, args.user)
+      if not args.contributions:
+        rows = [{k: v for k, v in row.items()
+                 if not k.startswith("contribution_")} for row in rows]
     except grpc.RpcError as e:
       print(f"mtrec recommend: {args.server} failed the request:"
             f" {e.code().name}: {e.details()}", file=sys.stderr)

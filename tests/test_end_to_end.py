@@ -85,6 +85,46 @@ def test_pushed_model_answers_over_grpc(small_run):
 
 
 @pytest.mark.slow
+def test_a_click_and_watch_time_model_is_evaluated_blessed_and_fused(
+    tmp_path):
+  config = small_config(
+      trainer={"epochs": 2, "batch_size": 256, "embedding_dim": 16,
+               "tasks": [
+                   {"name": "retrieval", "kind": "retrieval"},
+                   {"name": "click", "kind": "binary", "label": "click",
+                    "weight": 0.1},
+                   {"name": "watch_fraction", "kind": "regression",
+                    "label": "watch_fraction", "weight": 0.1}]},
+      evaluator={"ks": [10, 20], "must_beat_popularity": [],
+                 "thresholds": {"click_auc": {"min": 0.55},
+                                "watch_fraction_rmse": {"max": 0.5}}})
+  result = runner.run_pipeline(config, output_dir=str(tmp_path / "runs"),
+                               serving_root=str(tmp_path / "serving"),
+                               log=lambda m: None)
+  assert result.pushed["pushed"]
+  with open(os.path.join(result.artifacts.blessing, "blessing.json")) as f:
+    blessing = json.load(f)
+  assert blessing["verdict"] == "BLESSED"
+  judged = {c["metric"] for c in blessing["checks"]}
+  assert {"click_auc", "watch_fraction_rmse"} <= judged
+  with open(os.path.join(result.artifacts.evaluation, "metrics.json")) as f:
+    overall = json.load(f)["overall"]
+  candidate = overall["candidate"]
+  assert 0.55 <= candidate["click_auc"] <= 1.0
+  assert 0.0 < candidate["watch_fraction_rmse"] <= 0.5
+  assert 0.0 < candidate["click_log_loss"] < 1.0
+  # The fused order and the same model's retrieval order, on the same users.
+  assert "recall_at_20" in overall["candidate_retrieval_order"]
+  assert overall["candidate"]["users"] == overall[
+      "candidate_retrieval_order"]["users"]
+  card_path = os.path.join(result.artifacts.model, "Format-Serving",
+                           "assets.extra", "mtrec_model.json")
+  with open(card_path) as f:
+    assert json.load(f)["ranking"]["fusion_tasks"] == [
+        "retrieval", "click", "watch_fraction"]
+
+
+@pytest.mark.slow
 def test_unblessed_model_is_not_pushed(tmp_path):
   config = small_config(
       data={"format": "synthetic",

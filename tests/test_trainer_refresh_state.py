@@ -81,7 +81,8 @@ def test_state_lives_under_the_layout_directory(tmp_path, graph):
   assert not (copied / "metadata.json").exists()
   with open(state_dir / "state.json") as f:
     assert set(json.load(f)) == {"format", "trainer", "user_features",
-                                 "label_means", "top_k", "max_k", "text"}
+                                 "label_means", "top_k", "max_k", "text",
+                                 "fusion"}
 
 
 def test_item_text_and_its_settings_round_trip(tmp_path, graph):
@@ -102,3 +103,20 @@ def test_item_text_and_its_settings_round_trip(tmp_path, graph):
   assert arrays["text_has"].dtype == np.int64
   assert arrays["text_has"].tolist() == [1, 0]
 
+
+
+def test_the_chosen_fusion_survives_a_refresh(tmp_path, graph):
+  from trainer import fusion  # pylint: disable=g-import-not-at-top
+  spec = fusion.FusionSpec(("retrieval", "rating"), ("retrieval",
+                                                     "regression"),
+                           (1.0, 0.35), (0.0, 3.5), (1.0, 0.9), 200,
+                           {"objective": "graded_ndcg_at_20"})
+  export_dir = tmp_path / "export"
+  config = TrainerConfig(embedding_dim=8, epochs=1)
+  refresh_state.save_state(
+      str(export_dir), graph, config, ["age"], STATS, ITEMS, USERS, HISTORIES,
+      None, None, top_k=5, max_k=50, fusion=spec)
+  state = refresh_state.load_state(str(export_dir))
+  assert fusion.FusionSpec.from_json(state["fusion"]) == spec
+  _save(tmp_path / "older", graph)  # exported without a spec: None
+  assert refresh_state.load_state(str(tmp_path / "older"))["fusion"] is None

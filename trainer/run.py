@@ -167,11 +167,13 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
         warm_start_from: Optional[str] = None,
         log: Callable[[str], None] = print,
         item_features_uri: Optional[str] = None,
-        ranking: Optional[RankingConfig] = None) -> dict[str, Any]:
+        held_out: Optional[validation_lib.ValidationSlice] = None
+        ) -> dict[str, Any]:
   """Builds and trains the model; returns it with what training measured.
 
-  With ranking.search on and a ranking task to weigh, the validation slice
-  (trainer/validation_slice.py) is carved first and left out of training.
+  Args:
+    held_out: a validation slice whose (user, item) rows are left out of
+      training (trainer/validation_slice.py).
   """
   tf.keras.utils.set_random_seed(config.seed)  # weights, shuffles, dropout
   tft_output = tft.TFTransformOutput(transform_graph_uri)
@@ -189,21 +191,12 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
         f"{int(text_flags[:-1].sum())} of {len(text_flags) - 1} vocabulary "
         f"items with text, LM width {text_table.shape[1]}")
 
-  vslice, drop_pairs = None, None
-  search = ranking.search if ranking else None
-  if search and search.enabled and config.tasks_of_kind(
-      *fusion_lib.FUSED_KINDS[1:]):
-    vslice = validation_lib.carve(
-        examples_uri, tft_output, search.validation_users,
-        search.holdout_fraction, search.max_users, config.seed,
-        config.history_length)
-    keys = validation_lib.pair_keys(vslice.held_out_pairs, tft_output)
+  drop_pairs = None
+  if held_out is not None:
+    keys = validation_lib.pair_keys(held_out.held_out_pairs, tft_output)
     if keys is not None:
       drop_pairs = (keys, tft_output.vocabulary_size_by_name(
           F.ITEM_ID_VOCAB) + 1)
-    log(f"validation slice (fusion search): {vslice.summary()}, "
-        f"{len(vslice.held_out_pairs)} (user, item) pairs left out of "
-        "training")
 
   def dataset(*args, **kwargs) -> tf.data.Dataset:
     ds = data.make_dataset(*args, **kwargs)
@@ -266,7 +259,6 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       "examples_per_second": throughput.examples_per_second() or 0.0,
       "warm_start": warm,
       "item_text": item_text,
-      "validation_slice": vslice,
   }
 
 
@@ -308,10 +300,34 @@ def run_trainer(
     if mixed:
       tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-      trained = fit(transform_graph_uri, transformed_examples_uri,
-                    examples_uri, config, os.path.join(scratch, LOG_DIR),
-                    strategy, warm_start_from, log, item_features_uri,
-                    ranking)
+      def train(held_out=None, log_dir=LOG_DIR):
+        return fit(transform_graph_uri, transformed_examples_uri,
+                   examples_uri, config, os.path.join(scratch, log_dir),
+                   strategy, warm_start_from, log, item_features_uri,
+                   held_out)
+
+      search = ranking.search
+      choice = None
+      if search.enabled and config.tasks_of_kind(*fusion_lib.FUSED_KINDS[1:]):
+        vslice = validation_lib.carve(
+            examples_uri, tft.TFTransformOutput(transform_graph_uri),
+            search.validation_users, search.holdout_fraction,
+            search.max_users, config.seed, config.history_length)
+        log(f"fusion search: validation slice {vslice.summary()}, "
+            f"{len(vslice.held_out_pairs)} (user, item) pairs held out of "
+            "training")
+        trained = train(vslice, "validation_model_logs" if search.refit
+                        else LOG_DIR)
+        choice = _search_fusion(trained, vslice, search, ranking,
+                                catalog_uri, examples_uri, config, top_k,
+                                max_k, log)
+        if search.refit:
+          log("refit on the whole train split with the chosen weights")
+          choice[1]["validation_model_seconds"] = round(
+              trained["train_seconds"], 2)
+          trained = train()
+      else:
+        trained = train()
     finally:
       # The layers keep the policy they were built with; what the export
       # adds (the TFT layer) must not cast its inputs to float16.
@@ -319,39 +335,63 @@ def run_trainer(
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
-                    scratch, item_features_uri, ranking, log)
+                    scratch, item_features_uri, ranking, choice)
 
 
-def _search_fusion(module: export.ServingModule,
+def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
+                    examples_uri: str, config: TrainerConfig, top_k: int,
+                    max_k: int, ranking: RankingConfig
+                    ) -> tuple[export.ServingModule, dict, dict, dict]:
+  """(module, items, users, histories): the export's module for a trained
+  model, fused as the config says, and the tables it holds."""
+  items, users = artifact_readers.read_catalog(catalog_uri,
+                                               trained["user_features"])
+  histories = data.latest_histories(
+      examples_uri, config.history_length if trained["inputs"].has_history
+      else 0)
+  spec = fusion_lib.build_spec(config.tasks, ranking.fusion,
+                               trained["stats"], ranking.candidates)
+  return export.ServingModule(
+      trained["model"], trained["tft_output"], items, users,
+      trained["user_features"], top_k, max_k, histories,
+      trained["item_text"], spec), items, users, histories
+
+
+def _search_fusion(trained: Mapping[str, Any],
                    vslice: validation_lib.ValidationSlice, search: Any,
-                   log: Callable[[str], None]) -> None:
-  """Sets the module's fusion weights to what the search finds."""
+                   ranking: RankingConfig, catalog_uri: str,
+                   examples_uri: str, config: TrainerConfig, top_k: int,
+                   max_k: int, log: Callable[[str], None]
+                   ) -> tuple[list[float], dict[str, Any]]:
+  """(weights, what the search did) on the model trained without vslice."""
+  module = _serving_module(trained, catalog_uri, examples_uri, config, top_k,
+                           max_k, ranking)[0]
   spec = module.fusion
   values, ids = fusion_search.candidate_table(module, vslice)
   weights, info = fusion_search.search(
       values, ids, vslice.gains, spec.tasks, spec.kinds, spec.weights,
       search.objective, search.grid, search.rounds)
-  info.update(vslice.summary())
-  module.set_fusion_weights(weights, info)
+  info.update(vslice.summary(), refit=search.refit)
   log(f"fusion search on {len(vslice)} validation users: "
       f"{search.objective} {info['retrieval_only_objective']:.4f} "
       f"(retrieval order) -> {info['chosen_objective']:.4f} with "
       f"{info['chosen_weights']}")
+  return weights, info
 
 
 def _publish(trained, transform_graph_uri, transformed_examples_uri,
              examples_uri, catalog_uri, model_uri, run_id, config, model_name,
              top_k, max_k, strategy, mixed, parameters, scratch,
-             item_features_uri=None, ranking=None, log=print):
-  """Exports the SavedModel and writes the Model artifact."""
+             item_features_uri=None, ranking=None, fusion_choice=None):
+  """Exports the SavedModel and writes the Model artifact.
+
+  Args:
+    fusion_choice: (weights, search info) the fusion search chose, or None
+      for the config's weights.
+  """
   ranking = ranking or RankingConfig()
   model = trained["model"]
   tft_output = trained["tft_output"]
-  items, users = artifact_readers.read_catalog(catalog_uri,
-                                          trained["user_features"])
-  histories = data.latest_histories(
-      examples_uri, config.history_length if trained["inputs"].has_history
-      else 0)
   params = dict(parameters or {}, **config.model_dump(mode="json"))
   inputs = {"transform_graph": transform_graph_uri,
             "transformed_examples": transformed_examples_uri,
@@ -363,14 +403,10 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
-    spec = fusion_lib.build_spec(config.tasks, ranking.fusion,
-                                 trained["stats"], ranking.candidates)
-    module = export.ServingModule(model, tft_output, items, users,
-                                  trained["user_features"], top_k, max_k,
-                                  histories, trained["item_text"], spec)
-    if trained["validation_slice"]:
-      _search_fusion(module, trained["validation_slice"], ranking.search,
-                     log)
+    module, items, users, histories = _serving_module(
+        trained, catalog_uri, examples_uri, config, top_k, max_k, ranking)
+    if fusion_choice is not None:
+      module.set_fusion_weights(*fusion_choice)
     export.save(module, export_dir)
     refresh_state.save_state(
         export_dir, transform_graph_uri, config, trained["user_features"],

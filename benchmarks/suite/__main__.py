@@ -13,6 +13,10 @@ Sections (all by default):
               wall time).
   scale       synthetic 100k / 1M / 5M interactions through ExampleGen +
               Transform on Beam's multi-process runner: time and memory.
+  multitask   single-task specialists against shared-bottom / MMoE / PLE
+              under static / uncertainty weights, and the retrieval-only
+              against the fused order, on ml-latest-small and synthetic
+              impressions, over --seeds (benchmarks/suite/multitask.py).
 
 --size full: ml-latest-small (../shared/data) for the protocols, scale
 sizes 100k, 1M, 5M, end-to-end run on. --size small: synthetic data small
@@ -37,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.suite import common  # noqa: E402
 
-SECTIONS = ("protocol1", "protocol2", "scale")
+SECTIONS = ("protocol1", "protocol2", "scale", "multitask")
 SIZES = {
     "full": {
         "data": {"format": "movielens_latest",
@@ -96,6 +100,11 @@ def main(argv=None) -> int:
                       help="take the scale section from this suite.json "
                            "(a separately run --sections scale) instead of "
                            "measuring it")
+  parser.add_argument("--merge-multitask", default=None,
+                      help="take the multitask section from this suite.json "
+                           "(a separately run --sections multitask)")
+  parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                      help="seeds of the multitask section")
   parser.add_argument("--note", action="append", default=[],
                       help="a remark about the run for the report's Notes "
                            "(e.g. what else the machine was doing)")
@@ -148,6 +157,22 @@ def main(argv=None) -> int:
     from benchmarks.suite import scale  # pylint: disable=g-import-not-at-top
     results["scale"] = scale.run(args.scale_sizes or size["scale_sizes"],
                                  os.path.join(work_dir, "scale"))
+  if args.merge_multitask:
+    with open(args.merge_multitask) as f:
+      merged = json.load(f)
+    results["multitask"] = dict(merged["multitask"], note=(
+        f"Measured in a separate run of `--sections multitask` on the same "
+        f"machine ({merged['started_at']} → {merged['finished_at']}), "
+        f"merged with `--merge-multitask`."))
+  elif "multitask" in sections:
+    from benchmarks.suite import multitask  # pylint: disable=g-import-not-at-top
+    datasets, seeds, only = multitask.DATASETS, args.seeds, ()
+    if args.size == "small":  # the machinery, not the claims
+      datasets = [("synthetic impressions (small)",
+                   common.small_multitask_config(work_dir))]
+      seeds, only = args.seeds[:1], ("click only", "default")
+    results["multitask"] = multitask.run(
+        os.path.join(work_dir, "multitask"), seeds, epochs, datasets, only)
   results.setdefault("notes", [])
   results["notes"] += [n for n in args.note if n not in results["notes"]]
   if not args.render:

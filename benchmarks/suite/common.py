@@ -187,3 +187,17 @@ def machine() -> dict[str, Any]:
   except ImportError:
     pass
   return info
+
+
+def small_multitask_config(work_dir: str) -> str:
+  """configs/demo.yaml on a few thousand synthetic rows (CI-sized)."""
+  with open(os.path.join(CONFIGS, "demo.yaml")) as f:
+    raw = yaml.safe_load(f)
+  raw["data"]["options"] = {"num_interactions": 6000, "seed": 3,
+                            "num_users": 200, "num_items": 300}
+  raw["trainer"]["epochs"] = 1
+  os.makedirs(work_dir, exist_ok=True)
+  path = os.path.join(work_dir, "multitask_small.yaml")
+  with open(path, "w") as f:
+    yaml.safe_dump(raw, f)
+  return path

@@ -285,6 +285,75 @@ COMMANDS = """\
 """
 
 
+# Column headers of the multitask tables, in order; others follow by name.
+_MULTITASK_COLUMNS = {
+    "recall_at_20": "Recall@20", "ndcg_at_20": "NDCG@20",
+    "liked_recall_at_20": "liked Recall@20",
+    "graded_ndcg_at_20": "graded NDCG@20", "rmse": "rating RMSE",
+    "auc": "like AUC", "click_auc": "click AUC",
+    "watch_fraction_rmse": "watch fraction RMSE",
+}
+_RETRIEVAL_ORDER = "retrieval_order_"
+
+
+def _mean_sd(cell: Any) -> str:
+  if not cell:
+    return "—"
+  mean, sd = cell
+  return f"{mean:.4f} ± {sd:.4f}"
+
+
+def _multitask(section: Mapping[str, Any]) -> list[str]:
+  lines = [
+      "## Multi-task ablation and the fused order",
+      "",
+      "`benchmarks/model_comparison.py` (via `benchmarks/suite/multitask.py`):"
+      " every variant trained with each seed in this run, measured as the "
+      "Evaluator does, in-process: full-catalog retrieval through "
+      "`recommend_excluding` (training items excluded; liked Recall@20 over "
+      "the liked eval items of users who have one; graded NDCG@20 with gain "
+      "2 liked, 1 consumed), the ranking heads through `predict_examples` on "
+      "the eval split labeled by the transform graph. Mean ± standard "
+      "deviation over the seeds. A specialist is the shipped model with one "
+      "task; the others are the shipped tasks with the shared layers and "
+      "loss weighting named. Retrieval columns are the fused order served.",
+      ""]
+  if section.get("note"):
+    lines += [section["note"], ""]
+  for d in section["datasets"]:
+    summary = d["summary"]
+    keys = [k for k in _MULTITASK_COLUMNS if any(k in row for row in
+                                                  summary.values())]
+    keys += sorted({k for row in summary.values() for k in row
+                    if k not in _MULTITASK_COLUMNS and k != "train_seconds"
+                    and not k.startswith(_RETRIEVAL_ORDER)})
+    lines += [f"### {d['name']} (`{d['config']}`, seeds "
+              f"{', '.join(map(str, d['seeds']))})", ""]
+    body = [[name] + [_mean_sd(row.get(k)) for k in keys] +
+            [f"{row['train_seconds']:.0f}"] for name, row in summary.items()]
+    lines += _table(["model"] + [_MULTITASK_COLUMNS.get(k, k) for k in keys]
+                    + ["train s"], body)
+    fused_rows = []
+    for name, row in summary.items():
+      for k in ("recall_at_20", "liked_recall_at_20", "graded_ndcg_at_20"):
+        if k in row and _RETRIEVAL_ORDER + k in row:
+          before, after = row[_RETRIEVAL_ORDER + k][0], row[k][0]
+          fused_rows.append([name, _MULTITASK_COLUMNS[k],
+                             _mean_sd(row[_RETRIEVAL_ORDER + k]),
+                             _mean_sd(row[k]),
+                             f"{(after - before) / before:+.1%}"])
+    if fused_rows:
+      weights = d.get("ranking", {}).get("search", {})
+      lines += ["", "Retrieval order against the fused order of the same "
+                "model (weights searched per seed on a validation slice of "
+                f"the train split, objective `{weights.get('objective')}`, "
+                "then refit on the whole train split):", ""]
+      lines += _table(["model", "metric", "retrieval order", "fused order",
+                       "change"], fused_rows)
+    lines.append("")
+  return lines
+
+
 def markdown(results: Mapping[str, Any]) -> str:
   m = results["machine"]
   lines = [
@@ -303,7 +372,7 @@ def markdown(results: Mapping[str, Any]) -> str:
       "",
       "Timings are noisy: this machine's 2 cores are shared with other jobs, "
       "so compare figures within one run (ratios), not across runs. Quality "
-      "figures are from one seed.",
+      "figures are from one seed, except the multitask section's.",
       ""]
   if "protocol1" in results:
     lines += _protocol1(results["protocol1"])
@@ -312,6 +381,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     lines += _throughput(results["protocol2"]["throughput"])
   if "scale" in results:
     lines += _scale(results["scale"], results["machine"])
+  if "multitask" in results:
+    lines += _multitask(results["multitask"])
   if results.get("notes"):
     lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
   if results["size"] == "full":
