@@ -335,7 +335,8 @@ def _catalog(model_dir: str) -> tuple[list[str], list[str]]:
   return users, items
 
 
-def _build_model(work_dir: str, interactions: int) -> tuple[str, str]:
+def _build_model(work_dir: str, interactions: int,
+                 candidates: int = 100) -> tuple[str, str]:
   """Runs the pipeline on synthetic data; returns (base path, model name)."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import runner  # pylint: disable=g-import-not-at-top
@@ -347,7 +348,7 @@ def _build_model(work_dir: str, interactions: int) -> tuple[str, str]:
       "example_gen": {"rating_min": 1, "rating_max": 5},
       "trainer": {"epochs": 2},
       "evaluator": {"ks": [10], "must_beat_popularity": []},
-      "serving": {"top_k": 10},
+      "serving": {"top_k": 10, "ranking": {"candidates": candidates}},
   })
   result = runner.run_pipeline(
       config, output_dir=os.path.join(work_dir, "runs"),
@@ -375,6 +376,9 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument("--build_synthetic", type=int, default=50000,
                       help="Interactions of the synthetic data set the"
                       " benchmark model is trained on.")
+  parser.add_argument("--candidates", type=int, default=100,
+                      help="serving.ranking.candidates of the built model: "
+                      "how many items the fused stage re-ranks")
   parser.add_argument("--concurrency", default="1,8,32")
   parser.add_argument("--duration", type=float, default=5.0,
                       help="Measured seconds per cell and round.")
@@ -414,7 +418,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
       print(f"Building the model: pipeline on {args.build_synthetic}"
             " synthetic interactions ...", file=sys.stderr)
-      base_path, model_name = _build_model(work_dir, args.build_synthetic)
+      base_path, model_name = _build_model(work_dir, args.build_synthetic,
+                                           args.candidates)
     versions = sorted(glob.glob(os.path.join(base_path, "[0-9]*")),
                       key=lambda p: int(os.path.basename(p)))
     model_dir = versions[-1]

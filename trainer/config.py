@@ -156,7 +156,8 @@ class TrainerConfig(_Strict):
   # `task_weights` (older configs), which then reads back as None.
   tasks: Optional[list[TaskConfig]] = None
   task_weights: Optional[TaskWeights] = None
-  loss_weighting: Literal["static", "uncertainty"] = "static"
+  loss_weighting: Literal["static", "uncertainty",
+                          "gradient_similarity"] = "static"
   shared_layers: SharedLayersConfig = SharedLayersConfig()
   # The last N items before the event feed the query tower (0: none), as a
   # masked mean or through attention with recency embeddings.
@@ -227,10 +228,11 @@ class FusionSearchConfig(_Strict):
   and coordinate ascent over `grid` (the retrieval weight fixed) picks the
   ranking tasks' weights that maximize `objective` on the held-out items.
   With `refit` (the default) the served model is then trained again on the
-  whole train split, the way a tuned hyperparameter is refit: holding each
-  user's latest events out of the served model cost about a tenth of its
-  Recall@20 on MovieLens (docs/benchmarks.md). Without it, the model the
-  search used is served (one training instead of two).
+  whole train split, the way a tuned hyperparameter is refit: holding half
+  the users' latest fifth of events out of the served model cost 6% of its
+  Recall@20 on ml-latest-small (0.137 vs 0.145, 3 seeds,
+  docs/design_measurements.md). Without it, the model the search used is
+  served (one training instead of two).
   """
 
   enabled: bool = True
@@ -251,7 +253,10 @@ class RankingConfig(_Strict):
   head, fuse (trainer/fusion.py says how each output is made comparable)."""
 
   # Items retrieved by the retrieval score, then re-ranked by the fusion.
-  candidates: int = pydantic.Field(200, gt=0)
+  # 100 kept the p99 of `recommend` at concurrency 32 within 25 ms where
+  # 200 did not, at the same fused quality on MovieLens
+  # (docs/design_measurements.md).
+  candidates: int = pydantic.Field(100, gt=0)
   # Task name -> weight (>= 0). The retrieval task defaults to 1, the
   # ranking tasks to 0; with `search` on, these are where the search starts
   # and the ranking tasks' weights it finds replace them.

@@ -114,7 +114,7 @@ class ServingModule(tf.Module):
         needs no language model; a catalog item without one gets the
         no-text fallback (zeros, has_text 0), as does an unknown item.
       fusion: the fused ranking stage (trainer/fusion.py); None: the
-        retrieval order (every ranking weight 0) over max(200, max_k)
+        retrieval order (every ranking weight 0) over max(100, max_k)
         candidates.
     """
     super().__init__()
@@ -164,7 +164,7 @@ class ServingModule(tf.Module):
     if fusion is None:
       fusion = fusion_lib.build_spec(
           [t.task_config for t in model.tasks], {},
-          {"label_means": {}}, max(200, self.max_k))
+          {"label_means": {}}, max(100, self.max_k))
     self.fusion = fusion
     self.candidates = min(max(fusion.candidates, self.max_k),
                           len(items[r.ITEM_ID]))

@@ -308,7 +308,9 @@ def run_trainer(
 
       search = ranking.search
       choice = None
-      if search.enabled and config.tasks_of_kind(*fusion_lib.FUSED_KINDS[1:]):
+      # Something to weigh against retrieval: a retrieval task and a head.
+      if search.enabled and config.tasks_of_kind("retrieval") and (
+          config.tasks_of_kind(*fusion_lib.FUSED_KINDS[1:])):
         vslice = validation_lib.carve(
             examples_uri, tft.TFTransformOutput(transform_graph_uri),
             search.validation_users, search.holdout_fraction,
