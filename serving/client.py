@@ -28,6 +28,8 @@ from serving import apis
 from serving import tensors
 
 RECOMMEND_SIGNATURE = "recommend"
+WEIGHTED_SIGNATURE = "recommend_weighted"
+FUSION_SIGNATURE = "fusion"
 # Outputs every `recommend` signature has; any other output shaped like
 # `item_ids` is a per-item prediction of one ranking task.
 _ITEM_IDS, _TITLES, _SCORES = "item_ids", "titles", "scores"
@@ -243,14 +245,29 @@ def _to_python(value: Any) -> Any:
   return value
 
 
+def fusion_weights(client: PredictionClient, model_name: str
+                   ) -> dict[str, float]:
+  """The model's fused tasks and weights (its `fusion` signature), in the
+  order `recommend_weighted` takes them."""
+  out = client.predict(model_name, {_USER_ID: np.array([""], dtype=object)},
+                       signature_name=FUSION_SIGNATURE)
+  return {_to_python(t): float(w)
+          for t, w in zip(out["tasks"][0], out["weights"][0])}
+
+
 def recommend(client: PredictionClient, model_name: str,
-              user_id: str) -> list[dict[str, Any]]:
+              user_id: str, weights: Optional[Mapping[str, float]] = None,
+              k: int = 10) -> list[dict[str, Any]]:
   """Top items for one user from the model's `recommend` signature.
 
   Args:
     client: connection to the server.
     model_name: the server's model name.
     user_id: the user, as in the training data.
+    weights: fusion weights to use instead of the model's, by task (those
+      not named keep the model's): `recommend_weighted` then answers, with
+      k items.
+    k: how many items, with `weights`.
 
   Returns:
     One dict per returned item, best first: rank (1-based), item_id, title,
@@ -261,9 +278,24 @@ def recommend(client: PredictionClient, model_name: str,
     grpc.RpcError: the server failed the request.
     ValueError: the signature's outputs are not shaped like recommendations.
   """
-  outputs = client.predict(
-      model_name, {_USER_ID: np.array([user_id], dtype=object)},
-      signature_name=RECOMMEND_SIGNATURE)
+  if weights:
+    model_weights = fusion_weights(client, model_name)
+    unknown = sorted(set(weights) - set(model_weights))
+    if unknown:
+      raise ValueError(f"{model_name!r} fuses {list(model_weights)}; no task "
+                       f"named {unknown[0]!r}")
+    model_weights.update(weights)
+    outputs = client.predict(model_name, {
+        _USER_ID: np.array([user_id], dtype=object),
+        "exclude_item_ids": np.array([[""]], dtype=object),
+        "k": np.array(k, np.int32),
+        "fusion_weights": np.array([list(model_weights.values())],
+                                   np.float32)},
+                             signature_name=WEIGHTED_SIGNATURE)
+  else:
+    outputs = client.predict(
+        model_name, {_USER_ID: np.array([user_id], dtype=object)},
+        signature_name=RECOMMEND_SIGNATURE)
   missing = [name for name in (_ITEM_IDS, _TITLES, _SCORES)
              if name not in outputs]
   if missing:

@@ -53,6 +53,21 @@ def format_table(rows: list[dict[str, Any]], max_title_chars: int = 48) -> str:
                    [line(r) for r in cells])
 
 
+def _fusion_weights(text: str) -> dict[str, float]:
+  """`like=2,rating=0` -> {"like": 2.0, "rating": 0.0} (argparse type)."""
+  out = {}
+  for part in text.split(","):
+    task, sep, value = part.partition("=")
+    try:
+      if not sep or not task.strip():
+        raise ValueError
+      out[task.strip()] = float(value)
+    except ValueError:
+      raise argparse.ArgumentTypeError(
+          f"{part!r}: expected TASK=WEIGHT, e.g. like=2") from None
+  return out
+
+
 def recommend_main(argv: Optional[list[str]] = None) -> int:
   """`mtrec recommend --user U`: prints a user's recommendations.
 
@@ -75,10 +90,18 @@ def recommend_main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument("--contributions", action="store_true",
                       help="Also print each fused task's contribution to "
                       "the score (contribution_<task>; they add up to it).")
+  parser.add_argument("--fusion", type=_fusion_weights, default=None,
+                      metavar="TASK=W,...",
+                      help="Fusion weights instead of the model's for the "
+                      "tasks named, e.g. like=2,rating=0 (the model's "
+                      "`recommend_weighted` signature answers).")
+  parser.add_argument("--k", type=int, default=10,
+                      help="How many items, with --fusion.")
   args = parser.parse_args(argv)
   with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
     try:
-      rows = client_lib.recommend(client, args.model_name, args.user)
+      rows = client_lib.recommend(client, args.model_name, args.user,
+                                  weights=args.fusion, k=args.k)
       if not args.contributions:
         rows = [{k: v for k, v in row.items()
                  if not k.startswith("contribution_")} for row in rows]

@@ -79,6 +79,18 @@ def test_pushed_model_answers_over_grpc(small_run):
                     signature_name="recommend_weighted")
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "fusion_weights" in e.value.details()
+      # A client reads the fused tasks and tunes their weights per call.
+      weights = client_lib.fusion_weights(c, "mtrec")
+      assert list(weights) == ["retrieval", "rating", "like"]
+      assert weights["retrieval"] == 1.0
+      by_like = client_lib.recommend(
+          c, "mtrec", "u1", weights={"retrieval": 0.0, "rating": 0.0,
+                                     "like": 1.0}, k=4)
+      assert len(by_like) == 4
+      p_like = [row["p_like"] for row in by_like]
+      assert p_like == sorted(p_like, reverse=True)
+      with pytest.raises(ValueError, match="no task named 'ctr'"):
+        client_lib.recommend(c, "mtrec", "u1", weights={"ctr": 1.0})
       with pytest.raises(grpc.RpcError) as e:
         c.predict("mtrec", {"user_id": ["u1"]}, signature_name="nope")
       assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION

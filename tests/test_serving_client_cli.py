@@ -6,6 +6,7 @@ test_serving.py.
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -67,3 +68,11 @@ def test_status(server, capsys):
                                  "--model_name", "nope"]) == 1
   assert "NOT_FOUND: Could not find any versions of model nope" in (
       capsys.readouterr().err)
+
+
+def test_fusion_weights_are_parsed_or_refused_with_the_part_named():
+  assert client_cli._fusion_weights("like=2, rating=0") == {  # pylint: disable=protected-access
+      "like": 2.0, "rating": 0.0}
+  for bad in ("like", "like=x", "=1"):
+    with pytest.raises(argparse.ArgumentTypeError, match="TASK=WEIGHT"):
+      client_cli._fusion_weights(bad)  # pylint: disable=protected-access

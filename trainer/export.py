@@ -36,6 +36,9 @@ Signatures (their names and outputs are the project's API):
       (else INVALID_ARGUMENT naming fusion_weights). A product team tunes
       the fusion without a new export; weights 1, 0, ..., 0 give the
       retrieval order.
+  fusion(user_id) -> tasks [B, T] (the fused tasks, in fusion_weights'
+      order) and weights [B, T] (the model's own): what a client reads
+      before calling recommend_weighted.
   predict_examples(examples) -> as serving_default. Reads user_id, item_id
       and, if present, timestamp (the event time; the request time
       otherwise) and history_item_ids (the user's history at that event;
@@ -165,7 +168,7 @@ class ServingModule(tf.Module):
       fusion = fusion_lib.build_spec(
           [t.task_config for t in model.tasks], {},
           {"label_means": {}}, max(100, self.max_k))
-    self.fusion = fusion
+    self.fusion_spec = fusion
     self.candidates = min(max(fusion.candidates, self.max_k),
                           len(items[r.ITEM_ID]))
     # A variable: the fusion search sets it after the module is built.
@@ -376,8 +379,9 @@ class ServingModule(tf.Module):
   def set_fusion_weights(self, weights: Sequence[float],
                          search: Optional[Mapping[str, Any]] = None) -> None:
     """The weights `recommend` fuses with (what the fusion search chose)."""
-    self.fusion = self.fusion.with_weights(weights, search)
-    self.fusion_weights.assign(np.asarray(self.fusion.weights, np.float32))
+    self.fusion_spec = self.fusion_spec.with_weights(weights, search)
+    self.fusion_weights.assign(
+        np.asarray(self.fusion_spec.weights, np.float32))
 
   def fused_stage(self, query: tf.Tensor, scores: tf.Tensor,
                   hour: tf.Tensor, weekday: tf.Tensor,
@@ -406,7 +410,7 @@ class ServingModule(tf.Module):
           self.ranking_heads, None, tf.repeat(query, c, axis=0), candidates,
           {F.HOUR: tf.repeat(hour, c), F.WEEKDAY: tf.repeat(weekday, c)})
       raw = {t: tf.reshape(v, [n, c]) for t, v in heads.items()}
-    values = fusion_lib.task_values(self.fusion, retrieval, raw)
+    values = fusion_lib.task_values(self.fusion_spec, retrieval, raw)
     fused, contributions = fusion_lib.fuse(values, weights, retrieval)
     return {"rows": rows, "retrieval": retrieval, "raw": raw,
             "values": values, "fused": fused,
@@ -441,7 +445,7 @@ class ServingModule(tf.Module):
 
     out = {output: pick(self._serve[task](stage["raw"][task]))
            for task, output, kind in self._tasks if kind in _RANKING_KINDS}
-    for i, task in enumerate(self.fusion.tasks):
+    for i, task in enumerate(self.fusion_spec.tasks):
       out[f"contribution_{task}"] = pick(stage["contributions"][..., i])
     out.update(
         item_ids=tf.gather(self.item_ids, top_rows),
@@ -473,8 +477,19 @@ class ServingModule(tf.Module):
   def recommend_weighted(self, user_id, exclude_item_ids, k, fusion_weights):
     k = tf.clip_by_value(k, 1, self.max_k)
     weights = fusion_lib.check_weights(fusion_weights, tf.shape(user_id)[0],
-                                       self.fusion)
+                                       self.fusion_spec)
     return self._recommend(user_id, k, exclude_item_ids, weights)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id")])
+  def fusion(self, user_id):
+    """The fused tasks, in `fusion_weights` order, and the model's weights:
+    what a client needs to call recommend_weighted. One row per user_id
+    (the ids only size the batch, as TF Serving's batching wants)."""
+    n = tf.shape(user_id)[0]
+    tasks = tf.constant(self.fusion_spec.tasks)
+    return {"tasks": tf.tile(tasks[None], [n, 1]),
+            "weights": tf.tile(self.fusion_weights[None], [n, 1])}
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id")])
@@ -531,14 +546,15 @@ def align_item_text(item_ids: Sequence[str],
 
 
 SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
-              "recommend_weighted", "predict_examples", "embed_user",
-              "embed_item")
+              "recommend_weighted", "fusion", "predict_examples",
+              "embed_user", "embed_item")
 
 
 def model_card(module: ServingModule) -> dict[str, Any]:
   """What the model is, for readers without TensorFlow (model_layout)."""
   return {"tasks": json.loads(module._card_tasks),  # pylint: disable=protected-access
-          "ranking": module.fusion.card(), "signatures": list(SIGNATURES)}
+          "ranking": module.fusion_spec.card(),
+          "signatures": list(SIGNATURES)}
 
 
 def save(module: ServingModule, export_dir: str) -> None:

@@ -177,7 +177,7 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
   refresh_state.save_state(export_dir, state["transform_graph"], config,
              state["user_features"], stats, items, users, histories,
              item_text, state["text"], state["top_k"], state["max_k"],
-             module.fusion)
+             module.fusion_spec)
   top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   export.write_warmup_requests(
       export_dir, model_name, user_ids=[top_user, "__unknown_user__"],

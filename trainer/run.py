@@ -368,7 +368,7 @@ def _search_fusion(trained: Mapping[str, Any],
   """(weights, what the search did) on the model trained without vslice."""
   module = _serving_module(trained, catalog_uri, examples_uri, config, top_k,
                            max_k, ranking)[0]
-  spec = module.fusion
+  spec = module.fusion_spec
   values, ids = fusion_search.candidate_table(module, vslice)
   weights, info = fusion_search.search(
       values, ids, vslice.gains, spec.tasks, spec.kinds, spec.weights,
@@ -413,7 +413,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
     refresh_state.save_state(
         export_dir, transform_graph_uri, config, trained["user_features"],
         trained["stats"], items, users, histories, trained["item_text"],
-        text_settings, top_k, max_k, module.fusion)
+        text_settings, top_k, max_k, module.fusion_spec)
     warm_start_lib.save_state(
         model, _vocabulary_files(tft_output, trained["inputs"]), export_dir)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
@@ -439,9 +439,9 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
         "warm_start": (None if trained["warm_start"] is None else {
             k: v for k, v in trained["warm_start"].items() if k != "fresh"}),
         "signatures": list(export.SIGNATURES),
-        "fusion_weights": module.fusion.weight_of(),
-        "fusion_search": ({k: v for k, v in module.fusion.search.items()
-                           if k != "curve"} if module.fusion.search
+        "fusion_weights": module.fusion_spec.weight_of(),
+        "fusion_search": ({k: v for k, v in module.fusion_spec.search.items()
+                           if k != "curve"} if module.fusion_spec.search
                           else None),
         "item_text": bool(item_features_uri),
     }
