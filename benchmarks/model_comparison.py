@@ -242,6 +242,9 @@ def variants(base: TrainerConfig) -> dict[str, Any]:
           "loss_weighting": weighting})
       if cfg != base:  # the shipped one is the "default" row
         out[f"{kind} + {weighting}"] = cfg
+  # No hand tuning: every task at the default weight 1.
+  untuned = [t.model_copy(update={"weight": 1.0}) for t in base.tasks]
+  out["static, weights 1"] = base.model_copy(update={"tasks": untuned})
   return out
 
 

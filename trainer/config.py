@@ -156,8 +156,7 @@ class TrainerConfig(_Strict):
   # `task_weights` (older configs), which then reads back as None.
   tasks: Optional[list[TaskConfig]] = None
   task_weights: Optional[TaskWeights] = None
-  loss_weighting: Literal["static", "uncertainty",
-                          "gradient_similarity"] = "static"
+  loss_weighting: Literal["static", "uncertainty"] = "static"
   shared_layers: SharedLayersConfig = SharedLayersConfig()
   # The last N items before the event feed the query tower (0: none), as a
   # masked mean or through attention with recency embeddings.

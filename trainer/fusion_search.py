@@ -69,9 +69,9 @@ def objective_fn(name: str) -> Callable[[Sequence[str], dict], float]:
   if metric == "ndcg":
     return lambda ranked, gains: M.ndcg_at_k(ranked, set(gains), k)
   if metric == "liked_recall":
-    return lambda ranked, gains: _TMP_liked(ranked, gains, k)
+    return lambda ranked, gains: M.liked_recall_at_k(ranked, gains, k)
   if metric == "graded_ndcg":
-    return lambda ranked, gains: _TMP_graded(ranked, gains, k)
+    return lambda ranked, gains: M.graded_ndcg_at_k(ranked, gains, k)
   raise ValueError(f"unknown objective {name!r}")
 
 
@@ -88,7 +88,7 @@ def evaluate(values: np.ndarray, ids: np.ndarray, gains: Sequence[dict],
   per_user = []
   for row, user_gains in enumerate(gains):
     if objective.startswith("liked_") and not any(
-        g == vs_lib.LIKED_GAIN for g in user_gains.values()):
+        g >= M.LIKED_GAIN for g in user_gains.values()):
       continue
     ranked = [ids[row, c] for c in order[row]
               if np.isfinite(fused[row, c])]
@@ -131,14 +131,3 @@ def search(values: np.ndarray, ids: np.ndarray, gains: Sequence[dict],
       "retrieval_only_objective": score(retrieval_only),
       "chosen_weights": dict(zip(tasks, weights)), "chosen_objective": best,
       "curve": curve}
-
-
-def _TMP_liked(ranked, gains, k):  # TODO(helper A): components.metrics
-  liked = {i for i, g in gains.items() if g >= 2}
-  return M.recall_at_k(ranked, liked, k)
-
-
-def _TMP_graded(ranked, gains, k):  # TODO(helper A): components.metrics
-  dcg = sum(gains.get(x, 0.0) / np.log2(i + 2) for i, x in enumerate(ranked[:k]))
-  ideal = sorted(gains.values(), reverse=True)[:k]
-  return dcg / sum(g / np.log2(i + 2) for i, g in enumerate(ideal))

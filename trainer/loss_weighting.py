@@ -11,6 +11,21 @@
   log(c_i / w_i), so training starts from the static weights; a task with
   weight 0 stays off.
 
+Why uncertainty weighting costs retrieval (docs/design_measurements.md):
+at the optimum of c·e^{-s}·L + s/2 the effective weight is 1/(2L), inversely
+proportional to the loss's level. An in-batch softmax sits near 5-6 nats
+however well it ranks (its floor is the entropy of the next item), a BCE
+near 0.5 and a rating MSE below 1 and falling as the heads fit the training
+ratings, so the ranking tasks end up weighing several times retrieval and
+pull the towers towards memorizing training ratings. A loss's level
+measures the noise of its likelihood only for a Gaussian; for a softmax or a
+Bernoulli it is mostly the task's entropy, so any scheme that normalizes
+losses by their level inverts the tuned weights the same way. Balancing the
+tasks' gradients on the shared towers (GradNorm-like) does not find the
+tuned point either, and nor did scaling each auxiliary task by its gradient
+similarity with retrieval (Du et al. 2018): the tuned 0.1 is a trade-off
+that shows only on held-out data. Static weights stay the default.
+
 Under a tf.distribute strategy each replica adds its share of the loss and
 the gradients are summed, so a term that does not depend on the batch (the
 s_i / 2) is divided by the number of replicas.

@@ -29,13 +29,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components import metrics as M
 from components import schema
 from contracts import artifacts
 from contracts import features as F
 from contracts import records as r
 
-LIKED_GAIN = 2.0
-CONSUMED_GAIN = 1.0
+# The Evaluator's graded relevance (components/metrics.py).
+LIKED_GAIN = M.LIKED_GAIN
+CONSUMED_GAIN = M.CONSUMED_GAIN
 
 
 @dataclasses.dataclass
