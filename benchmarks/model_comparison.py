@@ -47,8 +47,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from components import example_gen  # noqa: E402
-from components import metrics as M  # noqa: E402
 from components import ranking_eval  # noqa: E402
+from components import retrieval_eval  # noqa: E402
 from contracts import records as r  # noqa: E402
 from components import transform  # noqa: E402
 from contracts import features as F  # noqa: E402
@@ -71,6 +71,7 @@ RETRIEVAL_METRICS = ("recall_at_20", "ndcg_at_20", "liked_recall_at_20",
 RETRIEVAL_ORDER = "retrieval_order_"
 METRICS = RETRIEVAL_METRICS + ("rmse", "auc")
 ALL_METRICS = METRICS + tuple(RETRIEVAL_ORDER + m for m in RETRIEVAL_METRICS)
+_NOT_METRICS = ("train_seconds", "epochs", "examples_per_second")
 # The metric each specialist is judged on.
 SPECIALIST_METRIC = {"retrieval only": ("recall_at_20", "ndcg_at_20"),
                      "rating only": ("rmse",), "like only": ("auc",),
@@ -120,17 +121,23 @@ def _positives(examples_uri: str, split: str) -> dict[str, set]:
 class Evaluation:
   """The evaluator's protocol, in-process, for any exported model."""
 
-  def __init__(self, uris: Mapping[str, str]):
+  def __init__(self, uris: Mapping[str, str],
+               tasks: Sequence[ranking_eval.EvalTask] = (
+                   ranking_eval.LEGACY_TASKS)):
+    """tasks: every ranking task a variant may have (their labels are
+    written into the labeled eval examples)."""
     items, _ = artifact_readers.read_catalog(uris["catalog"])
     catalog = set(items[r.ITEM_ID])
     seen = _positives(uris["examples"], "train")
     evals = _positives(uris["examples"], "eval")
-    self._labeled = os.path.join(uris["work_dir"], "eval_labeled.tfrecord")
+    self._labeled = os.path.join(
+        uris["work_dir"], "eval_labeled-" + "-".join(
+            t.name for t in tasks) + ".tfrecord")
     if not os.path.exists(self._labeled):
       users, item_counts = ranking_eval.train_counts(uris["examples"])
       ranking_eval.write_labeled_eval_examples(
           uris["examples"], tft.TFTransformOutput(uris["graph"]),
-          self._labeled, users, item_counts, [5, 20, 100])
+          self._labeled, users, item_counts, [5, 20, 100], list(tasks))
     spec = {k: tf.io.FixedLenFeature([], tf.float32) for k in (
         F.RATING, F.RATING_WEIGHT, F.LIKE, F.LIKE_WEIGHT)}
     ids = {k: tf.io.FixedLenFeature([], tf.string)
@@ -184,25 +191,16 @@ class Evaluation:
           per_user[m].append(metric(ranked, gains))
     return {m: float(np.mean(v)) for m, v in per_user.items()}
 
-  def ranking(self, predict_examples) -> dict:
-    preds = collections.defaultdict(list)
-    for rec in self._examples:
-      for k, v in predict_examples(examples=rec).items():
-        preds[k].append(v.numpy())
-    preds = {k: np.concatenate(v) for k, v in preds.items()}
-    out = {}
-    lab = self._labels
-    if "rating" in preds:
-      w = lab[F.RATING_WEIGHT] > 0
-      out["rmse"] = M.rmse(preds["rating"][w], lab[F.RATING][w])
-    if "p_like" in preds:
-      w = lab[F.LIKE_WEIGHT] > 0
-      out["auc"] = M.auc(preds["p_like"][w], lab[F.LIKE][w])
-    return out
+  def ranking(self, model_dir: str) -> dict:
+    """Every ranking task's metrics, as the Evaluator's slice_metrics
+    computes them (`rmse`/`auc` for the rating and like tasks as well)."""
+    metrics = ranking_eval.slice_metrics({"m": model_dir}, self._labeled)
+    return {k: v for k, v in metrics["m"][retrieval_eval.ALL]
+            .items() if not k.endswith("_example_count")}
 
   def __call__(self, model_dir: str, has_retrieval: bool) -> dict:
     model = tf.saved_model.load(model_dir)
-    out = self.ranking(model.signatures["predict_examples"])
+    out = self.ranking(model_dir)
     if has_retrieval:
       out.update(self.retrieval(model.signatures["recommend_excluding"]))
       card_path = model_layout.model_card_path(model_dir)
@@ -218,6 +216,16 @@ class Evaluation:
               model.signatures["recommend_weighted"],
               retrieval_only).items()})
     return out
+
+
+def eval_tasks(tasks: Sequence[Any]) -> list[ranking_eval.EvalTask]:
+  """The config's ranking tasks as the Evaluator reads them from a card."""
+  out = []
+  for t in tasks:
+    if t.kind in ("regression", "binary", "multilabel"):
+      output = t.name if t.kind == "regression" else f"p_{t.name}"
+      out.append(ranking_eval.EvalTask(t.name, t.kind, t.label, output))
+  return out
 
 
 def variants(base: TrainerConfig) -> dict[str, Any]:
@@ -263,7 +271,7 @@ def run(config_path: str, work_dir: str, seeds: Sequence[int],
   t0 = time.time()
   uris = dict(prepare(config, work_dir), work_dir=work_dir)
   print(f"ExampleGen + Transform ready in {time.time() - t0:.0f}s", flush=True)
-  evaluation = Evaluation(uris)
+  evaluation = Evaluation(uris, eval_tasks(config.trainer.tasks))
   print(f"{len(evaluation.users)} eval users with relevant items", flush=True)
   base = config.trainer
   if epochs:
@@ -293,7 +301,8 @@ def run(config_path: str, work_dir: str, seeds: Sequence[int],
                      task_weights=summary["task_weights"])
       runs.append(metrics)
       print(f"{name} seed {seed}: " + ", ".join(
-          f"{m} {metrics[m]:.4f}" for m in ALL_METRICS if m in metrics) +
+          f"{m} {v:.4f}" for m, v in metrics.items()
+          if isinstance(v, float) and m not in _NOT_METRICS) +
             f"; fusion {metrics.get('fusion_weights')}"
             f" ({summary['epochs']} epochs, {seconds:.0f}s with export)",
             flush=True)
@@ -310,10 +319,14 @@ def summarize(results: Mapping[str, list]) -> dict[str, dict]:
   out = {}
   for name, runs in results.items():
     row = {}
-    for m in ALL_METRICS:
+    # Every metric measured (the ranking tasks' differ between configs).
+    names = [m for m in ALL_METRICS if any(m in x for x in runs)] + sorted(
+        {m for x in runs for m, v in x.items()
+         if m not in ALL_METRICS and m not in _NOT_METRICS and
+         isinstance(v, float)})
+    for m in names:
       values = [x[m] for x in runs if m in x]
-      if values:
-        row[m] = (float(np.mean(values)), float(np.std(values)))
+      row[m] = (float(np.mean(values)), float(np.std(values)))
     row["train_seconds"] = float(np.mean([x["train_seconds"] for x in runs]))
     out[name] = row
   return out

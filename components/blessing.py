@@ -1,17 +1,24 @@
 """The blessing decision: every check, with its numbers, must pass.
 
 Checks come from four places: the config's absolute bounds and the largest
-regression allowed against the serving model (judged by TFMA for the ranking
-metrics, here for the retrieval metrics), the popularity baseline the
-candidate must beat, infra validation, and the structure of the evaluation
-itself (an empty eval split). A missing or NaN value fails its check: the
-evaluator never blesses what it could not measure.
+regression allowed against the serving model (judged by TFMA for the binary
+and regression tasks' metrics, here for the retrieval and multilabel ones),
+the popularity baseline the candidate must beat, infra validation, and the
+structure of the evaluation itself (an empty eval split). A missing or NaN
+value fails its check: the evaluator never blesses what it could not
+measure. Metrics may be named by their legacy aliases (`rmse` for
+`rating_rmse`, components.metrics.LEGACY_ALIASES).
+
+One exception to "no value, no pass": a regression bound on a task the
+serving model does not have (a task this candidate adds). There is nothing
+to regress from, and failing would block every model that adds a task, so
+the check passes when the candidate's own value was measured, and says why.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Collection, Mapping, Optional, Sequence
 
 from components import metrics as M
 from contracts import evaluation_files
@@ -40,13 +47,23 @@ def check(metric: str, kind: str, value: Any, op: str, bound: Any,
           "bound": bound, "passed": bool(ok)}
 
 
+# The metrics TFMA judges when the caller does not say: the old default
+# tasks' (rating regression, like binary).
+LEGACY_TFMA_METRICS = tuple(
+    M.task_metric_names("rating", "regression") +
+    M.task_metric_names("like", "binary"))
+
+
 def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
            popularity: Mapping[str, Any], thresholds: Mapping[str, Any],
            max_regression: Mapping[str, float],
            must_beat_popularity: Sequence[str],
            tfma_failures: Sequence[Mapping[str, Any]] = (),
            infra: Optional[Mapping[str, Any]] = None,
-           eval_users: int = 0) -> list[dict[str, Any]]:
+           eval_users: int = 0,
+           tfma_metrics: Optional[Collection[str]] = None,
+           serving_lacks: Optional[Mapping[str, str]] = None
+           ) -> list[dict[str, Any]]:
   """Returns every check; the model is blessed when all pass.
 
   Args:
@@ -58,39 +75,58 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
     tfma_failures: TFMA's validation failures (ranking metrics).
     infra: the infra validator's result.
     eval_users: users evaluated for retrieval.
+    tfma_metrics: the metric names TFMA judged (None: the legacy tasks').
+    serving_lacks: metric -> why the serving model has no value for it (a
+      task it does not have).
   """
-  failed_by_tfma = {(f["metric"], f["is_diff"]) for f in tfma_failures}
+  judged = set(LEGACY_TFMA_METRICS if tfma_metrics is None else tfma_metrics)
+  lacks = dict(serving_lacks or {})
+  failed_by_tfma = {(M.canonical(f["metric"]), f["is_diff"])
+                    for f in tfma_failures}
+
+  def value_of(metrics: Mapping[str, Any], metric: str) -> Any:
+    return metrics.get(metric, metrics.get(M.canonical(metric),
+                                           float("nan")))
+
   checks = []
   for metric, bounds in sorted(thresholds.items()):
-    value = candidate.get(metric, float("nan"))
+    value = value_of(candidate, metric)
+    name = M.canonical(metric)
     for op, bound in ((">=", bounds.min), ("<=", bounds.max)):
       if bound is None:
         continue
-      if metric in M.RANKING_METRICS:
+      if name in judged:
         checks.append(check(metric, "threshold (TFMA)", value, op, bound,
-                            passed=(metric, False) not in failed_by_tfma and
+                            passed=(name, False) not in failed_by_tfma and
                             _compare(value, op, bound)))
       else:
         checks.append(check(metric, "threshold", value, op, bound))
   if serving is not None:
     for metric, allowed in sorted(max_regression.items()):
-      value, base = candidate.get(metric), serving.get(metric)
+      name = M.canonical(metric)
+      value = value_of(candidate, metric)
+      if name in lacks:
+        checks.append({"metric": metric,
+                       "check": f"regression vs serving: {lacks[name]}",
+                       "value": value, "op": "", "bound": "",
+                       "passed": _finite(value)})
+        continue
+      base = serving.get(metric, serving.get(name))
       higher = M.higher_is_better(metric)
       bound = (base - allowed if higher else base + allowed) if _finite(
           base) else float("nan")
-      kind = "regression vs serving" + (
-          " (TFMA)" if metric in M.RANKING_METRICS else "")
+      kind = "regression vs serving" + (" (TFMA)" if name in judged else "")
       passed = None
-      if metric in M.RANKING_METRICS:
-        passed = (metric, True) not in failed_by_tfma and _compare(
+      if name in judged:
+        passed = (name, True) not in failed_by_tfma and _compare(
             value, ">=" if higher else "<=", bound)
       checks.append(check(metric, kind, value, ">=" if higher else "<=",
                           bound, passed))
   for metric in must_beat_popularity:
     checks.append(check(metric, "beats popularity",
-                        candidate.get(metric, float("nan")),
+                        value_of(candidate, metric),
                         ">" if M.higher_is_better(metric) else "<",
-                        popularity.get(metric, float("nan"))))
+                        value_of(popularity, metric)))
   checks.append(check("eval_users", "non-empty eval split", eval_users, ">",
                       0))
   if infra is not None:

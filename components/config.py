@@ -13,7 +13,9 @@ import datetime
 from typing import Any, Literal, Optional
 
 import pydantic
+import pydantic_core
 
+from components import metrics as M
 from contracts.config import StrictConfig as _Strict
 
 
@@ -78,16 +80,45 @@ class Threshold(_Strict):
   max: Optional[float] = None
 
 
+def metric_name_error(problems: list[tuple[tuple[str, ...], str]],
+                      title: str) -> pydantic_core.ValidationError:
+  """One error per (key path, problem), located at the key itself.
+
+  Raised from a model validator, pydantic prefixes the enclosing sections,
+  so the message names the key (`evaluator.thresholds.click_auc: no task
+  named click`) however the section arrived: a whole file or a KFP
+  parameter (contracts.config.describe_errors).
+  """
+  return pydantic_core.ValidationError.from_exception_data(title, [
+      {"type": pydantic_core.PydanticCustomError("metric_name", "{problem}",
+                                                 {"problem": problem}),
+       "loc": loc, "input": loc[-1]} for loc, problem in problems])
+
+
 class EvaluatorConfig(_Strict):
+  """What the Evaluator measures and what blesses a model.
+
+  Metric names (components/metrics.py): retrieval ones (recall_at_K,
+  ndcg_at_K, hit_rate_at_K, liked_recall_at_K, graded_ndcg_at_K with K one
+  of `ks`; mrr, mean_popularity_at_10, catalog_coverage_at_10) and each
+  ranking task's, `<task>_<metric>` (regression: rmse, mae; binary: auc,
+  log_loss, calibration; multilabel: auc, recall_at_5), with `rmse`, `mae`
+  (task rating) and `auc`, `log_loss` (task like) as aliases. This section
+  checks the shape of every name; pipeline/config.py, which also sees the
+  trainer's tasks, checks that the task exists and has that metric, and
+  that a retrieval metric's K is one of `ks`.
+  """
+
   ks: list[pydantic.PositiveInt] = [10, 20, 50, 100]
-  # Absolute bounds: metric -> {min, max}, e.g. {rmse: {max: 1.0}}. Ranking
-  # metrics (rmse, mae, auc, log_loss) are judged by TFMA; retrieval ones
-  # (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr, ...) by the evaluator.
+  # Absolute bounds: metric -> {min, max}, e.g. {rmse: {max: 1.0}}. Binary
+  # and regression tasks' metrics are judged by TFMA; retrieval and
+  # multilabel ones by the evaluator.
   thresholds: dict[str, Threshold] = {}
   # Largest worsening allowed against the model now serving, per metric, in
   # the metric's own units (e.g. {recall_at_20: 0.01, rmse: 0.02}).
   max_regression: dict[str, pydantic.NonNegativeFloat] = {}
-  # Metrics on which the candidate must beat the popularity baseline.
+  # Metrics on which the candidate must beat the popularity baseline
+  # (retrieval metrics: popularity has no ranking heads).
   must_beat_popularity: list[str] = ["recall_at_20"]
   # Evaluate at most this many eval users (None = all); sampled with a seed.
   max_eval_users: Optional[pydantic.PositiveInt] = None
@@ -98,3 +129,46 @@ class EvaluatorConfig(_Strict):
   # Seed of the eval-user sample; None: example_gen.seed (the pipeline
   # config fills it in, so the section sent to the step is complete).
   seed: Optional[int] = None
+
+  def metric_keys(self) -> list[tuple[tuple[str, ...], str]]:
+    """(key path, metric name) of every metric the section names."""
+    return ([(("thresholds", m), m) for m in self.thresholds] +
+            [(("max_regression", m), m) for m in self.max_regression] +
+            [(("must_beat_popularity", m), m)
+             for m in self.must_beat_popularity])
+
+  def metric_problems(self, tasks: Optional[dict[str, str]] = None
+                      ) -> list[tuple[tuple[str, ...], str]]:
+    """(key path, problem) of every metric name that cannot be judged.
+
+    Args:
+      tasks: the trainer's task name -> kind, to check each name against
+        the tasks and `ks`; None: shapes only (a section built on its own,
+        e.g. EvaluatorConfig(ks=[10]) keeping the default
+        must_beat_popularity, is checked whole where it is composed).
+    """
+    problems = []
+    for loc, metric in self.metric_keys():
+      problem = M.metric_name_problem(
+          metric, None if tasks is None else self.ks, tasks)
+      if problem is None and loc[0] != "thresholds" and not (
+          M.has_direction(metric)):
+        problem = "best at 1, not higher or lower: bound it in thresholds"
+      if problem is None and loc[0] == "must_beat_popularity" and not (
+          M.is_retrieval_metric(metric)):
+        problem = "popularity has no ranking heads: name a retrieval metric"
+      if problem:
+        problems.append((loc, problem))
+    for key in ("thresholds", "max_regression"):
+      for alias, name in M.LEGACY_ALIASES.items():
+        if alias in getattr(self, key) and name in getattr(self, key):
+          problems.append(((key, alias), f"the same metric as {name}: "
+                           "name it once"))
+    return problems
+
+  @pydantic.model_validator(mode="after")
+  def _check_metric_names(self) -> "EvaluatorConfig":
+    problems = self.metric_problems()
+    if problems:
+      raise metric_name_error(problems, type(self).__name__)
+    return self

@@ -1,18 +1,26 @@
 """Evaluator: measures the candidate as it will be served, then decides.
 
+What is measured follows the candidate's model card (its tasks and fused
+ranking stage; a model without a card has the old default tasks).
 Stages, each able to fail without crashing the step (a stage that raises
 becomes a failed check, so the verdict is NOT_BLESSED with the reason):
-  1. retrieval on Beam through `recommend_excluding` (components.retrieval_eval)
-     for the candidate, the model now serving, and popularity;
-  2. ranking heads with TFMA through `predict_examples`, candidate against
-     the serving model, thresholds as TFMA MetricThresholds, and the same
-     metrics per slice (components.ranking_eval);
-  3. infra validation in a fresh process (components.infra_validator);
-  4. the blessing (components.blessing) and the reports (components.report).
+  1. the labeled eval examples: labels and weights from the TFT graph, the
+     one definition of every label (components.ranking_eval);
+  2. retrieval on Beam (components.retrieval_eval): the candidate's served
+     (fused) order through `recommend_excluding`, its retrieval order
+     through `recommend_weighted` (the `candidate_retrieval_order` row,
+     when it has a fused stage), the model now serving, and popularity;
+     relevance and graded gains (liked) from the labeled examples;
+  3. ranking heads with TFMA through `predict_examples`, candidate against
+     the serving model on the tasks both have, thresholds as TFMA
+     MetricThresholds, and every task's metrics per slice (vectorized);
+  4. infra validation in a fresh process (components.infra_validator);
+  5. the blessing (components.blessing) and the reports (components.report).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -36,11 +44,49 @@ BLESSING_FILE = evaluation_files.BLESSING_FILE
 KFP_METRICS_FILE = evaluation_files.KFP_METRICS_FILE
 HISTORY_FILE = evaluation_files.HISTORY_HTML
 TRAINING_HISTORY_FILE = evaluation_files.TRAINING_HISTORY_FILE
+# Rows of the evaluation (metrics.json "overall", the report's columns).
+CANDIDATE = "candidate"  # the served (fused) order: what is blessed
+CANDIDATE_RETRIEVAL_ORDER = "candidate" + retrieval_eval.RETRIEVAL_ORDER_SUFFIX
+SERVING = "serving"
 
 
 def _signatures(model_dir: str) -> set[str]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return set(tf.saved_model.load(model_dir).signatures)
+
+
+def _serving_lacks(tasks: Sequence[Any], serving_tasks: Sequence[Any]
+                   ) -> dict[str, str]:
+  """Metric -> why the serving model has no value to regress from."""
+  names = {t.name: t for t in serving_tasks}
+  out = {}
+  for t in tasks:
+    if t in serving_tasks:
+      continue
+    why = (f"the serving model has no task {t.name}" if t.name not in names
+           else f"the serving model's task {t.name} is not comparable")
+    out.update({m: why for m in t.metric_names()})
+  return out
+
+
+def _add_slices(metrics: dict[str, Any],
+                sliced: dict[str, dict[str, dict[str, float]]]) -> None:
+  """Adds the vectorized slices beside TFMA's overall slice, and to the
+  overall slice what TFMA does not compute (multilabel tasks)."""
+  for name, by_slice in sliced.items():
+    overall_of = by_slice.pop(retrieval_eval.ALL)
+    got = metrics.setdefault(name, {})
+    got.update(by_slice)
+    mine = got.setdefault(retrieval_eval.ALL, {})
+    for metric, value in overall_of.items():
+      mine.setdefault(metric, value)
+
+
+def _fusion(card: dict[str, Any]) -> dict[str, Any]:
+  """The fused stage the candidate serves ({} without one)."""
+  ranking = card.get("ranking") or {}
+  return {k: ranking[k] for k in ("fusion_tasks", "fusion_weights")
+          if k in ranking}
 
 
 def _stage_error(stage: str, e: BaseException) -> dict[str, Any]:
@@ -93,59 +139,108 @@ def run_evaluator(
       serving_model_dir = None
   serving_desc = serving_model_dir or "none (nothing served yet)"
 
+  # What each model is: the candidate's card decides what is measured.
+  card: dict[str, Any] = {}
+  tasks: list[Any] = []
+  serving_tasks: list[Any] = []
+  try:
+    card = ranking_eval.read_model_card(model_dir)
+    tasks = ranking_eval.eval_tasks(card)
+    if serving_model_dir:
+      serving_tasks = ranking_eval.eval_tasks(
+          ranking_eval.read_model_card(serving_model_dir))
+  except Exception as e:  # pylint: disable=broad-except
+    stage_errors.append(_stage_error("model card", e))
+  # A multilabel output's columns are its own transform's vocabulary: the
+  # serving model is measured on such a task only when it is the same.
+  for t in [t for t in serving_tasks if t.kind == "multilabel"]:
+    if not ranking_eval.same_label_vocabulary(model_dir, serving_model_dir,
+                                              t):
+      serving_tasks.remove(t)
+      notes.append(f"task {t.name}: the serving model's {t.label} "
+                   "vocabulary differs; not compared")
+  retrieval_only = retrieval_eval.retrieval_order_weights(card)
+
   # Infra validation runs in its own process: start it first, collect last.
   pending_infra = infra_validator.start(model_dir, config.latency_budget_ms)
   try:
     with artifacts.scratch_dir(evaluation_uri) as scratch:
       items, _ = artifact_readers.read_catalog(catalog_uri)
+
+      labeled: Optional[str] = None
+      n_labeled = 0
+      try:
+        tft_output = tft.TFTransformOutput(transform_graph_uri)
+        users, item_counts = ranking_eval.train_counts(examples_uri)
+        path = os.path.join(scratch, "eval_labeled.tfrecord")
+        n_labeled = ranking_eval.write_labeled_eval_examples(
+            examples_uri, tft_output, path, users, item_counts,
+            config.activity_boundaries,
+            ranking_eval.union_tasks([tasks, serving_tasks]))
+        labeled = path
+      except Exception as e:  # pylint: disable=broad-except
+        stage_errors.append(_stage_error("labeled eval examples", e))
+
       retrieval: dict[str, Any] = {}
-      models = {"candidate": model_dir}
+      models: dict[str, Any] = {CANDIDATE: model_dir}
+      if retrieval_only is not None:
+        models[CANDIDATE_RETRIEVAL_ORDER] = retrieval_eval.Ranker(
+            model_dir, retrieval_only)
       if serving_model_dir:
-        models["serving"] = serving_model_dir
+        models[SERVING] = serving_model_dir
       try:
         retrieval = retrieval_eval.evaluate_retrieval(
             models, examples_uri, items[r.ITEM_ID], items[r.CATEGORIES], ks,
             config.activity_boundaries, scratch, config.max_eval_users, seed,
-            beam_args)
+            beam_args, labeled_path=labeled)
       except Exception as e:  # pylint: disable=broad-except
         stage_errors.append(_stage_error("retrieval evaluation", e))
 
-      ranking: dict[str, Any] = {"metrics": {}, "calibration": [],
-                                 "failures": []}
-      try:
-        tft_output = tft.TFTransformOutput(transform_graph_uri)
-        users, item_counts = ranking_eval.train_counts(examples_uri)
-        labeled = os.path.join(scratch, "eval_labeled.tfrecord")
-        n = ranking_eval.write_labeled_eval_examples(
-            examples_uri, tft_output, labeled, users, item_counts,
-            config.activity_boundaries)
-        if n == 0:
-          raise ValueError("the eval split has no rows")
-        ranking = ranking_eval.run_tfma(
-            model_dir, serving_model_dir, labeled, os.path.join(scratch, "tfma"),
-            config.thresholds, config.max_regression, beam_args)
-        # The overall slice stays TFMA's; the slices are added beside it.
-        for name, by_slice in ranking_eval.slice_metrics(
-            models, labeled).items():
-          by_slice.pop(retrieval_eval.ALL)
-          ranking["metrics"].setdefault(name, {}).update(by_slice)
-      except Exception as e:  # pylint: disable=broad-except
-        stage_errors.append(_stage_error("ranking evaluation (TFMA)", e))
+      ranking: dict[str, Any] = {"metrics": {}, "calibration": {},
+                                 "failures": [], "judged": []}
+      candidate_ranked = False
+      if labeled is not None:
+        try:
+          if n_labeled == 0:
+            raise ValueError("the eval split has no rows")
+          ranking = ranking_eval.run_tfma(
+              model_dir, serving_model_dir, labeled,
+              os.path.join(scratch, "tfma"), config.thresholds,
+              config.max_regression, beam_args, tasks, serving_tasks)
+          _add_slices(ranking["metrics"], ranking_eval.slice_metrics(
+              {CANDIDATE: model_dir}, labeled, {CANDIDATE: tasks}))
+          candidate_ranked = True
+        except Exception as e:  # pylint: disable=broad-except
+          stage_errors.append(_stage_error("ranking evaluation (TFMA)", e))
+        if serving_model_dir and candidate_ranked:
+          # The baseline's own pass: its failure leaves its values missing
+          # (a regression check on them then fails), not the candidate's.
+          try:
+            _add_slices(ranking["metrics"], ranking_eval.slice_metrics(
+                {SERVING: serving_model_dir}, labeled,
+                {SERVING: serving_tasks}))
+          except Exception as e:  # pylint: disable=broad-except
+            notes.append(f"serving model's ranking slices not computed: "
+                         f"{type(e).__name__}: {str(e)[:300]}")
 
       infra = pending_infra.result()
 
       overall = {}
-      for name in ("candidate", "serving", "popularity"):
+      for name in (CANDIDATE, CANDIDATE_RETRIEVAL_ORDER, SERVING,
+                   retrieval_eval.POPULARITY):
         m = dict(retrieval.get(name, {}).get(retrieval_eval.ALL, {}))
         m.update(ranking["metrics"].get(name, {}).get(retrieval_eval.ALL, {}))
         if m:
           overall[name] = m
-      eval_users = int(overall.get("candidate", {}).get("users", 0))
+      eval_users = int(overall.get(CANDIDATE, {}).get("users", 0))
       checks = blessing_lib.decide(
-          overall.get("candidate", {}), overall.get("serving"),
-          overall.get("popularity", {}), config.thresholds,
+          overall.get(CANDIDATE, {}), overall.get(SERVING),
+          overall.get(retrieval_eval.POPULARITY, {}), config.thresholds,
           config.max_regression, config.must_beat_popularity,
-          ranking["failures"], infra, eval_users)
+          ranking["failures"], infra, eval_users,
+          tfma_metrics=[m for t in tasks if t.scalar
+                        for m in t.metric_names()],
+          serving_lacks=_serving_lacks(tasks, serving_tasks))
       checks = [{k: v for k, v in c.items() if k != "traceback"}
                 for c in stage_errors] + checks
       verdict = blessing_lib.verdict(checks)
@@ -162,6 +257,9 @@ def run_evaluator(
           "run_id": run_id, "created_at": created, "verdict": verdict,
           "overall": overall, "retrieval": retrieval,
           "ranking": ranking["metrics"], "calibration": ranking["calibration"],
+          "tasks": [dataclasses.asdict(t) for t in tasks],
+          "fusion": _fusion(card),
+          "retrieval_order_weights": retrieval_only,
           "infra": infra, "serving_baseline": serving_model_dir, "notes": notes,
           "stage_errors": stage_errors,
       }
@@ -172,14 +270,16 @@ def run_evaluator(
         artifacts.write_json_atomic(os.path.join(w.uri, METRICS_FILE), result)
         artifacts.write_json_atomic(
             os.path.join(w.uri, KFP_METRICS_FILE),
-            {k: v for k, v in overall.get("candidate", {}).items()
+            {k: v for k, v in overall.get(CANDIDATE, {}).items()
              if isinstance(v, (int, float))})
         report.write_reports(
             w.uri, run_id=run_id, model_uri=os.path.abspath(model_uri),
             verdict=verdict, checks=checks, overall=overall,
             retrieval=retrieval, ranking=ranking["metrics"],
             calibration=ranking["calibration"], history=history, infra=infra,
-            ks=ks, serving_desc=serving_desc)
+            ks=ks, serving_desc=serving_desc,
+            tasks=[dataclasses.asdict(t) for t in tasks],
+            fusion=result["fusion"])
         if pipeline_root:
           report.write_history(os.path.join(w.uri, HISTORY_FILE), pipeline_root,
                                result)
@@ -187,8 +287,8 @@ def run_evaluator(
           shutil.copytree(os.path.join(scratch, "tfma"),
                           os.path.join(w.uri, "tfma"))
         w.summary = {
-            "candidate": overall.get("candidate", {}),
-            "baselines": {k: v for k, v in overall.items() if k != "candidate"},
+            "candidate": overall.get(CANDIDATE, {}),
+            "baselines": {k: v for k, v in overall.items() if k != CANDIDATE},
             "verdict": verdict,
         }
 

@@ -9,11 +9,30 @@ users who have at least one relevant item left.
   NDCG@K    = Σ_{hits at rank i} 1/log2(i+1)  /  Σ_{i=1..min(K,|relevant|)} 1/log2(i+1)
   HitRate@K = 1 if top-K ∩ relevant is not empty, else 0
   MRR       = 1 / rank of the first relevant item in the ranked list (0 if none)
+
+Value-aware retrieval metrics grade the relevant items: an item the user
+liked (the like label of the transform graph, the definition training uses)
+has gain LIKED_GAIN = 2, one only consumed CONSUMED_GAIN = 1.
+
+  LikedRecall@K = Recall@K over the liked relevant items only (users with at
+                  least one liked relevant item)
+  GradedNDCG@K  = Σ_{i=1..K} gain(item_i)/log2(i+1)  /  the same sum over
+                  the user's relevant gains in the ideal (descending) order
+
+The fusion search (trainer/fusion_search.py) maximizes these same functions
+on its validation slice, so what it tunes is what the Evaluator reports.
+
+Ranking-head metrics are named `<task>_<metric>` after the model's tasks
+(TASK_METRICS per task kind); the unprefixed names of the first two tasks
+(`rmse`, `mae` of the task named rating; `auc`, `log_loss` of the task named
+like) stay as aliases (LEGACY_ALIASES), so older configs and reports keep
+working.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import re
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -55,15 +74,46 @@ def per_user_retrieval(ranked: Sequence, relevant: set,
   return out
 
 
-# Metrics of the ranking heads, judged by TFMA (components.ranking_eval).
-RANKING_METRICS = ("rmse", "mae", "auc", "log_loss")
+# Graded relevance of an eval item: liked (the transform's like label) or
+# only consumed.
+LIKED_GAIN = 2.0
+CONSUMED_GAIN = 1.0
 
-# Direction of every metric the evaluator reports, for regression checks.
-LOWER_IS_BETTER = ("rmse", "mae", "log_loss", "mean_popularity_at_10")
+
+def liked_recall_at_k(ranked: Sequence, gains: Mapping[Any, float],
+                      k: int) -> float:
+  """Recall@K over the liked items of `gains` (item -> gain)."""
+  liked = {item for item, g in gains.items() if g >= LIKED_GAIN}
+  if not liked:
+    raise ValueError("liked recall is undefined without liked items")
+  return recall_at_k(ranked, liked, k)
 
 
-def higher_is_better(metric: str) -> bool:
-  return metric not in LOWER_IS_BETTER
+def graded_ndcg_at_k(ranked: Sequence, gains: Mapping[Any, float],
+                     k: int) -> float:
+  """NDCG@K with graded gains (item -> gain; items not in it gain 0)."""
+  ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+  if not ideal:
+    raise ValueError("NDCG is undefined without relevant items")
+  dcg = sum(gains.get(item, 0.0) / np.log2(i + 2)
+            for i, item in enumerate(ranked[:k]))
+  return float(dcg / sum(g / np.log2(i + 2) for i, g in enumerate(ideal)))
+
+
+def per_user_graded(ranked: Sequence, gains: Mapping[Any, float],
+                    ks: Sequence[int]) -> dict[str, float]:
+  """The value-aware metrics of one user's ranked list.
+
+  liked_recall_at_K is left out for a user without a liked item: it is
+  averaged over the users who have one, not counted as 0 for the others.
+  """
+  has_liked = any(g >= LIKED_GAIN for g in gains.values())
+  out = {}
+  for k in ks:
+    out[f"graded_ndcg_at_{k}"] = graded_ndcg_at_k(ranked, gains, k)
+    if has_liked:
+      out[f"liked_recall_at_{k}"] = liked_recall_at_k(ranked, gains, k)
+  return out
 
 
 def top_k_excluding(scores: np.ndarray, exclude: Sequence[Iterable[int]],
@@ -160,3 +210,167 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
   ranks[order] = np.repeat(avg, counts)
   return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) /
                (n_pos * n_neg))
+
+
+def calibration_ratio(p: np.ndarray, labels: np.ndarray) -> float:
+  """Σ predicted / Σ observed (TFMA's `calibration`): 1 is calibrated.
+
+  NaN without positives (or rows): the ratio is undefined, not infinite.
+  """
+  p = np.asarray(p, np.float64)
+  labels = np.asarray(labels, np.float64)
+  total = labels.sum()
+  if p.size == 0 or total == 0:
+    return float("nan")
+  return float(p.sum() / total)
+
+
+def multi_hot(indices: Sequence[Sequence[int]], width: int) -> np.ndarray:
+  """[rows, width] bool: row n is True at indices[n] (a label's classes)."""
+  out = np.zeros((len(indices), width), bool)
+  for row, cols in enumerate(indices):
+    cols = np.asarray(cols, np.int64)
+    if cols.size and (cols.min() < 0 or cols.max() >= width):
+      raise ValueError(f"label index outside [0, {width}) in row {row}")
+    out[row, cols] = True
+  return out
+
+
+def multilabel_auc(p: np.ndarray, labels: np.ndarray) -> float:
+  """ROC AUC over every (example, label) pair: the micro average.
+
+  Args:
+    p: [examples, labels] predicted probabilities.
+    labels: [examples, labels] multi-hot truth.
+  """
+  return auc(np.reshape(p, [-1]), np.reshape(labels, [-1]))
+
+
+def multilabel_recall_at_k(p: np.ndarray, labels: np.ndarray,
+                           k: int) -> float:
+  """Mean share of an example's labels among its k most probable ones.
+
+  Over the examples with at least one label (NaN without any); among equal
+  probabilities the lower label index ranks first, as in top_k_excluding.
+  """
+  p = np.asarray(p, np.float64)
+  labels = np.asarray(labels, bool)
+  has = labels.any(axis=1)
+  if not has.any():
+    return float("nan")
+  p, labels = p[has], labels[has]
+  top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+  hits = np.take_along_axis(labels, top, axis=1).sum(axis=1)
+  return float(np.mean(hits / labels.sum(axis=1)))
+
+
+# Metric names. Retrieval metrics: recall_at_K, ... (K one of evaluator.ks),
+# and the fixed names below. A ranking task's metrics: `<task>_<metric>`.
+RETRIEVAL_AT_K = ("recall", "ndcg", "hit_rate", "liked_recall",
+                  "graded_ndcg")
+RETRIEVAL_FIXED = ("mrr", "mean_popularity_at_10", "catalog_coverage_at_10")
+_RETRIEVAL_AT_K = re.compile(
+    r"(" + "|".join(RETRIEVAL_AT_K) + r")_at_([0-9]+)")
+MULTILABEL_K = 5  # interest_recall_at_5: the event item's labels in the top 5
+TASK_METRICS = {
+    "regression": ("rmse", "mae"),
+    "binary": ("auc", "log_loss", "calibration"),
+    "multilabel": ("auc", f"recall_at_{MULTILABEL_K}"),
+}
+# Kinds whose metrics TFMA judges (components.ranking_eval); a multilabel
+# task's are computed by the vectorized path only (ranking_eval says why).
+SCALAR_KINDS = ("regression", "binary")
+# The unprefixed names of the default tasks (rating, like), kept as aliases.
+LEGACY_ALIASES = {"rmse": "rating_rmse", "mae": "rating_mae",
+                  "auc": "like_auc", "log_loss": "like_log_loss"}
+_LOWER_IS_BETTER = ("rmse", "mae", "log_loss")
+# Best at 1, not at either end: bounds only, no "better" to regress from.
+_TWO_SIDED = ("calibration",)
+
+
+def canonical(metric: str) -> str:
+  """A metric's own name (an alias resolved: `rmse` -> `rating_rmse`)."""
+  return LEGACY_ALIASES.get(metric, metric)
+
+
+def with_aliases(metrics: Mapping[str, Any]) -> dict[str, Any]:
+  """`metrics` plus the legacy alias of every canonical name present."""
+  out = dict(metrics)
+  for alias, name in LEGACY_ALIASES.items():
+    if name in out and alias not in out:
+      out[alias] = out[name]
+  return out
+
+
+def task_metric_names(task: str, kind: str) -> list[str]:
+  """The metric names of one ranking task ([] for retrieval)."""
+  return [f"{task}_{m}" for m in TASK_METRICS.get(kind, ())]
+
+
+def _ends_with(metric: str, suffixes: Sequence[str]) -> bool:
+  metric = canonical(metric)
+  return any(metric == s or metric.endswith("_" + s) for s in suffixes)
+
+
+def higher_is_better(metric: str) -> bool:
+  """Direction of a metric, for regression checks and popularity."""
+  if metric == "mean_popularity_at_10":
+    return False
+  return not _ends_with(metric, _LOWER_IS_BETTER)
+
+
+def has_direction(metric: str) -> bool:
+  """False for metrics that are best at a value, not at an end."""
+  return not _ends_with(metric, _TWO_SIDED)
+
+
+def is_retrieval_metric(metric: str) -> bool:
+  return metric in RETRIEVAL_FIXED or bool(_RETRIEVAL_AT_K.fullmatch(metric))
+
+
+def metric_name_problem(metric: str, ks: Optional[Sequence[int]] = None,
+                        tasks: Optional[Mapping[str, str]] = None
+                        ) -> Optional[str]:
+  """Why `metric` names nothing the Evaluator reports; None if it does.
+
+  Args:
+    metric: a name from the evaluator config.
+    ks: evaluator.ks, which a retrieval metric's K must be one of; None:
+      any K.
+    tasks: task name -> kind; None checks the name's shape only (the
+      evaluator section alone does not know the trainer's tasks).
+  """
+  if metric in RETRIEVAL_FIXED:
+    return None
+  match = _RETRIEVAL_AT_K.fullmatch(metric)
+  if match:
+    k = int(match.group(2))
+    return None if ks is None or k in ks else (
+        f"K={k} is not one of evaluator.ks {sorted(ks)}")
+  if metric in LEGACY_ALIASES:
+    problem = metric_name_problem(LEGACY_ALIASES[metric], ks, tasks)
+    return problem and f"{metric} is {LEGACY_ALIASES[metric]}: {problem}"
+  suffixes = sorted({m for ms in TASK_METRICS.values() for m in ms},
+                    key=len, reverse=True)
+  for suffix in suffixes:
+    task = metric[:-len(suffix) - 1]
+    if not (metric.endswith("_" + suffix) and task):
+      continue
+    if tasks is None:
+      return None
+    if task not in tasks:
+      return f"no task named {task}"
+    kind = tasks[task]
+    names = task_metric_names(task, kind)
+    if metric in names:
+      return None
+    if not names:
+      return (f"task {task} is a {kind} task: name its metrics without the "
+              f"task (recall_at_K, ndcg_at_K, ...)")
+    return f"task {task} is {kind}: its metrics are {', '.join(names)}"
+  return ("unknown metric; retrieval: " +
+          ", ".join(f"{m}_at_K" for m in RETRIEVAL_AT_K) +
+          " (K in evaluator.ks), " + ", ".join(RETRIEVAL_FIXED) +
+          "; ranking: <task>_<metric> (regression: rmse, mae; binary: auc, "
+          "log_loss, calibration; multilabel: auc, "
+          f"recall_at_{MULTILABEL_K})")

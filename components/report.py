@@ -3,7 +3,13 @@
 The HTML report has its charts inline as SVG (matplotlib), so it can be
 mailed, attached to a KFP run or opened from a bucket with nothing else
 beside it. It leads with the verdict and the checks, then compares the
-candidate with its baselines, slices, calibration and training losses.
+candidate with its baselines, its served (fused) order with its own
+retrieval order, every ranking task's metrics, slices, calibration per
+binary task and training losses.
+
+Charts put only metrics of one direction on an axis (higher is better, or
+lower is better); a metric best at a value (calibration, best at 1) is in
+the tables only.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import datetime
 import io
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import jinja2
 import matplotlib
@@ -19,11 +25,18 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from components import metrics as M
 from contracts import evaluation_files
 from contracts import run_record
 
-COLORS = {"candidate": "#1f77b4", "serving": "#ff7f0e",
-          "popularity": "#7f7f7f"}
+CANDIDATE = "candidate"
+RETRIEVAL_ORDER = "candidate_retrieval_order"
+COLORS = {CANDIDATE: "#1f77b4", "serving": "#ff7f0e",
+          "popularity": "#7f7f7f", RETRIEVAL_ORDER: "#17becf"}
+MODEL_ORDER = (CANDIDATE, RETRIEVAL_ORDER, "serving", "popularity")
+# The tasks of a model exported before model cards.
+LEGACY_TASKS = ({"name": "rating", "kind": "regression"},
+                {"name": "like", "kind": "binary"})
 
 
 def _svg(fig) -> str:
@@ -36,6 +49,7 @@ def _svg(fig) -> str:
 
 def bar_chart(title: str, metrics: Sequence[str],
               models: Mapping[str, Mapping[str, float]]) -> str:
+  """Grouped bars; `metrics` must share a direction (say it in `title`)."""
   fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(metrics) + 2), 3.2))
   names = [m for m in models if models[m]]
   width = 0.8 / max(1, len(names))
@@ -51,15 +65,16 @@ def bar_chart(title: str, metrics: Sequence[str],
   return _svg(fig)
 
 
-def calibration_chart(buckets: Sequence[Mapping[str, float]]) -> str:
+def calibration_chart(buckets: Sequence[Mapping[str, float]],
+                      task: str = "like") -> str:
   fig, ax = plt.subplots(figsize=(4, 4))
   ax.plot([0, 1], [0, 1], "--", color="#999", label="perfect")
   ax.plot([b["mean_predicted"] for b in buckets],
           [b["observed_rate"] for b in buckets], "o-",
-          color=COLORS["candidate"], label="candidate")
-  ax.set_xlabel("mean predicted p_like")
-  ax.set_ylabel("observed like rate")
-  ax.set_title("Calibration of p_like")
+          color=COLORS[CANDIDATE], label=CANDIDATE)
+  ax.set_xlabel(f"mean predicted p_{task}")
+  ax.set_ylabel(f"observed {task} rate")
+  ax.set_title(f"Calibration of p_{task}")
   ax.legend(fontsize=8)
   return _svg(fig)
 
@@ -76,17 +91,44 @@ def loss_chart(history: Mapping[str, Sequence[float]]) -> str:
   return _svg(fig)
 
 
+def _value(metrics: Mapping[str, Any], name: str) -> Any:
+  """A metric by its name, else by its legacy alias (older evaluations)."""
+  if name in metrics:
+    return metrics[name]
+  for alias, canonical in M.LEGACY_ALIASES.items():
+    if canonical == name and alias in metrics:
+      return metrics[alias]
+  return float("nan")
+
+
+def direction_groups(metrics: Sequence[str]
+                     ) -> list[tuple[str, list[str]]]:
+  """("higher is better", [...]), ("lower is better", [...]): what may
+  share an axis. Empty groups and metrics without a direction are left
+  out."""
+  groups = [(title, [m for m in metrics if M.has_direction(m) and
+                     M.higher_is_better(m) == higher])
+            for title, higher in (("higher is better", True),
+                                  ("lower is better", False))]
+  return [(t, ms) for t, ms in groups if ms]
+
+
 def trend_chart(runs: Sequence[Mapping[str, Any]],
                 metrics: Sequence[str]) -> str:
-  fig, ax = plt.subplots(figsize=(6, 3.2))
-  for m in metrics:
-    ax.plot(range(1, len(runs) + 1),
-            [r["metrics"].get(m, float("nan")) for r in runs], "o-", label=m)
-  ax.set_xticks(range(1, len(runs) + 1))
-  ax.set_xticklabels([r["run_id"][-13:] for r in runs], rotation=30,
-                     ha="right", fontsize=7)
-  ax.set_title("Key metrics across runs")
-  ax.legend(fontsize=8)
+  """One panel per direction: higher-is-better, then lower-is-better."""
+  groups = direction_groups(metrics)
+  fig, axes = plt.subplots(1, max(1, len(groups)),
+                           figsize=(6 * max(1, len(groups)), 3.2),
+                           squeeze=False)
+  for ax, (title, group) in zip(axes[0], groups):
+    for m in group:
+      ax.plot(range(1, len(runs) + 1),
+              [_value(r["metrics"], m) for r in runs], "o-", label=m)
+    ax.set_xticks(range(1, len(runs) + 1))
+    ax.set_xticklabels([r["run_id"][-13:] for r in runs], rotation=30,
+                       ha="right", fontsize=7)
+    ax.set_title(f"Key metrics across runs ({title})")
+    ax.legend(fontsize=8)
   return _svg(fig)
 
 
@@ -126,19 +168,33 @@ tr.fail td{background:#fdecea} .charts{display:flex;flex-wrap:wrap;gap:16px}
 </table>
 <h2>Candidate against baselines</h2>
 <div class="charts">{% for svg in comparison_charts %}<div class="chart">{{ svg|safe }}</div>{% endfor %}</div>
-<table><tr><th class="l">metric</th>{% for m in model_names %}<th>{{ m }}</th>{% endfor %}</tr>
+<table id="overall"><tr><th class="l">metric</th>{% for m in model_names %}<th>{{ m }}</th>{% endfor %}</tr>
 {% for metric in overall_metrics %}<tr><td class="l">{{ metric }}</td>{% for m in model_names %}<td>{{ overall[m].get(metric, '')|fmt }}</td>{% endfor %}</tr>{% endfor %}
 </table>
+{% if alias_note %}<p>{{ alias_note }}</p>{% endif %}
+{% if order_rows %}<h2>Served (fused) order against the retrieval order</h2>
+<p>The candidate as served ({{ fusion_desc }}) and the same model's retrieval order (recommend_weighted: weight 1 on retrieval, 0 on every ranking task), on the same users.</p>
+<div class="charts"><div class="chart">{{ order_svg|safe }}</div></div>
+<table id="orders"><tr><th class="l">metric</th><th>fused (served)</th><th>retrieval order</th><th>fused − retrieval</th><th class="l">better</th></tr>
+{% for row in order_rows %}<tr><td class="l">{{ row.metric }}</td><td>{{ row.fused|fmt }}</td><td>{{ row.retrieval|fmt }}</td><td>{{ row.diff|fmt }}</td><td class="l">{{ row.better }}</td></tr>{% endfor %}
+</table>{% endif %}
+<h2>Ranking tasks</h2>
+<p>Each task on the eval rows its label covers (TFMA for binary and regression tasks; multilabel tasks computed directly).</p>
+<div class="charts">{% for svg in ranking_charts %}<div class="chart">{{ svg|safe }}</div>{% endfor %}</div>
+<table id="ranking"><tr><th class="l">task</th><th class="l">kind</th><th class="l">metric</th>{% for m in ranking_models %}<th>{{ m }}</th>{% endfor %}<th class="l">better</th></tr>
+{% for row in ranking_rows %}<tr><td class="l">{{ row.task }}</td><td class="l">{{ row.kind }}</td><td class="l">{{ row.metric }}</td>{% for m in ranking_models %}<td>{{ row['values'][m]|fmt }}</td>{% endfor %}<td class="l">{{ row.better }}</td></tr>{% endfor %}
+</table>
 <h2>Slices</h2>
-<p>Retrieval: users with at least one relevant item in the slice. Ranking: eval rows in the slice (TFMA).</p>
+<p>Retrieval: users with at least one relevant item in the slice. Ranking: eval rows in the slice.</p>
 <table id="slices"><tr><th class="l">slice</th><th>users</th>{% for c in slice_columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for row in slice_rows %}<tr><td class="l">{{ row.name }}</td><td>{{ row.users }}</td>{% for c in slice_columns %}<td>{{ row.cells.get(c, '')|fmt }}</td>{% endfor %}</tr>{% endfor %}
 </table>
 <h2>Calibration</h2>
-<div class="charts"><div class="chart">{{ calibration_svg|safe }}</div>
+{% for c in calibrations %}<h3>{{ c.task }}</h3>
+<div class="charts"><div class="chart">{{ c.svg|safe }}</div>
 <table><tr><th>bucket</th><th>rows</th><th>mean predicted</th><th>observed</th></tr>
-{% for b in calibration %}<tr><td>{{ '%.1f–%.1f'|format(b.lower, b.upper) }}</td><td>{{ b.count|int }}</td><td>{{ b.mean_predicted|fmt }}</td><td>{{ b.observed_rate|fmt }}</td></tr>{% endfor %}
-</table></div>
+{% for b in c.buckets %}<tr><td>{{ '%.1f–%.1f'|format(b.lower, b.upper) }}</td><td>{{ b.count|int }}</td><td>{{ b.mean_predicted|fmt }}</td><td>{{ b.observed_rate|fmt }}</td></tr>{% endfor %}
+</table></div>{% else %}<p>No binary task.</p>{% endfor %}
 <h2>Training</h2>
 <div class="charts"><div class="chart">{{ loss_svg|safe }}</div></div>
 <h2>Infra validation</h2>
@@ -157,7 +213,19 @@ Run `{{ run_id }}` · model `{{ model_uri }}` · serving baseline: {{ serving_de
 | metric | {% for m in model_names %}{{ m }} | {% endfor %}
 |---|{% for m in model_names %}---|{% endfor %}
 {% for metric in overall_metrics %}| {{ metric }} | {% for m in model_names %}{{ overall[m].get(metric, '')|fmt }} | {% endfor %}
-{% endfor %}""")
+{% endfor %}{% if alias_note %}
+{{ alias_note }}
+{% endif %}{% if order_rows %}
+Served (fused: {{ fusion_desc }}) against the same model's retrieval order:
+
+| retrieval metric | fused (served) | retrieval order | fused − retrieval | better |
+|---|---|---|---|---|
+{% for row in order_rows %}| {{ row.metric }} | {{ row.fused|fmt }} | {{ row.retrieval|fmt }} | {{ row.diff|fmt }} | {{ row.better }} |
+{% endfor %}{% endif %}{% if ranking_rows %}
+| task | kind | ranking metric | {% for m in ranking_models %}{{ m }} | {% endfor %}better |
+|---|---|---|{% for m in ranking_models %}---|{% endfor %}---|
+{% for row in ranking_rows %}| {{ row.task }} | {{ row.kind }} | {{ row.metric }} | {% for m in ranking_models %}{{ row['values'][m]|fmt }} | {% endfor %}{{ row.better }} |
+{% endfor %}{% endif %}""")
 
 
 def _slice_rows(retrieval: Mapping[str, Any], ranking: Mapping[str, Any],
@@ -185,28 +253,129 @@ def _slice_rows(retrieval: Mapping[str, Any], ranking: Mapping[str, Any],
   return rows
 
 
+def _better(metric: str) -> str:
+  if not M.has_direction(metric):
+    return "closer to 1"
+  return "higher" if M.higher_is_better(metric) else "lower"
+
+
+def _num(v: Any) -> Optional[float]:
+  return float(v) if isinstance(v, (int, float)) and not isinstance(
+      v, bool) else None
+
+
+def _order_rows(overall: Mapping[str, Mapping[str, Any]],
+                ks: Sequence[int]) -> list[dict[str, Any]]:
+  """The fused and the retrieval order, metric by metric."""
+  fused, plain = overall.get(CANDIDATE, {}), overall.get(RETRIEVAL_ORDER, {})
+  if not plain:
+    return []
+  names = [f"{m}_at_{k}" for m in ("recall", "ndcg", "graded_ndcg",
+                                   "liked_recall") for k in ks]
+  names += ["mrr", "catalog_coverage_at_10", "mean_popularity_at_10"]
+  rows = []
+  for name in names:
+    a, b = _num(fused.get(name)), _num(plain.get(name))
+    if a is None and b is None:
+      continue
+    rows.append({"metric": name, "fused": fused.get(name, ""),
+                 "retrieval": plain.get(name, ""),
+                 "diff": a - b if a is not None and b is not None else "",
+                 "better": _better(name)})
+  return rows
+
+
+def _ranking_rows(tasks: Sequence[Mapping[str, Any]],
+                  overall: Mapping[str, Mapping[str, Any]],
+                  models: Sequence[str]) -> list[dict[str, Any]]:
+  rows = []
+  for t in tasks:
+    for metric in M.task_metric_names(t["name"], t["kind"]):
+      rows.append({"task": t["name"], "kind": t["kind"], "metric": metric,
+                   "values": {m: overall.get(m, {}).get(metric, "")
+                              for m in models},
+                   "better": _better(metric)})
+  return rows
+
+
+def _ranking_charts(tasks: Sequence[Mapping[str, Any]],
+                    models: Mapping[str, Mapping[str, Any]]) -> list[str]:
+  """One chart per direction: AUCs and recalls, then errors and losses."""
+  names = [m for t in tasks for m in M.task_metric_names(t["name"], t["kind"])]
+  return [bar_chart(f"Ranking tasks: {title}", group, models)
+          for title, group in direction_groups(names)]
+
+
 def write_reports(directory: str, *, run_id: str, model_uri: str,
                   verdict: str, checks: Sequence[Mapping[str, Any]],
                   overall: Mapping[str, Mapping[str, float]],
                   retrieval: Mapping[str, Any], ranking: Mapping[str, Any],
-                  calibration: Sequence[Mapping[str, float]],
+                  calibration: Union[Mapping[str, Sequence[Mapping[str, float]]],
+                                     Sequence[Mapping[str, float]]],
                   history: Mapping[str, Sequence[float]],
                   infra: Optional[Mapping[str, Any]], ks: Sequence[int],
-                  serving_desc: str) -> dict[str, str]:
-  """Writes report.html and summary.md into `directory`; returns paths."""
-  model_names = [m for m in ("candidate", "serving", "popularity")
-                 if overall.get(m)]
+                  serving_desc: str,
+                  tasks: Optional[Sequence[Mapping[str, Any]]] = None,
+                  fusion: Optional[Mapping[str, Any]] = None
+                  ) -> dict[str, str]:
+  """Writes report.html and summary.md into `directory`; returns paths.
+
+  Args:
+    calibration: binary task -> calibration buckets (a plain list: the
+      like task's, as older evaluations wrote it).
+    tasks: the candidate's ranking tasks ({name, kind}); None: rating and
+      like, the tasks of a model without a model card.
+    fusion: the candidate's fused stage (fusion_tasks, fusion_weights).
+  """
+  tasks = list(LEGACY_TASKS if tasks is None else tasks)
+  if not isinstance(calibration, Mapping):
+    calibration = {"like": calibration} if calibration else {}
+  model_names = [m for m in MODEL_ORDER if overall.get(m)]
   k_mid = sorted(ks)[len(ks) // 2]
+  present = {k for m in model_names for k in overall[m]}
+  # An alias is shown under its own name only when that name is missing.
+  shown_aliases = {a for a, c in M.LEGACY_ALIASES.items()
+                   if a in present and c not in present}
+  overall_metrics = sorted(
+      k for k in present if not k.endswith("example_count") and
+      k not in ("users", "liked_users") and
+      (k not in M.LEGACY_ALIASES or k in shown_aliases))
+  hidden = sorted(set(M.LEGACY_ALIASES) & present - shown_aliases)
+  alias_note = ("Also in metrics.json under their older names: " + ", ".join(
+      f"{a} = {M.LEGACY_ALIASES[a]}" for a in hidden) + ".") if hidden else ""
+
+  baselines = {m: overall[m] for m in model_names if m != RETRIEVAL_ORDER}
   retrieval_metrics = [f"{m}_at_{k}" for m in ("recall", "ndcg")
                        for k in ks] + ["mrr"]
-  ranking_metrics = ["rmse", "mae", "auc", "log_loss"]
-  overall_metrics = sorted({k for m in model_names for k in overall[m]
-                            if not k.endswith("example_count") and k != "users"})
-  charts = [bar_chart("Retrieval (full catalog)", retrieval_metrics, overall)]
-  ranking_models = {m: overall[m] for m in model_names if m != "popularity"}
-  charts.append(bar_chart("Ranking heads", ranking_metrics, ranking_models))
+  charts = [bar_chart("Retrieval, full catalog (higher is better)",
+                      retrieval_metrics, baselines)]
+  graded = [f"{m}_at_{k}" for m in ("graded_ndcg", "liked_recall")
+            for k in ks if f"{m}_at_{k}" in present]
+  if graded:
+    charts.append(bar_chart(
+        "Value-aware retrieval: liked 2, consumed 1 (higher is better)",
+        graded, baselines))
+  ranking_models = [m for m in (CANDIDATE, "serving") if overall.get(m)]
+  ranking_charts = _ranking_charts(
+      tasks, {m: overall[m] for m in ranking_models})
+  order_rows = _order_rows(overall, ks)
+  order_svg = bar_chart(
+      "Served (fused) vs retrieval order (higher is better)",
+      [r["metric"] for r in order_rows if r["better"] == "higher" and
+       r["metric"] != "catalog_coverage_at_10"],
+      {m: overall[m] for m in (CANDIDATE, RETRIEVAL_ORDER)}) if (
+          order_rows) else ""
+  fusion = fusion or {}
+  fusion_desc = ", ".join(
+      f"{t} {w:g}" for t, w in zip(fusion.get("fusion_tasks") or (),
+                                   fusion.get("fusion_weights") or ()))
+  fusion_desc = f"fusion weights {fusion_desc}" if fusion_desc else "fused"
+
+  headline = {"regression": "rmse", "binary": "auc", "multilabel": "auc"}
   slice_columns = [f"recall_at_{k_mid}", f"ndcg_at_{k_mid}",
-                   f"popularity recall_at_{k_mid}", "rmse", "auc"]
+                   f"popularity recall_at_{k_mid}"] + [
+                       f"{t['name']}_{headline[t['kind']]}" for t in tasks
+                       if t["kind"] in headline]
   infra_desc = "not run" if infra is None else (
       ("passed" if infra["passed"] else "FAILED") + "; latency " +
       ", ".join(f"{s} p50 {v['p50_ms']:.1f} ms / p95 {v['p95_ms']:.1f} ms"
@@ -217,10 +386,14 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
               if not c["passed"]],
       overall=overall, model_names=model_names,
       overall_metrics=overall_metrics, comparison_charts=charts,
-      slice_columns=slice_columns,
+      alias_note=alias_note, order_rows=order_rows, order_svg=order_svg,
+      fusion_desc=fusion_desc, ranking_models=ranking_models,
+      ranking_rows=_ranking_rows(tasks, overall, ranking_models),
+      ranking_charts=ranking_charts, slice_columns=slice_columns,
       slice_rows=_slice_rows(retrieval, ranking, slice_columns),
-      calibration=calibration,
-      calibration_svg=calibration_chart(calibration) if calibration else "",
+      calibrations=[{"task": task, "buckets": buckets,
+                     "svg": calibration_chart(buckets, task)}
+                    for task, buckets in calibration.items() if buckets],
       loss_svg=loss_chart(history) if history else "",
       infra_desc=infra_desc, serving_desc=serving_desc,
       generated=datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -234,7 +407,9 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
   return paths
 
 
-KEY_METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc")
+# Legacy names: an older evaluation has only these, a newer one both.
+KEY_METRICS = ("recall_at_20", "ndcg_at_20", "graded_ndcg_at_20",
+               "liked_recall_at_20", "rmse", "auc")
 
 
 def write_history(path: str, pipeline_root: str, current: Mapping[str, Any]

@@ -2,24 +2,39 @@
 
 For every eval user, each model is asked for its top max(K) items through the
 SavedModel's `recommend_excluding` signature (the items the user consumed in
-training excluded), i.e. exactly what serving would return. The popularity
-baseline ranks the same catalog by training-interaction counts with the same
-exclusions. Per-user metrics are averaged per slice in Beam, so the step
-scales with the runner like ExampleGen does.
+training excluded), i.e. exactly what serving would return: for a model with
+a fused second stage, the fused order. The same model's retrieval order
+(`recommend_weighted` with weight 1 on the retrieval term and 0 on every
+ranking task) can be measured beside it as a model of its own
+(`Ranker.fusion_weights`), on the same users. The popularity baseline ranks
+the same catalog by training-interaction counts with the same exclusions.
+Per-user metrics are averaged per slice in Beam, so the step scales with the
+runner like ExampleGen does.
+
+Relevance: the user's consumed eval items, in the catalog, not consumed in
+training. Each carries a graded gain (components.metrics: liked 2, else 1)
+for liked_recall_at_K and graded_ndcg_at_K. "Liked" is the like label of the
+transform graph, the definition training uses, so the events are read from
+the Evaluator's labeled eval examples
+(components.ranking_eval.write_labeled_eval_examples) when it has them;
+from the raw eval split otherwise, without the graded metrics.
 
 Slices: all users; user activity bucket (training interactions); new users
 (no training history); cold and warm items (relevant items with and without
 training interactions); and each item category (relevant items of that
 category).
-Only users with at least one relevant item in a slice count for it.
+Only users with at least one relevant item in a slice count for it, and a
+metric defined over fewer users (liked recall: users with a liked item) is
+averaged over those it is defined for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -28,11 +43,45 @@ import numpy as np
 from contracts import artifacts
 from components import beam_runtime
 from components import metrics as M
+from contracts import features as F
 from contracts import records as r
 
 POPULARITY = "popularity"
 ALL = "all"
 SIGNATURE = "recommend_excluding"
+WEIGHTED_SIGNATURE = "recommend_weighted"
+# The row of the candidate's retrieval order (the fused one is `candidate`).
+RETRIEVAL_ORDER_SUFFIX = "_retrieval_order"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranker:
+  """A SavedModel's ranking: its served (fused) order, or with
+  `fusion_weights` (the model card's fusion_tasks order) the order
+  `recommend_weighted` gives with those weights."""
+
+  model_dir: str
+  fusion_weights: Optional[tuple[float, ...]] = None
+
+
+def retrieval_order_weights(card: Mapping[str, Any]
+                            ) -> Optional[tuple[float, ...]]:
+  """The fusion weights that give a model's retrieval order, or None when
+  its served order is already that (no fused ranking tasks) or it cannot
+  be asked for it (no recommend_weighted).
+
+  The fusion's first term is the retrieval score (trainer/fusion.py); it is
+  named after the retrieval task, or "retrieval" when the model has none.
+  """
+  ranking = card.get("ranking") or {}
+  fused = list(ranking.get("fusion_tasks") or ())
+  if len(fused) < 2 or WEIGHTED_SIGNATURE not in (card.get("signatures")
+                                                  or ()):
+    return None
+  kinds = {t.get("name"): t.get("kind") for t in card.get("tasks") or ()}
+  if kinds.get(fused[0], "retrieval") != "retrieval":
+    return None
+  return tuple(1.0 if i == 0 else 0.0 for i in range(len(fused)))
 
 
 def activity_bucket(n: int, boundaries: Sequence[int]) -> str:
@@ -48,6 +97,7 @@ def activity_bucket(n: int, boundaries: Sequence[int]) -> str:
 
 
 def _parse_event(record: bytes):
+  """(user, item) of a consumed event of the raw split."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   f = tf.train.Example.FromString(record).features.feature
   user = f[r.USER_ID].bytes_list.value[0].decode()
@@ -57,11 +107,41 @@ def _parse_event(record: bytes):
     yield user, item
 
 
+def _parse_labeled_event(record: bytes):
+  """(user, (item, gain)) of a consumed event of the labeled eval file.
+
+  Consumed and liked as the transform graph labels them: the retrieval
+  weight (click > 0) and like_label where like_weight says it is known.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  f = tf.train.Example.FromString(record).features.feature
+
+  def value(key: str) -> float:
+    return f[key].float_list.value[0] if key in f else 0.0
+
+  if value(F.RETRIEVAL_WEIGHT) > 0:
+    liked = value(F.LIKE) > 0.5 and value(F.LIKE_WEIGHT) > 0
+    yield (f[r.USER_ID].bytes_list.value[0].decode(),
+           (f[r.ITEM_ID].bytes_list.value[0].decode(),
+            M.LIKED_GAIN if liked else M.CONSUMED_GAIN))
+
+
 def _read_positives(p, label: str, pattern: str):
   return (p
           | f"Read{label}" >> beam.io.ReadFromTFRecord(
               pattern, compression_type=CompressionTypes.GZIP)
           | f"Parse{label}" >> beam.FlatMap(_parse_event))
+
+
+def _read_graded(p, labeled_path: Optional[str], pattern: str):
+  """(user, (item, gain)) of the eval events; gain None when ungraded."""
+  if labeled_path is None:
+    return (_read_positives(p, "Eval", pattern)
+            | "Ungraded" >> beam.Map(lambda ui: (ui[0], (ui[1], None))))
+  return (p
+          | "ReadEval" >> beam.io.ReadFromTFRecord(
+              labeled_path, compression_type=CompressionTypes.UNCOMPRESSED)
+          | "ParseEval" >> beam.FlatMap(_parse_labeled_event))
 
 
 def _keep(user: str, seed: int, fraction: float) -> bool:
@@ -72,10 +152,10 @@ def _keep(user: str, seed: int, fraction: float) -> bool:
 class _ScoreUsers(beam.DoFn):
   """Ranks the catalog for a batch of users with every model and popularity."""
 
-  def __init__(self, model_dirs: Mapping[str, str], catalog: Sequence[str],
+  def __init__(self, rankers: Mapping[str, Ranker], catalog: Sequence[str],
                categories: Sequence[Sequence[str]], ks: Sequence[int],
                activity_boundaries: Sequence[int]):
-    self._model_dirs = dict(model_dirs)
+    self._rankers = dict(rankers)
     self._catalog = list(catalog)
     self._categories = [list(c) for c in categories]
     self._ks = list(ks)
@@ -84,9 +164,15 @@ class _ScoreUsers(beam.DoFn):
   def setup(self):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     self._tf = tf
+    loaded = {}  # a model's fused and retrieval orders share one load
+    for ranker in self._rankers.values():
+      if ranker.model_dir not in loaded:
+        loaded[ranker.model_dir] = tf.saved_model.load(ranker.model_dir)
     self._models = {
-        name: tf.saved_model.load(d).signatures[SIGNATURE]
-        for name, d in self._model_dirs.items()
+        name: (loaded[ranker.model_dir].signatures[
+            SIGNATURE if ranker.fusion_weights is None
+            else WEIGHTED_SIGNATURE], ranker.fusion_weights)
+        for name, ranker in self._rankers.items()
     }
     self._category_of = dict(zip(self._catalog, self._categories))
 
@@ -108,15 +194,22 @@ class _ScoreUsers(beam.DoFn):
     width = max(1, max(len(s) for s in seen))
     exclude = np.array([s + [""] * (width - len(s)) for s in seen], dtype=object)
     ranked = {}
-    for name, fn in self._models.items():
-      out = fn(user_id=tf.constant(users), exclude_item_ids=tf.constant(exclude),
-               k=tf.constant(kmax, tf.int32))
+    for name, (fn, weights) in self._models.items():
+      inputs = dict(user_id=tf.constant(users),
+                    exclude_item_ids=tf.constant(exclude),
+                    k=tf.constant(kmax, tf.int32))
+      if weights is not None:
+        inputs["fusion_weights"] = tf.constant([weights] * len(users),
+                                               tf.float32)
+      out = fn(**inputs)
       ranked[name] = [[x.decode() for x in row]
                       for row in out["item_ids"].numpy()]
     counts, order = popularity["counts"], popularity["order"]
     ranked[POPULARITY] = [self._rank_popularity(order, set(s), kmax)
                           for s in seen]
-    for i, (_user, seen_items, relevant) in enumerate(batch):
+    for i, (_user, seen_items, gains) in enumerate(batch):
+      relevant = set(gains)
+      graded = all(g is not None for g in gains.values())
       # Slice names match the TFMA slices of the ranking evaluation.
       bucket = activity_bucket(len(seen_items), self._boundaries)
       slices = [(ALL, relevant), (f"user_activity:{bucket}", relevant),
@@ -134,6 +227,9 @@ class _ScoreUsers(beam.DoFn):
         top = lists[i]
         for slice_name, rel in slices:
           values = M.per_user_retrieval(top, rel, self._ks)
+          if graded:
+            values.update(M.per_user_graded(
+                top, {x: gains[x] for x in rel}, self._ks))
           values["mean_popularity_at_10"] = float(np.mean(
               [counts.get(x, 0) for x in top[:10]])) if top else 0.0
           yield (name, slice_name), values
@@ -142,55 +238,80 @@ class _ScoreUsers(beam.DoFn):
 
 
 class _MeanOfDicts(beam.CombineFn):
-  """Averages dicts of floats key by key; also counts them."""
+  """Averages dicts of floats key by key, each over the dicts that have it.
+
+  `users` counts every dict; `liked_users` the dicts with liked recall (the
+  users with a liked relevant item), its own denominator.
+  """
 
   def create_accumulator(self):
-    return {}, 0
+    return {}, {}, 0
 
   def add_input(self, acc, values):
-    sums, n = acc
-    sums = dict(sums)
+    sums, counts, n = acc
     for k, v in values.items():
       sums[k] = sums.get(k, 0.0) + v
-    return sums, n + 1
+      counts[k] = counts.get(k, 0) + 1
+    return sums, counts, n + 1
 
   def merge_accumulators(self, accs):
-    sums, n = {}, 0
-    for s, c in accs:
+    sums, counts, n = {}, {}, 0
+    for s, c, m in accs:
       for k, v in s.items():
         sums[k] = sums.get(k, 0.0) + v
-      n += c
-    return sums, n
+        counts[k] = counts.get(k, 0) + c[k]
+      n += m
+    return sums, counts, n
 
   def extract_output(self, acc):
-    sums, n = acc
-    out = {k: v / n for k, v in sums.items()} if n else {}
+    sums, counts, n = acc
+    out = {k: v / counts[k] for k, v in sums.items()}
     out["users"] = n
+    liked = [c for k, c in counts.items() if k.startswith("liked_recall_at_")]
+    if liked:
+      out["liked_users"] = max(liked)
     return out
 
 
 def _join_user(element, fraction: float, seed: int):
+  """(user, training items, {relevant item: gain}) of a kept eval user."""
   user, groups = element
   seen = set(groups["seen"])
-  relevant = set(groups["relevant"]) - seen
-  if relevant and (fraction >= 1.0 or _keep(user, seed, fraction)):
-    yield user, seen, relevant
+  gains: dict[str, Optional[float]] = {}
+  for item, gain in groups["relevant"]:
+    if item in seen:
+      continue
+    # An item consumed twice counts once, liked if either event was.
+    gains[item] = None if gain is None else max(gains.get(item) or 0.0, gain)
+  if gains and (fraction >= 1.0 or _keep(user, seed, fraction)):
+    yield user, seen, gains
 
 
-def evaluate_retrieval(model_dirs: Mapping[str, str], examples_uri: str,
+def evaluate_retrieval(model_dirs: Mapping[str, Union[str, Ranker]],
+                       examples_uri: str,
                        catalog: Sequence[str],
                        categories: Sequence[Sequence[str]],
                        ks: Sequence[int], activity_boundaries: Sequence[int],
                        scratch_dir: str, max_users: Optional[int] = None,
                        seed: int = 42,
-                       beam_args: Sequence[str] = ()) -> dict[str, Any]:
-  """Runs the Beam evaluation; returns {model: {slice: {metric: value}}}."""
+                       beam_args: Sequence[str] = (),
+                       labeled_path: Optional[str] = None) -> dict[str, Any]:
+  """Runs the Beam evaluation; returns {model: {slice: {metric: value}}}.
+
+  Args:
+    model_dirs: model name -> SavedModel directory (its served order) or
+      Ranker (e.g. its retrieval order).
+    labeled_path: the labeled eval examples (ranking_eval); None: the raw
+      eval split, without liked_recall_at_K and graded_ndcg_at_K.
+  """
+  rankers = {name: d if isinstance(d, Ranker) else Ranker(d)
+             for name, d in model_dirs.items()}
   catalog_set = set(catalog)
   with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
     train = _read_positives(p, "Train",
                             artifacts.split_pattern(examples_uri, "train"))
-    evals = _read_positives(p, "Eval",
-                            artifacts.split_pattern(examples_uri, "eval"))
+    evals = _read_graded(p, labeled_path,
+                         artifacts.split_pattern(examples_uri, "eval"))
     # Popularity is one count per item, needed whole by every worker: a
     # side input computed in the same pipeline.
     popularity = (train
@@ -202,7 +323,8 @@ def evaluate_retrieval(model_dirs: Mapping[str, str], examples_uri: str,
                       "order": sorted(catalog, key=lambda x: (-c.get(x, 0), x)),
                   }))
     users = ({"seen": train, "relevant": evals
-              | "InCatalog" >> beam.Filter(lambda ui: ui[1] in catalog_set)}
+              | "InCatalog" >> beam.Filter(
+                  lambda ug: ug[1][0] in catalog_set)}
              | "ByUser" >> beam.CoGroupByKey())
     n_users = users | "NUsers" >> beam.combiners.Count.Globally()
     fraction = n_users | "Fraction" >> beam.Map(
@@ -213,7 +335,7 @@ def evaluate_retrieval(model_dirs: Mapping[str, str], examples_uri: str,
               | "Batch" >> beam.BatchElements(min_batch_size=32,
                                               max_batch_size=256)
               | "Score" >> beam.ParDo(
-                  _ScoreUsers(model_dirs, catalog, categories, ks,
+                  _ScoreUsers(rankers, catalog, categories, ks,
                               activity_boundaries),
                   beam.pvalue.AsSingleton(popularity)).with_outputs(
                       "top10", main="metrics"))
@@ -234,7 +356,7 @@ def evaluate_retrieval(model_dirs: Mapping[str, str], examples_uri: str,
              os.path.join(scratch_dir, "retrieval_coverage"),
              file_name_suffix=".jsonl"))
 
-  results: dict[str, Any] = {name: {} for name in [*model_dirs, POPULARITY]}
+  results: dict[str, Any] = {name: {} for name in [*rankers, POPULARITY]}
   for line in _read_lines(scratch_dir, "retrieval_slices"):
     rec = json.loads(line)
     results[rec["model"]][rec["slice"]] = rec["metrics"]

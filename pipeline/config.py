@@ -21,6 +21,7 @@ import yaml
 from components.config import DataConfig
 from components.config import EvaluatorConfig
 from components.config import ExampleGenConfig
+from components.config import metric_name_error
 from components.config import TextEmbedderConfig
 from components.config import TransformConfig
 from contracts.config import ConfigError
@@ -55,6 +56,14 @@ class PipelineConfig(_Strict):
     if max(self.evaluator.ks) > self.serving.max_k:
       raise ValueError(f"evaluator.ks: {max(self.evaluator.ks)} is above "
                        f"serving.max_k={self.serving.max_k}")
+    # The evaluator section checked its names' shape; only the whole file
+    # knows the tasks they must belong to.
+    problems = self.evaluator.metric_problems(
+        {t.name: t.kind for t in self.trainer.tasks})
+    if problems:
+      raise metric_name_error(
+          [(("evaluator", *loc), problem) for loc, problem in problems],
+          type(self).__name__)
     if self.evaluator.seed is None:  # frozen: completed once, here
       object.__setattr__(self, "evaluator", self.evaluator.model_copy(
           update={"seed": self.example_gen.seed}))

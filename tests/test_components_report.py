@@ -1,5 +1,6 @@
 """components.report: the validation report's tables and verdict."""
 
+import math
 import re
 
 import pytest
@@ -119,3 +120,70 @@ def test_history_follows_run_records_not_the_folder_layout(tmp_path):
   text = page.read_text()
   assert "<td>a</td>" in text and "<td>d</td>" in text
   assert "stray" not in text and "0.5000" not in text
+
+
+def test_charts_never_mix_directions():
+  groups = report.direction_groups([
+      "click_auc", "click_log_loss", "click_calibration", "rating_rmse",
+      "interest_recall_at_5", "watch_fraction_mae", "recall_at_20",
+      "mean_popularity_at_10"])
+  assert groups == [
+      ("higher is better", ["click_auc", "interest_recall_at_5",
+                            "recall_at_20"]),
+      ("lower is better", ["click_log_loss", "rating_rmse",
+                           "watch_fraction_mae", "mean_popularity_at_10"])]
+  assert report.direction_groups(["click_calibration"]) == []
+
+
+def test_report_shows_both_orders_every_task_and_each_calibration(tmp_path):
+  tasks = [{"name": "click", "kind": "binary"},
+           {"name": "watch_fraction", "kind": "regression"},
+           {"name": "interest", "kind": "multilabel"}]
+  overall = {
+      "candidate": {"recall_at_20": 0.25, "graded_ndcg_at_20": 0.2,
+                    "liked_recall_at_20": 0.3, "click_auc": 0.7,
+                    "click_log_loss": 0.5, "click_calibration": 1.1,
+                    "watch_fraction_rmse": 0.25, "watch_fraction_mae": 0.2,
+                    "interest_auc": 0.65, "interest_recall_at_5": 0.6,
+                    "users": 7, "liked_users": 4},
+      "candidate_retrieval_order": {"recall_at_20": 0.5,
+                                    "graded_ndcg_at_20": 0.125,
+                                    "liked_recall_at_20": 0.25, "users": 7},
+      "popularity": {"recall_at_20": 0.125},
+  }
+  buckets = [{"lower": 0.0, "upper": 0.5, "count": 4.0,
+              "mean_predicted": 0.25, "observed_rate": 0.5}]
+  paths = report.write_reports(
+      str(tmp_path), run_id="run-2", model_uri="/m", verdict="BLESSED",
+      checks=[], overall=overall, retrieval={}, ranking={},
+      calibration={"click": buckets, "like": []}, history={}, infra=None,
+      ks=[20], serving_desc="none", tasks=tasks,
+      fusion={"fusion_tasks": ["retrieval", "click"],
+              "fusion_weights": [1.0, 0.25]})
+  html = open(paths["html"]).read()
+  md = open(paths["markdown"]).read()
+  # Fused against retrieval order, with the difference, in both reports.
+  assert "fusion weights retrieval 1, click 0.25" in html
+  assert ("| recall_at_20 | 0.2500 | 0.5000 | -0.2500 | higher |" in md)
+  assert ("| graded_ndcg_at_20 | 0.2000 | 0.1250 | 0.0750 | higher |"
+          in md)
+  # Every task's metrics, each with its direction.
+  assert "| click | binary | click_calibration | 1.1000 | closer to 1 |" in md
+  assert ("| watch_fraction | regression | watch_fraction_rmse | 0.2500 | "
+          "lower |") in md
+  assert ("| interest | multilabel | interest_recall_at_5 | 0.6000 | "
+          "higher |") in md
+  # One calibration section per binary task that has buckets.
+  assert "<h3>click</h3>" in html and "<h3>like</h3>" not in html
+  assert "liked_users" not in md
+  # Charts: retrieval, value-aware, fused vs retrieval, ranking x2.
+  assert html.count("<svg") == 5 + 1  # and click's calibration
+
+
+def test_history_reads_canonical_names_and_older_aliases():
+  older = {"metrics": {"rmse": 0.9}}
+  newer = {"metrics": {"rating_rmse": 0.8, "rmse": 0.8}}
+  value = report._value  # pylint: disable=protected-access
+  assert value(older["metrics"], "rating_rmse") == 0.9
+  assert value(newer["metrics"], "rating_rmse") == 0.8
+  assert math.isnan(value({}, "rating_rmse"))

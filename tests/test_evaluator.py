@@ -63,6 +63,63 @@ def test_tfma_failure_nan_and_missing_values_never_pass():
   assert blessing.verdict([]) == blessing.NOT_BLESSED
 
 
+def test_checks_of_task_metrics_aliases_and_tasks_the_baseline_lacks():
+  checks = blessing.decide(
+      candidate={"click_auc": 0.7, "rating_rmse": 0.9, "rmse": 0.9,
+                 "interest_auc": 0.6},
+      serving={"rating_rmse": 0.85, "rmse": 0.85},
+      popularity={},
+      thresholds={"click_auc": Threshold(min=0.75),
+                  "interest_auc": Threshold(min=0.5),
+                  "rmse": Threshold(max=1.0)},
+      max_regression={"click_auc": 0.01, "rmse": 0.1, "interest_auc": 0.01},
+      must_beat_popularity=[],
+      # TFMA names failures by the canonical name: rmse is rating_rmse.
+      tfma_failures=[{"metric": "click_auc", "is_diff": False},
+                     {"metric": "rating_rmse", "is_diff": True}],
+      eval_users=1, tfma_metrics=["click_auc", "rating_rmse"],
+      serving_lacks={"click_auc": "the serving model has no task click",
+                     "interest_auc": "the serving model has no task "
+                                     "interest"})
+  got = [(c["metric"], c["check"], c["passed"]) for c in checks]
+  assert got == [
+      ("click_auc", "threshold (TFMA)", False),
+      ("interest_auc", "threshold", True),  # multilabel: not TFMA's
+      ("rmse", "threshold (TFMA)", True),
+      ("click_auc",
+       "regression vs serving: the serving model has no task click", True),
+      ("interest_auc", "regression vs serving: the serving model has no "
+       "task interest", True),
+      # 0.9 <= 0.85 + 0.1, but TFMA's change threshold failed.
+      ("rmse", "regression vs serving (TFMA)", False),
+      ("eval_users", "non-empty eval split", True),
+  ]
+  # A new task passes its regression check only when it was measured.
+  nan = blessing.decide(
+      candidate={}, serving={}, popularity={}, thresholds={},
+      max_regression={"click_auc": 0.01}, must_beat_popularity=[],
+      eval_users=1, serving_lacks={"click_auc": "no task click"})
+  assert not nan[0]["passed"]
+
+
+def test_serving_lacks_names_the_tasks_only_the_candidate_has():
+  from components import ranking_eval  # pylint: disable=g-import-not-at-top
+  e = ranking_eval.EvalTask
+  like = e("like", "binary", "like", "p_like")
+  click = e("click", "binary", "click", "p_click")
+  interest = e("interest", "multilabel", "categories", "p_interest")
+  lacks = evaluator._serving_lacks(  # pylint: disable=protected-access
+      [like, click, interest], [like, e("interest", "multilabel", "tags",
+                                        "p_interest")])
+  assert lacks == {
+      "click_auc": "the serving model has no task click",
+      "click_log_loss": "the serving model has no task click",
+      "click_calibration": "the serving model has no task click",
+      "interest_auc": "the serving model's task interest is not comparable",
+      "interest_recall_at_5":
+          "the serving model's task interest is not comparable"}
+
+
 def test_activity_buckets():
   b = [5, 20]
   assert [retrieval_eval.activity_bucket(n, b) for n in (0, 1, 4, 5, 19, 20,
@@ -183,7 +240,14 @@ def test_broken_candidate_is_not_blessed_and_the_report_says_why(
   md = (tmp_path / "evaluation" / "summary.md").read_text()
   assert md.startswith("# Model validation: NOT_BLESSED")
   metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
-  assert set(metrics["overall"]) == {"candidate", "serving", "popularity"}
+  # The candidate as served (fused) and its own retrieval order, on the
+  # same users, beside the baselines.
+  assert set(metrics["overall"]) == {"candidate", "candidate_retrieval_order",
+                                     "serving", "popularity"}
+  assert metrics["overall"]["candidate_retrieval_order"]["users"] == (
+      metrics["overall"]["candidate"]["users"])
+  assert metrics["overall"]["candidate"]["rmse"] == (
+      metrics["overall"]["candidate"]["rating_rmse"])
   assert metrics["retrieval"]["candidate"]["all"]["users"] > 0
   assert any(s.startswith("category:") for s in metrics["retrieval"][
       "candidate"])
