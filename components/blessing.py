@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, Collection, Mapping, Optional, Sequence
 
-from components import metrics as M
+from components import metric_names
 from contracts import evaluation_files
 
 BLESSED = evaluation_files.BLESSED
@@ -50,8 +50,8 @@ def check(metric: str, kind: str, value: Any, op: str, bound: Any,
 # The metrics TFMA judges when the caller does not say: the old default
 # tasks' (rating regression, like binary).
 LEGACY_TFMA_METRICS = tuple(
-    M.task_metric_names("rating", "regression") +
-    M.task_metric_names("like", "binary"))
+    metric_names.task_metric_names("rating", "regression") +
+    metric_names.task_metric_names("like", "binary"))
 
 
 def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
@@ -81,17 +81,17 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
   """
   judged = set(LEGACY_TFMA_METRICS if tfma_metrics is None else tfma_metrics)
   lacks = dict(serving_lacks or {})
-  failed_by_tfma = {(M.canonical(f["metric"]), f["is_diff"])
+  failed_by_tfma = {(metric_names.canonical(f["metric"]), f["is_diff"])
                     for f in tfma_failures}
 
   def value_of(metrics: Mapping[str, Any], metric: str) -> Any:
-    return metrics.get(metric, metrics.get(M.canonical(metric),
+    return metrics.get(metric, metrics.get(metric_names.canonical(metric),
                                            float("nan")))
 
   checks = []
   for metric, bounds in sorted(thresholds.items()):
     value = value_of(candidate, metric)
-    name = M.canonical(metric)
+    name = metric_names.canonical(metric)
     for op, bound in ((">=", bounds.min), ("<=", bounds.max)):
       if bound is None:
         continue
@@ -103,7 +103,7 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
         checks.append(check(metric, "threshold", value, op, bound))
   if serving is not None:
     for metric, allowed in sorted(max_regression.items()):
-      name = M.canonical(metric)
+      name = metric_names.canonical(metric)
       value = value_of(candidate, metric)
       if name in lacks:
         checks.append({"metric": metric,
@@ -112,7 +112,7 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
                        "passed": _finite(value)})
         continue
       base = serving.get(metric, serving.get(name))
-      higher = M.higher_is_better(metric)
+      higher = metric_names.higher_is_better(metric)
       bound = (base - allowed if higher else base + allowed) if _finite(
           base) else float("nan")
       kind = "regression vs serving" + (" (TFMA)" if name in judged else "")
@@ -125,7 +125,7 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
   for metric in must_beat_popularity:
     checks.append(check(metric, "beats popularity",
                         value_of(candidate, metric),
-                        ">" if M.higher_is_better(metric) else "<",
+                        ">" if metric_names.higher_is_better(metric) else "<",
                         value_of(popularity, metric)))
   checks.append(check("eval_users", "non-empty eval split", eval_users, ">",
                       0))

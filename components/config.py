@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 import pydantic
 import pydantic_core
 
-from components import metrics as M
+from components import metric_names
 from contracts.config import StrictConfig as _Strict
 
 
@@ -149,18 +149,18 @@ class EvaluatorConfig(_Strict):
     """
     problems = []
     for loc, metric in self.metric_keys():
-      problem = M.metric_name_problem(
+      problem = metric_names.metric_name_problem(
           metric, None if tasks is None else self.ks, tasks)
       if problem is None and loc[0] != "thresholds" and not (
-          M.has_direction(metric)):
+          metric_names.has_direction(metric)):
         problem = "best at 1, not higher or lower: bound it in thresholds"
       if problem is None and loc[0] == "must_beat_popularity" and not (
-          M.is_retrieval_metric(metric)):
+          metric_names.is_retrieval_metric(metric)):
         problem = "popularity has no ranking heads: name a retrieval metric"
       if problem:
         problems.append((loc, problem))
     for key in ("thresholds", "max_regression"):
-      for alias, name in M.LEGACY_ALIASES.items():
+      for alias, name in metric_names.LEGACY_ALIASES.items():
         if alias in getattr(self, key) and name in getattr(self, key):
           problems.append(((key, alias), f"the same metric as {name}: "
                            "name it once"))

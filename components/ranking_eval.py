@@ -60,6 +60,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from contracts import artifacts
 from contracts import features as F
 from contracts import model_layout
+from components import metric_names
 from components import metrics as M
 from contracts import records as r
 from components import retrieval_eval
@@ -77,8 +78,8 @@ TFMA_METRICS = {
     "log_loss": ("BinaryCrossentropy", "binary_crossentropy"),
     "calibration": ("Calibration", "calibration"),
 }
-assert all(set(M.TASK_METRICS[k]) <= set(TFMA_METRICS)
-           for k in M.SCALAR_KINDS)
+assert all(set(metric_names.TASK_METRICS[k]) <= set(TFMA_METRICS)
+           for k in metric_names.SCALAR_KINDS)
 LABEL_TABLES = {"regression": F.REGRESSION_LABELS,
                 "binary": F.BINARY_LABELS,
                 "multilabel": F.MULTILABEL_LABELS}
@@ -114,10 +115,10 @@ class EvalTask:
   @property
   def scalar(self) -> bool:
     """One value per example: judged by TFMA."""
-    return self.kind in M.SCALAR_KINDS
+    return self.kind in metric_names.SCALAR_KINDS
 
   def metric_names(self) -> list[str]:
-    return M.task_metric_names(self.name, self.kind)
+    return metric_names.task_metric_names(self.name, self.kind)
 
 
 # The tasks of a model exported before model cards.
@@ -285,7 +286,7 @@ def _bound(table: Mapping[str, Any], metric: str) -> Any:
   """The config's entry for a metric, under its name or its alias."""
   if metric in table:
     return table[metric]
-  for alias, name in M.LEGACY_ALIASES.items():
+  for alias, name in metric_names.LEGACY_ALIASES.items():
     if name == metric and alias in table:
       return table[alias]
   return None
@@ -331,7 +332,7 @@ def eval_config(thresholds: Mapping[str, Any],
     if t.kind == "binary":
       ms.metrics.add(class_name="CalibrationPlot",
                      config=f'"num_buckets": {CALIBRATION_BUCKETS}')
-    for metric_name in M.TASK_METRICS[t.kind]:
+    for metric_name in metric_names.TASK_METRICS[t.kind]:
       ours = f"{t.name}_{metric_name}"
       metric = ms.metrics.add(class_name=TFMA_METRICS[metric_name][0])
       if metric_name == "auc":
@@ -341,7 +342,7 @@ def eval_config(thresholds: Mapping[str, Any],
 
       bounds = _bound(thresholds, ours)
       regression = _bound(max_regression, ours) if (
-          t in compared and M.has_direction(ours)) else None
+          t in compared and metric_names.has_direction(ours)) else None
       if bounds is None and regression is None:
         continue
       # Thresholds judge the overall slice; slices are for reading.
@@ -353,7 +354,7 @@ def eval_config(thresholds: Mapping[str, Any],
         pst.threshold.value_threshold.upper_bound.value = bounds.max
       if regression is not None:
         ct = pst.threshold.change_threshold
-        higher = M.higher_is_better(ours)
+        higher = metric_names.higher_is_better(ours)
         ct.direction = (config_pb2.MetricDirection.HIGHER_IS_BETTER if higher
                         else config_pb2.MetricDirection.LOWER_IS_BETTER)
         ct.absolute.value = -regression if higher else regression
@@ -404,7 +405,7 @@ def run_tfma(candidate_dir: str, serving_dir: Optional[str],
       pipeline_options=beam_runtime.pipeline_options(beam_args))
 
   ours = {(t.output, TFMA_METRICS[m][1]): f"{t.name}_{m}"
-          for t in tasks for m in M.TASK_METRICS[t.kind]}
+          for t in tasks for m in metric_names.TASK_METRICS[t.kind]}
   task_of = {t.output: t.name for t in tasks}
   results: dict[str, dict[str, dict[str, float]]] = collections.defaultdict(
       lambda: collections.defaultdict(dict))
@@ -454,7 +455,7 @@ def run_tfma(candidate_dir: str, serving_dir: Optional[str],
           "value": f.metric_value.double_value.value,
           "threshold": str(f.metric_threshold).replace("\n", " ").strip(),
       })
-  return {"metrics": {model: {name: M.with_aliases(values)
+  return {"metrics": {model: {name: metric_names.with_aliases(values)
                               for name, values in by_slice.items()}
                       for model, by_slice in results.items()},
           "calibration": calibration, "validation_ok": validation.validation_ok,
@@ -540,9 +541,9 @@ def _head_metrics(pred: Mapping[str, np.ndarray],
       p, y = p[labeled], y[labeled]
       out[f"{t.name}_auc"] = M.multilabel_auc(p, y) if len(y) else (
           float("nan"))
-      out[f"{t.name}_recall_at_{M.MULTILABEL_K}"] = (
-          M.multilabel_recall_at_k(p, y, M.MULTILABEL_K))
-  return M.with_aliases(out)
+      out[f"{t.name}_recall_at_{metric_names.MULTILABEL_K}"] = (
+          M.multilabel_recall_at_k(p, y, metric_names.MULTILABEL_K))
+  return metric_names.with_aliases(out)
 
 
 def slice_metrics(model_dirs: Mapping[str, str], labeled_path: str,

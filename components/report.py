@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from components import metrics as M
+from components import metric_names
 from contracts import evaluation_files
 from contracts import run_record
 
@@ -95,7 +95,7 @@ def _value(metrics: Mapping[str, Any], name: str) -> Any:
   """A metric by its name, else by its legacy alias (older evaluations)."""
   if name in metrics:
     return metrics[name]
-  for alias, canonical in M.LEGACY_ALIASES.items():
+  for alias, canonical in metric_names.LEGACY_ALIASES.items():
     if canonical == name and alias in metrics:
       return metrics[alias]
   return float("nan")
@@ -106,8 +106,8 @@ def direction_groups(metrics: Sequence[str]
   """("higher is better", [...]), ("lower is better", [...]): what may
   share an axis. Empty groups and metrics without a direction are left
   out."""
-  groups = [(title, [m for m in metrics if M.has_direction(m) and
-                     M.higher_is_better(m) == higher])
+  groups = [(title, [m for m in metrics if metric_names.has_direction(m) and
+                     metric_names.higher_is_better(m) == higher])
             for title, higher in (("higher is better", True),
                                   ("lower is better", False))]
   return [(t, ms) for t, ms in groups if ms]
@@ -254,9 +254,9 @@ def _slice_rows(retrieval: Mapping[str, Any], ranking: Mapping[str, Any],
 
 
 def _better(metric: str) -> str:
-  if not M.has_direction(metric):
+  if not metric_names.has_direction(metric):
     return "closer to 1"
-  return "higher" if M.higher_is_better(metric) else "lower"
+  return "higher" if metric_names.higher_is_better(metric) else "lower"
 
 
 def _num(v: Any) -> Optional[float]:
@@ -290,7 +290,7 @@ def _ranking_rows(tasks: Sequence[Mapping[str, Any]],
                   models: Sequence[str]) -> list[dict[str, Any]]:
   rows = []
   for t in tasks:
-    for metric in M.task_metric_names(t["name"], t["kind"]):
+    for metric in metric_names.task_metric_names(t["name"], t["kind"]):
       rows.append({"task": t["name"], "kind": t["kind"], "metric": metric,
                    "values": {m: overall.get(m, {}).get(metric, "")
                               for m in models},
@@ -301,7 +301,7 @@ def _ranking_rows(tasks: Sequence[Mapping[str, Any]],
 def _ranking_charts(tasks: Sequence[Mapping[str, Any]],
                     models: Mapping[str, Mapping[str, Any]]) -> list[str]:
   """One chart per direction: AUCs and recalls, then errors and losses."""
-  names = [m for t in tasks for m in M.task_metric_names(t["name"], t["kind"])]
+  names = [m for t in tasks for m in metric_names.task_metric_names(t["name"], t["kind"])]
   return [bar_chart(f"Ranking tasks: {title}", group, models)
           for title, group in direction_groups(names)]
 
@@ -334,15 +334,15 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
   k_mid = sorted(ks)[len(ks) // 2]
   present = {k for m in model_names for k in overall[m]}
   # An alias is shown under its own name only when that name is missing.
-  shown_aliases = {a for a, c in M.LEGACY_ALIASES.items()
+  shown_aliases = {a for a, c in metric_names.LEGACY_ALIASES.items()
                    if a in present and c not in present}
   overall_metrics = sorted(
       k for k in present if not k.endswith("example_count") and
       k not in ("users", "liked_users") and
-      (k not in M.LEGACY_ALIASES or k in shown_aliases))
-  hidden = sorted(set(M.LEGACY_ALIASES) & present - shown_aliases)
+      (k not in metric_names.LEGACY_ALIASES or k in shown_aliases))
+  hidden = sorted(set(metric_names.LEGACY_ALIASES) & present - shown_aliases)
   alias_note = ("Also in metrics.json under their older names: " + ", ".join(
-      f"{a} = {M.LEGACY_ALIASES[a]}" for a in hidden) + ".") if hidden else ""
+      f"{a} = {metric_names.LEGACY_ALIASES[a]}" for a in hidden) + ".") if hidden else ""
 
   baselines = {m: overall[m] for m in model_names if m != RETRIEVAL_ORDER}
   retrieval_metrics = [f"{m}_at_{k}" for m in ("recall", "ndcg")

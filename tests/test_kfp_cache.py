@@ -260,3 +260,21 @@ def test_a_warm_started_trainer_is_keyed_by_the_model_now_served(tmp_path):
   assert before[1]["exec-trainer"] == after[1]["exec-trainer"]
   for other in ("exec-example-gen", "exec-transform", "exec-pusher"):
     assert before[0][other] == after[0][other]
+
+
+def test_a_metric_formula_is_not_part_of_the_data_steps_code_version():
+  # The config validates metric names at load, so every step imports the
+  # names; the formulas (components/metrics.py) stay out of ExampleGen's,
+  # Transform's and the TextEmbedder's cache keys.
+  import inspect  # pylint: disable=g-import-not-at-top
+  from pipeline import kfp_components  # pylint: disable=g-import-not-at-top
+  for step in ("example_gen", "transform", "text_embedder"):
+    fn = getattr(kfp_components, step)
+    fn = getattr(fn, "python_func", fn)
+    _, covered = step_deps.code_version(inspect.getsource(fn), fn.__name__)
+    assert "components.metric_names" in covered, step
+    assert "components.metrics" not in covered, step
+  fn = getattr(kfp_components.evaluator, "python_func",
+               kfp_components.evaluator)
+  _, covered = step_deps.code_version(inspect.getsource(fn), fn.__name__)
+  assert "components.metrics" in covered

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from components import metric_names
 from components import metrics as M
 
 
@@ -110,24 +111,24 @@ def test_calibration_ratio():
 
 
 def test_metric_names_directions_and_aliases():
-  assert M.task_metric_names("click", "binary") == [
+  assert metric_names.task_metric_names("click", "binary") == [
       "click_auc", "click_log_loss", "click_calibration"]
-  assert M.task_metric_names("interest", "multilabel") == [
+  assert metric_names.task_metric_names("interest", "multilabel") == [
       "interest_auc", "interest_recall_at_5"]
-  assert M.task_metric_names("retrieval", "retrieval") == []
+  assert metric_names.task_metric_names("retrieval", "retrieval") == []
   for lower in ("rmse", "rating_rmse", "watch_fraction_mae", "log_loss",
                 "click_log_loss", "mean_popularity_at_10"):
-    assert not M.higher_is_better(lower), lower
+    assert not metric_names.higher_is_better(lower), lower
   for higher in ("auc", "click_auc", "interest_recall_at_5", "recall_at_20",
                  "liked_recall_at_10", "graded_ndcg_at_20", "mrr"):
-    assert M.higher_is_better(higher), higher
-  assert not M.has_direction("click_calibration")
-  assert M.has_direction("click_auc")
-  assert M.with_aliases({"rating_rmse": 0.9, "like_auc": 0.7,
+    assert metric_names.higher_is_better(higher), higher
+  assert not metric_names.has_direction("click_calibration")
+  assert metric_names.has_direction("click_auc")
+  assert metric_names.with_aliases({"rating_rmse": 0.9, "like_auc": 0.7,
                          "click_auc": 0.6}) == {
       "rating_rmse": 0.9, "like_auc": 0.7, "click_auc": 0.6, "rmse": 0.9,
       "auc": 0.7}
-  assert M.canonical("log_loss") == "like_log_loss"
+  assert metric_names.canonical("log_loss") == "like_log_loss"
 
 
 @pytest.mark.parametrize("name, tasks, problem", [
@@ -150,7 +151,7 @@ def test_metric_names_directions_and_aliases():
     ("recal_at_20", None, "unknown metric"),
 ])
 def test_metric_name_problems(name, tasks, problem):
-  got = M.metric_name_problem(name, [10, 20], tasks)
+  got = metric_names.metric_name_problem(name, [10, 20], tasks)
   if problem is None:
     assert got is None
   else:
