@@ -83,9 +83,10 @@ def _add_slices(metrics: dict[str, Any],
 
 
 def _fusion(card: dict[str, Any]) -> dict[str, Any]:
-  """The fused stage the candidate serves ({} without one)."""
+  """The fused stage the candidate serves and the search that chose its
+  weights ({} without one)."""
   ranking = card.get("ranking") or {}
-  return {k: ranking[k] for k in ("fusion_tasks", "fusion_weights")
+  return {k: ranking[k] for k in ("fusion_tasks", "fusion_weights", "search")
           if k in ranking}
 
 

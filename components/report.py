@@ -178,6 +178,11 @@ tr.fail td{background:#fdecea} .charts{display:flex;flex-wrap:wrap;gap:16px}
 <table id="orders"><tr><th class="l">metric</th><th>fused (served)</th><th>retrieval order</th><th>fused − retrieval</th><th class="l">better</th></tr>
 {% for row in order_rows %}<tr><td class="l">{{ row.metric }}</td><td>{{ row.fused|fmt }}</td><td>{{ row.retrieval|fmt }}</td><td>{{ row.diff|fmt }}</td><td class="l">{{ row.better }}</td></tr>{% endfor %}
 </table>{% endif %}
+{% if search %}<h3>How the fusion weights were chosen</h3>
+<p>On a validation slice of the train split, never the eval split: {{ search.users }} users' latest training events held out of the model that chose them ({{ search.held_out_items }} items{% if search.refit %}; the served model was then refit on the whole train split{% endif %}). Coordinate ascent on {{ search.objective }}: {{ search.retrieval_only_objective|fmt }} in the retrieval order, {{ search.chosen_objective|fmt }} with the chosen weights.</p>
+<table id="search"><tr><th>round</th><th class="l">task</th>{% for w in search_grid %}<th>weight {{ '%g'|format(w) }}</th>{% endfor %}</tr>
+{% for row in search_rows %}<tr><td>{{ row.round }}</td><td class="l">{{ row.task }}</td>{% for w in search_grid %}<td>{% if w in row['values'] %}{% if row.chosen == w %}<b>{{ row['values'][w]|fmt }}</b>{% else %}{{ row['values'][w]|fmt }}{% endif %}{% endif %}</td>{% endfor %}</tr>{% endfor %}
+</table>{% endif %}
 <h2>Ranking tasks</h2>
 <p>Each task on the eval rows its label covers (TFMA for binary and regression tasks; multilabel tasks computed directly).</p>
 <div class="charts">{% for svg in ranking_charts %}<div class="chart">{{ svg|safe }}</div>{% endfor %}</div>
@@ -221,11 +226,36 @@ Served (fused: {{ fusion_desc }}) against the same model's retrieval order:
 | retrieval metric | fused (served) | retrieval order | fused − retrieval | better |
 |---|---|---|---|---|
 {% for row in order_rows %}| {{ row.metric }} | {{ row.fused|fmt }} | {{ row.retrieval|fmt }} | {{ row.diff|fmt }} | {{ row.better }} |
-{% endfor %}{% endif %}{% if ranking_rows %}
+{% endfor %}{% endif %}{% if search %}
+Fusion weights chosen on {{ search.users }} validation users of the train split: {{ search.objective }} {{ search.retrieval_only_objective|fmt }} in the retrieval order, {{ search.chosen_objective|fmt }} with the chosen weights.
+{% endif %}{% if ranking_rows %}
 | task | kind | ranking metric | {% for m in ranking_models %}{{ m }} | {% endfor %}better |
 |---|---|---|{% for m in ranking_models %}---|{% endfor %}---|
 {% for row in ranking_rows %}| {{ row.task }} | {{ row.kind }} | {{ row.metric }} | {% for m in ranking_models %}{{ row['values'][m]|fmt }} | {% endfor %}{{ row.better }} |
 {% endfor %}{% endif %}""")
+
+
+def _search_rows(search: Mapping[str, Any]
+                 ) -> tuple[list[float], list[dict[str, Any]]]:
+  """The fusion search curve as (grid, one row per round and task: the
+  objective at each weight tried, and the weight the task kept)."""
+  grid = sorted({p["weight"] for p in search.get("curve", ())})
+  rows: dict[tuple[int, str], dict[str, Any]] = {}
+  for p in search.get("curve", ()):
+    row = rows.setdefault((p["round"], p["task"]), {
+        "round": p["round"], "task": p["task"], "values": {}})
+    row["values"][p["weight"]] = p["objective"]
+  # Replays the search's rule (trainer/fusion_search.py): a task's weight
+  # moves to a value tried only on a strict gain over the current one.
+  kept = dict(search.get("declared_weights") or {})
+  for row in rows.values():
+    chosen = kept.get(row["task"])
+    best = row["values"].get(chosen, float("-inf"))
+    for weight, value in row["values"].items():
+      if value > best + 1e-12:
+        chosen, best = weight, value
+    row["chosen"] = kept[row["task"]] = chosen
+  return grid, list(rows.values())
 
 
 def _slice_rows(retrieval: Mapping[str, Any], ranking: Mapping[str, Any],
@@ -370,6 +400,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       f"{t} {w:g}" for t, w in zip(fusion.get("fusion_tasks") or (),
                                    fusion.get("fusion_weights") or ()))
   fusion_desc = f"fusion weights {fusion_desc}" if fusion_desc else "fused"
+  search = fusion.get("search") or None
+  search_grid, search_rows = _search_rows(search) if search else ([], [])
 
   headline = {"regression": "rmse", "binary": "auc", "multilabel": "auc"}
   slice_columns = [f"recall_at_{k_mid}", f"ndcg_at_{k_mid}",
@@ -387,7 +419,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       overall=overall, model_names=model_names,
       overall_metrics=overall_metrics, comparison_charts=charts,
       alias_note=alias_note, order_rows=order_rows, order_svg=order_svg,
-      fusion_desc=fusion_desc, ranking_models=ranking_models,
+      fusion_desc=fusion_desc, search=search, search_grid=search_grid,
+      search_rows=search_rows, ranking_models=ranking_models,
       ranking_rows=_ranking_rows(tasks, overall, ranking_models),
       ranking_charts=ranking_charts, slice_columns=slice_columns,
       slice_rows=_slice_rows(retrieval, ranking, slice_columns),

@@ -187,3 +187,34 @@ def test_history_reads_canonical_names_and_older_aliases():
   assert value(older["metrics"], "rating_rmse") == 0.9
   assert value(newer["metrics"], "rating_rmse") == 0.8
   assert math.isnan(value({}, "rating_rmse"))
+
+
+def test_report_shows_how_the_fusion_weights_were_chosen(tmp_path):
+  # Round 1: like 0 (declared) -> 0.5 (gain) -> 1.0 ties 0.5: stays 0.5.
+  # Round 2: 0.0 is worse, 0.5 is kept, 1.0 ties again.
+  curve = [{"round": 1, "task": "like", "weight": w, "objective": v}
+           for w, v in ((0.0, 0.10), (0.5, 0.12), (1.0, 0.12))]
+  curve += [{"round": 2, "task": "like", "weight": w, "objective": v}
+            for w, v in ((0.0, 0.10), (0.5, 0.12), (1.0, 0.12))]
+  search = {"objective": "graded_ndcg_at_20", "users": 40,
+            "held_out_items": 90, "refit": True,
+            "declared_weights": {"retrieval": 1.0, "like": 0.0},
+            "retrieval_only_objective": 0.1, "chosen_objective": 0.12,
+            "curve": curve}
+  paths = report.write_reports(
+      str(tmp_path), run_id="run-3", model_uri="/m", verdict="BLESSED",
+      checks=[], overall={"candidate": {"recall_at_20": 0.2, "users": 5}},
+      retrieval={}, ranking={}, calibration={}, history={}, infra=None,
+      ks=[20], serving_desc="none",
+      tasks=[{"name": "like", "kind": "binary"}],
+      fusion={"fusion_tasks": ["retrieval", "like"],
+              "fusion_weights": [1.0, 0.5], "search": search})
+  html = open(paths["html"]).read()
+  assert "How the fusion weights were chosen" in html
+  assert "40 users" in html and "refit on the whole train split" in html
+  rows = html.split('<table id="search">')[1].split("</table>")[0]
+  assert rows.count("<b>0.1200</b>") == 2  # 0.5 kept in both rounds
+  assert "<td><b>0.1200</b></td><td>0.1200</td>" in rows
+  md = open(paths["markdown"]).read()
+  assert ("Fusion weights chosen on 40 validation users of the train split: "
+          "graded_ndcg_at_20 0.1000 in the retrieval order, 0.1200") in md
