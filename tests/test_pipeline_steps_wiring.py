@@ -31,7 +31,9 @@ CHECKS = [
      "value": "p95 900 ms", "op": "", "bound": "", "passed": False},
 ]
 CANDIDATE = {"recall_at_10": 0.5, "ndcg_at_10": 0.25, "recall_at_20": 0.75,
-             "ndcg_at_20": 0.375, "rmse": 0.875, "auc": 0.625}
+             "ndcg_at_20": 0.375, "rating_rmse": 0.875, "rmse": 0.875,
+             "like_auc": 0.625, "auc": 0.625, "interest_recall_at_5": 0.5,
+             "liked_recall_at_20": 0.5, "graded_ndcg_at_20": 0.25}
 POPULARITY = {"recall_at_10": 0.125, "ndcg_at_10": 0.0625,
               "recall_at_20": 0.1875}
 
@@ -105,7 +107,7 @@ def test_evaluator_summary_lists_verdict_checks_and_metrics(
       "(popularity 0.0625)",
       "     recall@20 0.7500 (popularity 0.1875), ndcg@20 0.3750 "
       "(popularity nan)",
-      f"     rmse 0.8750, auc 0.6250; report: {report}"]
+      f"     like_auc 0.6250, rating_rmse 0.8750; report: {report}"]
 
 
 def test_evaluator_summary_shows_the_serving_baseline_when_there_is_one(
@@ -124,6 +126,21 @@ def test_evaluator_summary_shows_the_serving_baseline_when_there_is_one(
       "0.2500 (popularity 0.0625)",
       "     recall@20 0.7500 (popularity 0.1875, serving nan), ndcg@20 "
       "0.3750 (popularity nan)"]
+
+
+def test_evaluator_summary_compares_the_served_and_the_retrieval_order(
+    tmp_path, fake_evaluator):
+  fake_evaluator["baselines"] = {
+      "popularity": POPULARITY,
+      "candidate_retrieval_order": {"recall_at_20": 0.625,
+                                    "liked_recall_at_20": 0.375,
+                                    "graded_ndcg_at_20": 0.25}}
+  uris = steps.output_uris(str(tmp_path / "run"))
+  text = evaluator_step.run(EvaluatorConfig(ks=[10, 20, 50]), "m",
+                            str(tmp_path / "serving"), [], "r1", uris)
+  assert ("     served (fused) vs retrieval order: recall@20 0.7500 vs "
+          "0.6250, liked_recall@20 0.5000 vs 0.3750, graded_ndcg@20 0.2500 "
+          "vs 0.2500") in text.split("\n      ")
 
 
 def test_evaluator_without_its_uris_fails_before_the_component(

@@ -62,7 +62,18 @@ def run(config: EvaluatorConfig, model_name: str, serving_root: str,
              if serving else "") + f"), ndcg@{k} "
           f"{cand[f'ndcg_at_{k}']:.4f} (popularity "
           f"{pop.get(f'ndcg_at_{k}', nan):.4f})")
+  order = m["baselines"].get("candidate_retrieval_order")
+  k = sorted(config.ks)[len(config.ks) // 2]
+  if order:
+    lines.append("     served (fused) vs retrieval order: " + ", ".join(
+        f"{name}@{k} {cand.get(f'{name}_at_{k}', nan):.4f} vs "
+        f"{order.get(f'{name}_at_{k}', nan):.4f}"
+        for name in ("recall", "liked_recall", "graded_ndcg")))
   report = os.path.join(uris.evaluation, evaluation_files.REPORT_HTML)
-  lines.append(f"     rmse {cand.get('rmse', nan):.4f}, "
-               f"auc {cand.get('auc', nan):.4f}; report: {report}")
+  # Each task's headline metric (the older unprefixed aliases left out).
+  heads = [f"{name} {value:.4f}" for name, value in sorted(cand.items())
+           if name.endswith(("_auc", "_rmse")) and "_at_" not in name and
+           isinstance(value, float)]
+  lines.append(f"     {', '.join(heads) or 'no ranking task'}; "
+               f"report: {report}")
   return "\n      ".join(lines)
