@@ -124,9 +124,16 @@ print(json.dumps(s))
   warm = s["warm_start"]
   assert warm["copied"] > 0
   assert warm["remapped"]["item_id"][0] == warm["remapped"]["item_id"][1] > 0
-  assert s["rec_keys"] == sorted(["item_ids", "titles", "scores",
-                                  "because_item_ids", "rating", "p_like",
-                                  "p_click"])
+  assert s["rec_keys"] == sorted([
+      "item_ids", "titles", "scores", "retrieval_scores", "because_item_ids",
+      "rating", "p_like", "p_click"] + [
+          f"contribution_{t}" for t in ("retrieval", "rating", "like",
+                                        "click")])
+  # The fusion search ran (in float32, beside float16 training) and the
+  # served model was refit.
+  assert set(s["fusion_weights"]) == {"retrieval", "rating", "like", "click"}
+  assert s["fusion_search"]["refit"] is True
+  assert s["fusion_search"]["validation_model_seconds"] > 0
   assert s["sd_shapes"]["p_interest"][0] == 1  # [users, categories]
   assert s["sd_shapes"]["rating"] == [1]
   assert s["epochs"] in (1, 2)  # early stopping may end it after one

@@ -296,44 +296,46 @@ def run_trainer(
   log(f"strategy: {distribution.describe(strategy)}"
       f"{', mixed precision' if mixed else ''}")
   with artifacts.scratch_dir(model_uri) as scratch:
-    previous_policy = tf.keras.mixed_precision.global_policy()
-    if mixed:
-      tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-      def train(held_out=None, log_dir=LOG_DIR):
+    def train(held_out=None, log_dir=LOG_DIR):
+      previous_policy = tf.keras.mixed_precision.global_policy()
+      if mixed:
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+      try:
         return fit(transform_graph_uri, transformed_examples_uri,
                    examples_uri, config, os.path.join(scratch, log_dir),
                    strategy, warm_start_from, log, item_features_uri,
                    held_out)
+      finally:
+        # The layers keep the policy they were built with; what is built
+        # outside training (the TFT layer of the validation slice, of the
+        # search's module and of the export) must not cast its inputs to
+        # float16.
+        tf.keras.mixed_precision.set_global_policy(previous_policy)
 
-      search = ranking.search
-      choice = None
-      # Something to weigh against retrieval: a retrieval task and a head.
-      if search.enabled and config.tasks_of_kind("retrieval") and (
-          config.tasks_of_kind(*fusion_lib.FUSED_KINDS[1:])):
-        vslice = validation_lib.carve(
-            examples_uri, tft.TFTransformOutput(transform_graph_uri),
-            search.validation_users, search.holdout_fraction,
-            search.max_users, config.seed, config.history_length)
-        log(f"fusion search: validation slice {vslice.summary()}, "
-            f"{len(vslice.held_out_pairs)} (user, item) pairs held out of "
-            "training")
-        trained = train(vslice, "validation_model_logs" if search.refit
-                        else LOG_DIR)
-        choice = _search_fusion(trained, vslice, search, ranking,
-                                catalog_uri, examples_uri, config, top_k,
-                                max_k, log)
-        if search.refit:
-          log("refit on the whole train split with the chosen weights")
-          choice[1]["validation_model_seconds"] = round(
-              trained["train_seconds"], 2)
-          trained = train()
-      else:
+    search = ranking.search
+    choice = None
+    # Something to weigh against retrieval: a retrieval task and a head.
+    if search.enabled and config.tasks_of_kind("retrieval") and (
+        config.tasks_of_kind(*fusion_lib.FUSED_KINDS[1:])):
+      vslice = validation_lib.carve(
+          examples_uri, tft.TFTransformOutput(transform_graph_uri),
+          search.validation_users, search.holdout_fraction,
+          search.max_users, config.seed, config.history_length)
+      log(f"fusion search: validation slice {vslice.summary()}, "
+          f"{len(vslice.held_out_pairs)} (user, item) pairs held out of "
+          "training")
+      trained = train(vslice, "validation_model_logs" if search.refit
+                      else LOG_DIR)
+      choice = _search_fusion(trained, vslice, search, ranking,
+                              catalog_uri, examples_uri, config, top_k,
+                              max_k, log)
+      if search.refit:
+        log("refit on the whole train split with the chosen weights")
+        choice[1]["validation_model_seconds"] = round(
+            trained["train_seconds"], 2)
         trained = train()
-    finally:
-      # The layers keep the policy they were built with; what the export
-      # adds (the TFT layer) must not cast its inputs to float16.
-      tf.keras.mixed_precision.set_global_policy(previous_policy)
+    else:
+      trained = train()
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
