@@ -31,7 +31,6 @@ Only core TensorFlow ops: TF Serving runs the fused stage.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -201,6 +200,3 @@ def check_weights(weights: tf.Tensor, batch: tf.Tensor,
   with tf.control_dependencies(checks):
     return tf.identity(weights)
 
-
-def describe(spec: FusionSpec) -> str:
-  return json.dumps(spec.weight_of())
