@@ -31,6 +31,18 @@ class DataConfig(_Strict):
   options: dict[str, Any] = {}
 
 
+class InputLimitsConfig(_Strict):
+  """Size bounds on raw fields (components/parsing.py: InputLimits).
+
+  A row over a bound is quarantined with the bound's key in its reason. The
+  defaults are far above real catalogs: raise them rather than lose rows.
+  """
+
+  max_id_bytes: pydantic.PositiveInt = 256
+  max_text_bytes: pydantic.PositiveInt = 4096
+  max_list_items: pydantic.PositiveInt = 10_000
+
+
 class ExampleGenConfig(_Strict):
   split: Literal["temporal_user", "temporal_global", "random"] = "temporal_user"
   # temporal_user: each user's latest `eval_fraction` of interactions go to
@@ -46,6 +58,7 @@ class ExampleGenConfig(_Strict):
   timestamp_max: Optional[datetime.datetime] = None
   # Fail the run when more than this share of interaction rows is bad.
   max_quarantine_fraction: float = pydantic.Field(0.25, ge=0.0, le=1.0)
+  limits: InputLimitsConfig = InputLimitsConfig()
 
 
 class TransformConfig(_Strict):

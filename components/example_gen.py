@@ -33,6 +33,10 @@ from contracts import artifacts
 from contracts import records as r
 from contracts.artifacts import EVAL, ITEMS, TRAIN, USERS  # split names
 QUARANTINE_FILE_PREFIX = "quarantined"
+# Exact duplicate events: not bad rows (the event is kept once), but each
+# dropped copy is listed beside the quarantine with the row it repeats.
+DUPLICATES_FILE_PREFIX = "duplicates"
+_ORIGIN = "_origin"  # (source, row) of a parsed interaction
 
 
 class ExampleGenError(RuntimeError):
@@ -54,12 +58,15 @@ def _parse_interactions(raw: r.RawRow, rules: parsing.ValidationRules,
         f"item_id {parsed[r.ITEM_ID]!r} is not in the item catalog",
         dict(raw.fields)))
   else:
-    yield parsed
+    # Where the row came from, until dedupe has named any duplicate's
+    # original (_DedupeAndSplit drops it before encoding).
+    yield dict(parsed, **{_ORIGIN: (raw.source, raw.row)})
 
 
-def _parse_entity(raw: r.RawRow, kind: str, user_features: Sequence[str]):
-  parsed = (parsing.parse_item(raw) if kind == ITEMS else
-            parsing.parse_user(raw, user_features))
+def _parse_entity(raw: r.RawRow, kind: str, user_features: Sequence[str],
+                  limits: parsing.InputLimits):
+  parsed = (parsing.parse_item(raw, limits) if kind == ITEMS else
+            parsing.parse_user(raw, user_features, limits))
   if isinstance(parsed, parsing.Quarantined):
     yield beam.pvalue.TaggedOutput("bad", parsed)
   else:
@@ -129,13 +136,22 @@ class _DedupeAndSplit(beam.DoFn):
 
   def process(self, element, cutoff_ts=None) -> Iterator[Any]:
     _, rows = element
-    unique, seen = [], set()
-    for row in sorted(rows, key=_event_key):
+    unique, first = [], {}
+    # The earliest row (by file, then row) of identical events is the one kept.
+    for row in sorted(rows, key=lambda x: (_event_key(x),
+                                           x.get(_ORIGIN, ("", 0)))):
       key = _event_key(row)
-      if key in seen:
-        yield beam.pvalue.TaggedOutput("duplicates", 1)
+      row = dict(row)  # Beam elements are not to be mutated
+      source, line = row.pop(_ORIGIN, ("", 0))
+      if key in first:
+        kept_source, kept_row = first[key]
+        yield beam.pvalue.TaggedOutput("duplicates", {
+            "kind": "interaction", "source": source, "row": line,
+            "duplicate_of": {"source": kept_source, "row": kept_row},
+            "reason": f"exact duplicate of {kept_source}, row {kept_row} "
+                      "(same user, item, timestamp and labels); dropped"})
         continue
-      seen.add(key)
+      first[key] = (source, line)
       unique.append(row)
     unique.sort(key=lambda x: (x[r.TIMESTAMP], x[r.ITEM_ID]))
     splits = self._assign(unique, cutoff_ts)
@@ -222,7 +238,8 @@ def build_pipeline(p: beam.Pipeline, reader: Reader,
     raw = _read(p, label, units, read_fn)
     counts.append(_count(raw, f"{kind}_in"))
     parsed = raw | f"{label}Parse" >> beam.FlatMap(
-        _parse_entity, kind, user_features).with_outputs("bad", main="ok")
+        _parse_entity, kind, user_features,
+        rules.limits).with_outputs("bad", main="ok")
     unique = (parsed.ok
               | f"{label}GroupById" >> beam.GroupByKey()
               | f"{label}FirstWins" >> beam.FlatMap(
@@ -273,6 +290,11 @@ def build_pipeline(p: beam.Pipeline, reader: Reader,
                     _DedupeAndSplit(split, eval_fraction, seed),
                     cutoff).with_outputs("duplicates", main="rows"))
   counts.append(_count(split_rows.duplicates, "duplicates_dropped"))
+  _ = (split_rows.duplicates
+       | "DuplicatesToJson" >> beam.Map(json.dumps, sort_keys=True)
+       | "WriteDuplicates" >> beam.io.WriteToText(
+           os.path.join(out_dir, "quarantine", DUPLICATES_FILE_PREFIX),
+           file_name_suffix=".jsonl"))
 
   items_side = beam.pvalue.AsDict(items_by_id)
   users_side = beam.pvalue.AsDict(users_by_id)
@@ -312,10 +334,15 @@ def build_pipeline(p: beam.Pipeline, reader: Reader,
            shard_name_template=""))
 
 
-def read_quarantine(quarantine_uri: str) -> Iterator[dict[str, Any]]:
-  """Yields every quarantined row record of a quarantine artifact."""
+def read_quarantine(quarantine_uri: str,
+                    prefix: str = QUARANTINE_FILE_PREFIX
+                    ) -> Iterator[dict[str, Any]]:
+  """Yields every quarantined row record of a quarantine artifact.
+
+  With prefix=DUPLICATES_FILE_PREFIX: the dropped duplicate events instead.
+  """
   for name in sorted(os.listdir(quarantine_uri)):
-    if name.startswith(QUARANTINE_FILE_PREFIX):
+    if name.startswith(prefix):
       with open(os.path.join(quarantine_uri, name)) as f:
         for line in f:
           if line.strip():

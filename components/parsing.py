@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import math
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -45,11 +46,31 @@ class Quarantined:
 
 
 @dataclasses.dataclass(frozen=True)
+class InputLimits:
+  """Size bounds on raw fields, far above what real catalogs hold.
+
+  Without them a 10,000-character user id is a valid user: it becomes a
+  vocabulary entry, a serving input and a row in every report. The defaults
+  (example_gen.limits) are chosen so that no real log hits them; a row over
+  one is quarantined with the limit's config key in its reason.
+  """
+
+  max_id_bytes: int = 256  # user_id, item_id (UTF-8 bytes)
+  max_text_bytes: int = 4096  # a title, a tag, a category, a user attribute
+  max_list_items: int = 10_000  # tags or categories of one item
+
+
+# The config keys the reasons name (components/config.py: InputLimitsConfig).
+LIMITS_CONFIG_KEY = "example_gen.limits"
+
+
+@dataclasses.dataclass(frozen=True)
 class ValidationRules:
   rating_min: float
   rating_max: float
   timestamp_min: int  # epoch seconds, inclusive
   timestamp_max: int  # epoch seconds, inclusive
+  limits: InputLimits = InputLimits()
 
 
 class _BadValue(ValueError):
@@ -72,13 +93,25 @@ def _is_missing(v: Any) -> bool:
   return isinstance(v, float) and math.isnan(v)
 
 
-def _as_id(v: Any) -> str:
+def _within(s: str, limit: int, key: str) -> str:
+  size = len(s.encode("utf-8", "surrogatepass"))
+  if size > limit:
+    raise _BadValue(f"is {size:,} bytes long, over "
+                    f"{LIMITS_CONFIG_KEY}.{key}={limit:,}")
+  return s
+
+
+def _as_id(v: Any, limits: InputLimits = InputLimits()) -> str:
   if isinstance(v, float) and v.is_integer():
     v = int(v)  # Parquet/JSONL numeric ids: 31.0 and 31 are the same item.
   s = str(v).strip()
   if not s:
     raise _BadValue("is empty")
-  return s
+  return _within(s, limits.max_id_bytes, "max_id_bytes")
+
+
+def _as_text(v: Any, limits: InputLimits) -> str:
+  return _within(str(v).strip(), limits.max_text_bytes, "max_text_bytes")
 
 
 def _as_float(v: Any) -> float:
@@ -128,7 +161,7 @@ def _as_timestamp(v: Any) -> int:
   return int(dt.timestamp())
 
 
-def _as_list(v: Any) -> list[str]:
+def _as_list(v: Any, limits: InputLimits = InputLimits()) -> list[str]:
   if _is_missing(v):
     return []
   if isinstance(v, str):
@@ -137,7 +170,14 @@ def _as_list(v: Any) -> list[str]:
     parts = list(v.tolist() if hasattr(v, "tolist") else v)
   else:
     raise _BadValue(f"expected a list or a '|'-joined string, got {v!r}")
-  return [str(p).strip() for p in parts if str(p).strip()]
+  values = [str(p).strip() for p in parts if str(p).strip()]
+  if len(values) > limits.max_list_items:
+    raise _BadValue(f"has {len(values):,} values, over "
+                    f"{LIMITS_CONFIG_KEY}.max_list_items="
+                    f"{limits.max_list_items:,}")
+  for value in values:
+    _within(value, limits.max_text_bytes, "max_text_bytes")
+  return values
 
 
 def _format_ts(ts: int) -> str:
@@ -178,10 +218,11 @@ def parse_interaction(raw: r.RawRow, rules: ValidationRules) -> ParsedOr:
   f = raw.fields
   field = None
   try:
+    as_id = functools.partial(_as_id, limits=rules.limits)
     field = r.USER_ID
-    user_id = _required(f, field, _as_id)
+    user_id = _required(f, field, as_id)
     field = r.ITEM_ID
-    item_id = _required(f, field, _as_id)
+    item_id = _required(f, field, as_id)
     field = r.TIMESTAMP
     ts = _required(f, field, _as_timestamp)
     if not rules.timestamp_min <= ts <= rules.timestamp_max:
@@ -219,7 +260,8 @@ def parse_interaction(raw: r.RawRow, rules: ValidationRules) -> ParsedOr:
   }
 
 
-def parse_item(raw: r.RawRow) -> ParsedOr:
+def parse_item(raw: r.RawRow,
+               limits: InputLimits = InputLimits()) -> ParsedOr:
   """Parses one catalog row: item_id required, everything else optional."""
   if raw.error:
     return _quarantine("item", raw, None, raw.error)
@@ -227,17 +269,18 @@ def parse_item(raw: r.RawRow) -> ParsedOr:
   field = None
   try:
     field = r.ITEM_ID
-    item_id = _required(f, field, _as_id)
+    item_id = _required(f, field, functools.partial(_as_id, limits=limits))
     field = r.TITLE
-    title = _optional(f, field, lambda v: str(v).strip(), "")
+    title = _optional(f, field, functools.partial(_as_text, limits=limits),
+                      "")
     field = r.YEAR
     year = _optional(f, field, _as_int, 0)
     if year and not 1800 <= year <= 2200:
       raise _BadValue(f"{year} is not a plausible year")
     field = r.CATEGORIES
-    categories = _as_list(f.get(field))
+    categories = _as_list(f.get(field), limits)
     field = r.TAGS
-    tags = _as_list(f.get(field))
+    tags = _as_list(f.get(field), limits)
   except _BadValue as e:
     return _quarantine("item", raw, field, f"{field} {e}")
   return {
@@ -249,21 +292,23 @@ def parse_item(raw: r.RawRow) -> ParsedOr:
   }
 
 
-def parse_user(raw: r.RawRow, feature_names: Sequence[str]) -> ParsedOr:
+def parse_user(raw: r.RawRow, feature_names: Sequence[str],
+               limits: InputLimits = InputLimits()) -> ParsedOr:
   """Parses one user profile row; attributes are kept as strings."""
   if raw.error:
     return _quarantine("user", raw, None, raw.error)
   f = raw.fields
   if _is_missing(f.get(r.USER_ID)):
     return _quarantine("user", raw, r.USER_ID, "user_id is required but empty")
+  field = r.USER_ID
   try:
-    user_id = _as_id(f[r.USER_ID])
+    user_id = _as_id(f[r.USER_ID], limits)
+    out = {r.USER_ID: user_id}
+    for field in feature_names:
+      v = f.get(field)
+      if isinstance(v, float) and v.is_integer():
+        v = int(v)
+      out[field] = "" if _is_missing(v) else _as_text(v, limits)
   except _BadValue as e:
-    return _quarantine("user", raw, r.USER_ID, f"user_id {e}")
-  out = {r.USER_ID: user_id}
-  for name in feature_names:
-    v = f.get(name)
-    if isinstance(v, float) and v.is_integer():
-      v = int(v)
-    out[name] = "" if _is_missing(v) else str(v).strip()
+    return _quarantine("user", raw, field, f"{field} {e}")
   return out

@@ -17,6 +17,12 @@ HandleReloadConfigRequest loads it from disk, warms it up, and swaps it in
 before unloading the bad one. Other models' entries, and anything else in
 the file (labels, extra settings), are left as they are.
 
+Concurrent pushes of one model (two pipelines, a refresh) serialize on a
+lock around numbering and pinning (`push`), so the last version pinned is
+the highest. A push killed mid-copy leaves only a hidden directory, removed
+by the next push on that host; a push that fails (a full disk) removes
+what it wrote and raises PushError.
+
 The warmup records TF Serving replays before serving a version
 (assets.extra/tf_serving_warmup_requests) are written by the trainer into the
 SavedModel (trainer/export.py); the pusher copies them with it and reports
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import struct
 import time
 import uuid
@@ -44,11 +51,75 @@ def next_version(model_root: str, now: Optional[float] = None) -> int:
   return max(int(now if now is not None else time.time()), latest + 1)
 
 
-def publish_version(model_dir: str, model_root: str) -> tuple[int, str]:
-  """Copies a SavedModel into a new version directory; returns (version, dir)."""
+class PushError(OSError):
+  """Publishing failed (e.g. a full disk); nothing partial is visible."""
+
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _tmp_name() -> str:
+  # Host and pid in the name let a later push on the same host remove what
+  # a killed one left (_remove_orphans); the uuid keeps names unique.
+  return f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _remove_orphans(model_root: str) -> list[str]:
+  """Deletes the temporary copies of pushes killed on this host."""
+  ours = f"{_TMP_PREFIX}{socket.gethostname()}-"
+  removed = []
+  for name in os.listdir(model_root):
+    pid = name[len(ours):].split("-", 1)[0]
+    if name.startswith(ours) and pid.isdigit() and not _alive(int(pid)):
+      shutil.rmtree(os.path.join(model_root, name), ignore_errors=True)
+      removed.append(name)
+  return removed
+
+
+class _FileCopyFailed(Exception):
+  """Carries a file's OSError out of copytree, which would collect it and
+  go on copying every other file onto a full disk."""
+
+  def __init__(self, error: OSError):
+    super().__init__(error)
+    self.error = error
+
+
+def _copy_file(src: str, dst: str) -> Any:
+  try:
+    return shutil.copy2(src, dst)
+  except OSError as e:
+    raise _FileCopyFailed(e) from e
+
+
+def _copy(model_dir: str, model_root: str) -> str:
+  """Copies a SavedModel under a hidden name; a failed copy leaves nothing."""
   os.makedirs(model_root, exist_ok=True)
-  tmp = os.path.join(model_root, f".tmp-{uuid.uuid4().hex}")
-  shutil.copytree(model_dir, tmp)
+  _remove_orphans(model_root)
+  tmp = os.path.join(model_root, _tmp_name())
+  try:
+    shutil.copytree(model_dir, tmp, copy_function=_copy_file)
+  except (OSError, _FileCopyFailed) as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    error = e.error if isinstance(e, _FileCopyFailed) else e
+    raise PushError(
+        error.errno, f"Pusher: copying {model_dir} into {model_root} failed "
+        f"({error.strerror or error}); nothing was published and the served "
+        "version is unchanged") from error
+  return tmp
+
+
+def _rename_into_place(tmp: str, model_root: str) -> tuple[int, str]:
   while True:
     version = next_version(model_root)
     target = os.path.join(model_root, str(version))
@@ -59,6 +130,44 @@ def publish_version(model_dir: str, model_root: str) -> tuple[int, str]:
       if not os.path.exists(target):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def publish_version(model_dir: str, model_root: str) -> tuple[int, str]:
+  """Copies a SavedModel into a new version directory; returns (version, dir).
+
+  Does not pin it: `push` does both under the push lock.
+  """
+  tmp = _copy(model_dir, model_root)
+  serving_root, model_name = os.path.split(os.path.abspath(model_root))
+  with serving_layout.push_lock(serving_root, model_name):
+    return _rename_into_place(tmp, model_root)
+
+
+def push(model_dir: str, serving_root: str, model_name: str,
+         config_base_path: Optional[str] = None) -> tuple[int, str, str]:
+  """Publishes a new version and pins it; returns (version, dir, config).
+
+  The copy runs unlocked; numbering, the rename and the pin run under the
+  model's push lock, so concurrent pushes end in number order and the
+  highest version is the one pinned. If the pin fails (a full disk), the
+  new version is removed again: a push is all or nothing.
+  """
+  model_root = serving_layout.model_root(serving_root, model_name)
+  tmp = _copy(model_dir, model_root)
+  with serving_layout.push_lock(serving_root, model_name):
+    version, target = _rename_into_place(tmp, model_root)
+    try:
+      config_path = serving_layout.pin_version(
+          serving_root, model_name, version, config_base_path)
+    except OSError as e:
+      hidden = os.path.join(model_root, _tmp_name())
+      os.rename(target, hidden)  # out of sight first, then delete
+      shutil.rmtree(hidden, ignore_errors=True)
+      raise PushError(
+          e.errno, f"Pusher: pinning version {version} in models.config "
+          f"failed ({e.strerror or e}); the version was removed and the "
+          "served version is unchanged") from e
+  return version, target, config_path
 
 
 def count_warmup_records(version_dir: str) -> int:
@@ -103,14 +212,12 @@ def run_pusher(model_uri: str, model_dir: str, blessing_uri: str,
       models.config (default: the absolute local path).
   """
   inputs = {"model": model_uri, "blessing": blessing_uri}
-  model_root = serving_layout.model_root(serving_root, model_name)
   with artifacts.write_artifact(pushed_uri, "PushedModel", "Pusher", run_id,
                                 {"serving_root": serving_root,
                                  "model_name": model_name}, inputs) as w:
     if evaluation_files.is_blessed(blessing_uri):
-      version, target = publish_version(model_dir, model_root)
-      config_path = serving_layout.pin_version(
-          serving_root, model_name, version, config_base_path)
+      version, target, config_path = push(
+          model_dir, serving_root, model_name, config_base_path)
       w.summary = {"pushed": True, "version": version, "destination": target,
                    "model_config": config_path,
                    "warmup_records": count_warmup_records(target)}

@@ -104,24 +104,46 @@ def read_model_config(serving_root: str) -> ModelServerConfig:
 
 
 @contextlib.contextmanager
-def config_lock(serving_root: str) -> Iterator[None]:
-  """Serializes read-modify-write of models.config across processes."""
+def _exclusive(serving_root: str, lock_file: str) -> Iterator[None]:
   os.makedirs(serving_root, exist_ok=True)
-  with open(os.path.join(serving_root, _LOCK_FILE), "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+  with open(os.path.join(serving_root, lock_file), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released by the kernel on SIGKILL.
     try:
       yield
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def config_lock(serving_root: str) -> contextlib.AbstractContextManager[None]:
+  """Serializes read-modify-write of models.config across processes."""
+  return _exclusive(serving_root, _LOCK_FILE)
+
+
+def push_lock(serving_root: str,
+              model_name: str) -> contextlib.AbstractContextManager[None]:
+  """Serializes pushes of one model: numbering a version and pinning it.
+
+  Without it, two pipelines pushing at once could each take a number and
+  pin in the opposite order, leaving models.config on the older version.
+  Held only around the rename and the pin, not the copy. (flock, like
+  config_lock: on a shared network volume it needs a filesystem with
+  working POSIX locks.)
+  """
+  return _exclusive(serving_root, f".push-{model_name}.lock")
+
+
 def _write_model_config(serving_root: str, config: ModelServerConfig) -> str:
   path = model_config_path(serving_root)
   tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-  with open(tmp, "w") as f:
-    f.write(_HEADER)
-    f.write(format_model_config(config))
-  os.replace(tmp, path)  # A polling server never reads half a file.
+  try:
+    with open(tmp, "w") as f:
+      f.write(_HEADER)
+      f.write(format_model_config(config))
+    os.replace(tmp, path)  # A polling server never reads half a file.
+  except BaseException:
+    with contextlib.suppress(OSError):  # e.g. the disk filled up
+      os.remove(tmp)
+    raise
   return path
 
 

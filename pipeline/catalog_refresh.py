@@ -29,10 +29,12 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from components import infra_validator
+from components import parsing
 from components import pusher
 from components import text_encoder
 from contracts import artifacts
 from contracts import model_layout
+from contracts import records as r
 from contracts import run_record
 from contracts import serving_layout
 from pipeline import runner
@@ -107,6 +109,12 @@ def refresh_catalog(serving_root: str, model_name: str,
 
   try:
     items = [refresh_lib.normalize_item(i) for i in new_items]
+    for row, item in enumerate(items, 1):
+      # ExampleGen's rules for catalog rows (year range, size limits), so a
+      # refresh cannot add an item that a pipeline run would quarantine.
+      checked = parsing.parse_item(r.RawRow("new items", row, item))
+      if isinstance(checked, parsing.Quarantined):
+        raise ValueError(checked.describe())
     settings = refresh_state.text_settings(source_dir)
     new_text = None
     embedded = cached = 0
@@ -139,11 +147,9 @@ def refresh_catalog(serving_root: str, model_name: str,
     raise fail("infra validation: " + "; ".join(
         f"{c['check']}: {c['detail']}" for c in failed))
   log(f"infra validation passed ({len(infra['checks'])} checks)")
-  model_root = serving_layout.model_root(serving_root, model_name)
   try:
-    version, destination = pusher.publish_version(saved_model, model_root)
-    config_path = serving_layout.pin_version(serving_root, model_name,
-                                             version)
+    version, destination, config_path = pusher.push(
+        saved_model, serving_root, model_name)
   except OSError as e:  # e.g. a full disk: recorded, then raised
     raise fail(f"publishing: {type(e).__name__}: {e}") from e
   meta = artifacts.read_metadata(model_uri)

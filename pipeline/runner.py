@@ -255,6 +255,7 @@ class _RunRecord:
 
   def add_step(self, entry: dict[str, Any]) -> None:
     self.run["steps"].append(entry)
+    self.save()  # a run killed now still says which step was running
 
   def add_outputs(self, step: str, component_spec: Any,
                   out_uris: Mapping[str, str],

@@ -141,6 +141,54 @@ def _input_values(signature: servables.Signature,
   return values
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+  """(mtrec) Bounds on the string data one request may carry; 0: none.
+
+  TF Serving bounds a request only by gRPC's message size, and the REST
+  API by nothing; a 100 MB user id then reaches the graph as a valid
+  string. These flags (`--max_request_string_bytes`,
+  `--max_string_element_bytes`) cap it before any model call. The codes
+  follow gRPC's and TensorFlow's use: too much data in all is
+  RESOURCE_EXHAUSTED (as an oversized message is), one malformed value is
+  INVALID_ARGUMENT.
+  """
+
+  max_request_string_bytes: int = 0
+  max_string_element_bytes: int = 0
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      if getattr(self, field.name) < 0:
+        raise ValueError(f"--{field.name} must be >= 0, got "
+                         f"{getattr(self, field.name)}")
+
+  @property
+  def enabled(self) -> bool:
+    return bool(self.max_request_string_bytes or self.max_string_element_bytes)
+
+
+def check_limits(calls: Sequence[Call], limits: RequestLimits) -> None:
+  """Raises when the string inputs of a request's calls exceed `limits`."""
+  total = 0
+  for call in calls:
+    for alias, array in call.inputs.items():
+      if array.dtype != object:
+        continue
+      sizes = [len(v) for v in array.ravel()]
+      if limits.max_string_element_bytes and sizes and (
+          max(sizes) > limits.max_string_element_bytes):
+        raise status.invalid_argument(
+            f"input \"{alias}\" holds a string of {max(sizes)} bytes, over"
+            f" --max_string_element_bytes={limits.max_string_element_bytes}")
+      total += sum(sizes)
+  if limits.max_request_string_bytes and (
+      total > limits.max_request_string_bytes):
+    raise status.resource_exhausted(
+        f"The request's string inputs hold {total} bytes, over"
+        f" --max_request_string_bytes={limits.max_request_string_bytes}")
+
+
 def check_call(call: Call) -> None:
   """The checks Session::Run makes on its feeds, before anything runs.
 

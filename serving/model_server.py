@@ -59,6 +59,7 @@ from serving import batching
 from serving import config as config_lib
 from serving import grpc_services
 from serving import health
+from serving import inference
 from serving import manager as manager_lib
 from serving import rest
 from serving import runtime
@@ -101,6 +102,9 @@ class ServerOptions:
   adaptive_batch_timeout: bool = False
   grpc_max_threads: int = 4 * _CPUS
   grpc_channel_arguments: str = ""
+  # (mtrec) Bounds on a request's string inputs; 0: none, as in TF Serving.
+  max_request_string_bytes: int = 0
+  max_string_element_bytes: int = 0
   enable_model_warmup: bool = True
   num_request_iterations_for_warmup: int = 1
   saved_model_tags: str = "serve"
@@ -335,7 +339,10 @@ class ModelServer:
           parameters, loop, self._options.adaptive_batch_timeout)
     self._service = service_lib.ServingService(
         self._manager, loop, self._executor, self._batcher,
-        self._options.enable_signature_method_name_check)
+        self._options.enable_signature_method_name_check,
+        inference.RequestLimits(
+            self._options.max_request_string_bytes,
+            self._options.max_string_element_bytes))
     server = grpc.aio.server(options=channel_arguments)
     grpc_services.add_to_server(self._service, server)
     server.add_generic_rpc_handlers((self._health.handler(),))
@@ -524,6 +531,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
   add("--grpc_channel_arguments", default="",
       help="Comma-separated gRPC server arguments, e.g."
       " grpc.max_receive_message_length=67108864.")
+  add("--max_request_string_bytes", type=int, default=0,
+      help="(mtrec) Largest total of string input bytes in one request"
+      " (RESOURCE_EXHAUSTED above it); 0: no limit, as TF Serving.")
+  add("--max_string_element_bytes", type=int, default=0,
+      help="(mtrec) Largest single string input value, e.g. 256 for ids"
+      " (INVALID_ARGUMENT above it); 0: no limit, as TF Serving.")
   add("--enable_model_warmup", type=_bool, nargs="?", const=True,
       default=True,
       help="Replay assets.extra/tf_serving_warmup_requests before serving a"
@@ -610,6 +623,8 @@ def serve_main(argv: Optional[list[str]] = None) -> int:
       batching_parameters_file=args.batching_parameters_file,
       adaptive_batch_timeout=args.adaptive_batch_timeout,
       grpc_channel_arguments=args.grpc_channel_arguments,
+      max_request_string_bytes=args.max_request_string_bytes,
+      max_string_element_bytes=args.max_string_element_bytes,
       enable_model_warmup=args.enable_model_warmup,
       num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
       saved_model_tags=args.saved_model_tags,

@@ -35,7 +35,8 @@ class ServingService:
                loop: asyncio.AbstractEventLoop,
                executor: concurrent.futures.Executor,
                batcher: Optional[batching.Batcher] = None,
-               method_name_check: bool = False):
+               method_name_check: bool = False,
+               limits: inference.RequestLimits = inference.RequestLimits()):
     """Initializes the service.
 
     Args:
@@ -45,12 +46,14 @@ class ServingService:
         reloads, which block).
       batcher: batches single-signature calls when given.
       method_name_check: --enable_signature_method_name_check.
+      limits: (mtrec) bounds on a request's string inputs.
     """
     self._manager = manager
     self._loop = loop
     self._executor = executor
     self._batcher = batcher
     self._check = method_name_check
+    self._limits = limits
 
   @property
   def manager(self) -> manager_lib.ModelManager:
@@ -64,11 +67,13 @@ class ServingService:
     resumes no coroutine in between when the result arrives.
 
     Raises:
-      status.ServingError: the call fails batching's or Session::Run's
-        checks on its inputs (nothing has been started then).
+      status.ServingError: the call fails the request limits, batching's or
+        Session::Run's checks on its inputs (nothing has been started then).
     """
     calls = plan.calls
     finish = plan.finish
+    if self._limits.enabled:
+      inference.check_limits(calls, self._limits)
     if len(calls) == 1:
       call = calls[0]
       if self._batcher is not None:

@@ -63,6 +63,10 @@ def invalid_argument(message: str) -> ServingError:
   return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def resource_exhausted(message: str) -> ServingError:
+  return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
 def not_found(message: str) -> ServingError:
   return ServingError(grpc.StatusCode.NOT_FOUND, message)
 

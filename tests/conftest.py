@@ -17,6 +17,11 @@ import pytest  # noqa: E402
 def small_config(**overrides):
   """A pipeline config on synthetic data, small enough for tests."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.parse_config(small_config_raw(**overrides))
+
+
+def small_config_raw(**overrides):
+  """small_config's YAML content, for tests that run `mtrec run` itself."""
   raw = {
       "pipeline_name": "test",
       "model_name": "mtrec",
@@ -28,7 +33,7 @@ def small_config(**overrides):
       "serving": {"top_k": 5},
   }
   raw.update(overrides)
-  return config_lib.parse_config(raw)
+  return raw
 
 
 @pytest.fixture(scope="session")

@@ -216,3 +216,62 @@ def test_random_split_keeps_held_out_events_out_of_histories():
   temporal = example_gen._DedupeAndSplit("temporal_user", 0.3, 7)  # pylint: disable=protected-access
   rows = [row for _, row in temporal.process(("u", events))]
   assert rows[-1][schema.HISTORY][-1] == "i38"
+
+
+HOSTILE_LINES = [
+    # (line, field, reason prefix); the file is written with a BOM and CRLF.
+    (",12,3.0,1000", "user_id", "user_id is required but empty"),
+    ("1,11,abc,1000", "rating", "rating could not parse 'abc' as a number"),
+    ("1,11,NaN,1000", "rating", "rating 'NaN' is not a finite number"),
+    ("2,13,17,1000", "rating", "rating 17 is outside the allowed range"),
+    ("2,13,-1,1000", "rating", "rating -1 is outside the allowed range"),
+    ("2,10,3.0,-86400", "timestamp",
+     "timestamp -86400 (1969-12-31 00:00:00 UTC) is outside"),
+    ("2,10,3.0,32503680000", "timestamp", "timestamp 32503680000 (3000-01-01"),
+    ("1,10,4.0", None, "expected 4 columns, found 3"),
+    ("1,10,4.0,1000,extra", None, "expected 4 columns, found 5"),
+    ("u" * 10_000 + ",10,4.0,1000", "user_id",
+     "user_id is 10,000 bytes long, over example_gen.limits.max_id_bytes=256"),
+    ("2,99,3.0,1000", "item_id", "item_id '99' is not in the item catalog"),
+]
+
+
+def test_hostile_ratings_file_reconciles_and_every_bad_row_says_why(
+    tmp_path):
+  good = [",".join(row) for row in GOOD_ROWS]
+  lines = good + [good[0]] + [line for line, _, _ in HOSTILE_LINES]
+  reader = _write_source(tmp_path, [])
+  (tmp_path / "ratings.csv").write_bytes(
+      b"\xef\xbb\xbf" + "\r\n".join(["user,item,stars,ts"] + lines).encode()
+      + b"\r\n")
+  rules = parsing.ValidationRules(0.5, 5.0, 0, 1_900_000_000)
+  out = tmp_path / "out"
+  counts = example_gen.run_example_gen(
+      reader, rules, str(out / "examples"), str(out / "catalog"),
+      str(out / "quarantine"), "test-run", max_quarantine_fraction=0.6)
+
+  assert counts["interactions_in"] == len(lines) == 22
+  assert counts["interactions_quarantined"] == len(HOSTILE_LINES) == 11
+  assert counts["duplicates_dropped"] == 1
+  assert counts["interactions_train"] + counts["interactions_eval"] == 10
+  (duplicate,) = example_gen.read_quarantine(
+      str(out / "quarantine"), example_gen.DUPLICATES_FILE_PREFIX)
+  source = str(tmp_path / "ratings.csv")
+  assert duplicate == {
+      "kind": "interaction", "source": source, "row": len(good) + 2,
+      "duplicate_of": {"source": source, "row": 2},
+      "reason": f"exact duplicate of {source}, row 2 (same user, item, "
+                "timestamp and labels); dropped"}
+  quarantined = {q["row"]: q for q in example_gen.read_quarantine(
+      str(out / "quarantine")) if q["kind"] == "interaction"}
+  first_bad_row = len(good) + 3  # header is row 1, then good rows, duplicate
+  assert sorted(quarantined) == list(
+      range(first_bad_row, first_bad_row + len(HOSTILE_LINES)))
+  for i, (_, field, reason) in enumerate(HOSTILE_LINES):
+    q = quarantined[first_bad_row + i]
+    assert (q["field"], q["reason"][:len(reason)]) == (field, reason), q
+  # The good rows survive the BOM and CRLF intact: ids without "\ufeff" or
+  # "\r", ratings as written.
+  rows = _split(out, "train") + _split(out, "eval")
+  assert sorted((u, i, s, ts) for u, i, s, ts, _ in rows) == sorted(
+      (u, i, float(s), int(ts)) for u, i, s, ts in GOOD_ROWS)

@@ -84,3 +84,47 @@ def test_user_parsing_keeps_attributes_as_strings():
       r.USER_ID: "1", "age": 24.0, "gender": "M", "occupation": None}),
       ["age", "gender", "occupation"])
   assert out == {r.USER_ID: "1", "age": "24", "gender": "M", "occupation": ""}
+
+
+SMALL = parsing.InputLimits(max_id_bytes=8, max_text_bytes=12,
+                            max_list_items=2)
+
+
+@pytest.mark.parametrize("fields, field, reason", [
+    ({r.USER_ID: "u" * 9}, r.USER_ID,
+     "user_id is 9 bytes long, over example_gen.limits.max_id_bytes=8"),
+    # Bytes, not characters: four 2-byte characters are 8 bytes, five are 10.
+    ({r.ITEM_ID: "é" * 5}, r.ITEM_ID,
+     "item_id is 10 bytes long, over example_gen.limits.max_id_bytes=8"),
+])
+def test_ids_over_the_limit_are_quarantined_naming_it(fields, field, reason):
+  rules = parsing.ValidationRules(0.5, 5.0, 0, 2_000_000_000, SMALL)
+  out = parsing.parse_interaction(_row(**fields), rules)
+  assert isinstance(out, parsing.Quarantined)
+  assert (out.field, out.reason) == (field, reason)
+  at_limit = {k: v[:4] if k == r.ITEM_ID else v[:8] for k, v in fields.items()}
+  assert parsing.parse_interaction(_row(**at_limit), rules)[field] == (
+      next(iter(at_limit.values())))
+
+
+def test_item_text_and_list_limits():
+  def item(**fields):
+    return parsing.parse_item(r.RawRow("movies.csv", 4, dict(
+        {r.ITEM_ID: "1"}, **fields)), SMALL)
+
+  assert item(**{r.TITLE: "x" * 12, r.TAGS: ["a", "b"]})[r.TAGS] == ["a", "b"]
+  long_title = item(**{r.TITLE: "x" * 13})
+  assert (long_title.field, long_title.reason) == (
+      r.TITLE,
+      "title is 13 bytes long, over example_gen.limits.max_text_bytes=12")
+  many = item(**{r.CATEGORIES: "a|b|c"})
+  assert (many.field, many.reason) == (
+      r.CATEGORIES,
+      "categories has 3 values, over example_gen.limits.max_list_items=2")
+  long_tag = item(**{r.TAGS: ["ok", "t" * 13]})
+  assert long_tag.field == r.TAGS and "max_text_bytes=12" in long_tag.reason
+  user = parsing.parse_user(r.RawRow("u.user", 3, {
+      r.USER_ID: "1", "occupation": "o" * 13}), ["occupation"], SMALL)
+  assert (user.field, user.reason) == (
+      "occupation",
+      "occupation is 13 bytes long, over example_gen.limits.max_text_bytes=12")

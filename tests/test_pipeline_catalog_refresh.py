@@ -352,13 +352,29 @@ def test_a_failed_publish_is_recorded_as_a_failed_run(roots, fake,
   serving, runs = roots
   _version(serving, 1)
 
-  def full(model_dir, model_root):
-    raise OSError(28, "No space left on device")
+  def full(model_dir, serving_root, model_name):
+    raise catalog_refresh.pusher.PushError(28, "No space left on device")
 
-  monkeypatch.setattr(catalog_refresh.pusher, "publish_version", full)
+  monkeypatch.setattr(catalog_refresh.pusher, "push", full)
   with pytest.raises((OSError, catalog_refresh.RefreshFailed)):
     _refresh(roots)
   record = run_record.read_run(os.path.join(runs, "r1"))
   assert record["status"] == "failed"
   assert record["failed_step"] == STEP
   assert "No space left on device" in record["error"]
+
+
+def test_an_item_over_a_size_limit_is_refused_with_the_limit_named(
+    roots, fake):
+  serving, runs = roots
+  _version(serving, 1)
+  items = [{"item_id": "ok", "title": "Fine"},
+           {"item_id": "x" * 300, "title": "Too long an id"}]
+  with pytest.raises(catalog_refresh.RefreshFailed,
+                     match=r"ValueError: new items, row 2, field 'item_id': "
+                           r"item_id is 300 bytes long, over "
+                           r"example_gen.limits.max_id_bytes=256"):
+    catalog_refresh.refresh_catalog(serving, "m", items, runs, run_id="r1",
+                                    log=lambda m: None)
+  assert fake["rebuild"] == []
+  assert serving_layout.served_version(serving, "m") == 1

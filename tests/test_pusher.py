@@ -118,8 +118,8 @@ def test_push_pins_the_version_in_models_config(tmp_path):
   assert list(mtrec.model_version_policy.specific.versions) == [s["version"]]
   assert serving_layout.pinned_version(serving, "mtrec") == s["version"]
   # The file is a valid TF Serving config: no temporary files are left.
-  assert sorted(os.listdir(serving)) == [".models.config.lock", "models.config",
-                                         "mtrec"]
+  assert sorted(os.listdir(serving)) == [
+      ".models.config.lock", ".push-mtrec.lock", "models.config", "mtrec"]
 
 
 def test_rollback_walks_back_and_forward(tmp_path):

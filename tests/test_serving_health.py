@@ -179,3 +179,39 @@ def test_startup_errors_use_tf_servings_words(tmp_path):
   assert str(info.value) == (
       "Failed to start server. Error: INVALID_ARGUMENT: Expected model a to"
       " have an absolute path or URI; got base_path()=a")
+
+
+def test_string_input_limits(export, tmp_path):
+  base = tmp_path / _MODEL
+  testing.publish(export, str(base), 1)
+  server = model_server.ModelServer(
+      _MODEL, str(base), port=0, host="127.0.0.1", poll_wait_seconds=0,
+      max_request_string_bytes=100, max_string_element_bytes=16).start()
+
+  def recommend(user_ids):
+    request = testing.predict_request(
+        _MODEL, {"user_id": np.array(user_ids, dtype=object)},
+        signature_name="recommend")
+    return stub.Predict(request, timeout=10)
+
+  try:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+      stub = apis.PredictionServiceStub(channel)
+      # At both limits exactly: 16-byte ids, 96 bytes in all.
+      assert recommend([b"u" * 16] * 6).outputs["user_length"].int_val == (
+          [16] * 6)
+      with pytest.raises(grpc.RpcError) as info:
+        recommend([b"alice", b"u" * 17])
+      assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+      assert info.value.details() == (
+          'input "user_id" holds a string of 17 bytes, over'
+          " --max_string_element_bytes=16")
+      with pytest.raises(grpc.RpcError) as info:
+        recommend([b"u" * 16] * 7)
+      assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+      assert "hold 112 bytes, over --max_request_string_bytes=100" in (
+          info.value.details())
+      # The server answers the next request as before.
+      assert recommend([b"bob"]).outputs["user_length"].int_val == [3]
+  finally:
+    server.stop()

@@ -103,6 +103,9 @@ def main(argv=None) -> int:
   parser.add_argument("--merge-multitask", default=None,
                       help="take the multitask section from this suite.json "
                            "(a separately run --sections multitask)")
+  parser.add_argument("--merge-serving-soak", default=None,
+                      help="add the figures of benchmarks/serving_soak.py "
+                           "(its --output JSON) as the serving section")
   parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                       help="seeds of the multitask section")
   parser.add_argument("--note", action="append", default=[],
@@ -173,6 +176,9 @@ def main(argv=None) -> int:
       seeds, only = args.seeds[:1], ("click only", "default")
     results["multitask"] = multitask.run(
         os.path.join(work_dir, "multitask"), seeds, epochs, datasets, only)
+  if args.merge_serving_soak:
+    with open(args.merge_serving_soak) as f:
+      results["serving_soak"] = json.load(f)
   results.setdefault("notes", [])
   results["notes"] += [n for n in args.note if n not in results["notes"]]
   if not args.render:

@@ -352,6 +352,54 @@ def _multitask(section: Mapping[str, Any]) -> list[str]:
   return lines
 
 
+def _serving_soak(section: Mapping[str, Any]) -> list[str]:
+  swap, soak = section["swap"], section["soak"]
+  load = section.get("machine", {})
+  pushes = swap["swaps"]
+  serving_after = ", ".join(f"{p['serving_after_s']:.1f}" for p in pushes)
+  p99s = ", ".join(f"{v:.1f}" for v in soak["p99_ms_per_minute"])
+  return [
+      "## Serving under sustained load: version swaps and a soak",
+      "",
+      "`benchmarks/serving_soak.py`: the model server in its own process "
+      "(`--enable_batching --adaptive_batch_timeout`, models.config polled "
+      "every second) on the model the pipeline builds from 50,000 synthetic "
+      "interactions, `recommend` requests from a load client in another "
+      "process. Swap: a new version pushed the pipeline's way (copy, rename, "
+      "pin in models.config) every "
+      f"{swap['duration_s'] / max(1, len(pushes) + 1):.0f} s; a swap window "
+      "runs from the push until the new version answers, plus one second. "
+      f"Load average {_f(load.get('load_average_before', [None])[0], 2)} "
+      f"before, {_f(load.get('load_average_after', [None])[0], 2)} after.",
+      ""] + _table(
+          ["scenario", "concurrency", "seconds", "requests", "failed",
+           "figures"],
+          [["swap", swap["concurrency"], _f(swap["duration_s"], 0),
+            _f(swap["requests"]), _f(swap["failed_requests"]),
+            f"{len(pushes)} pushes, each serving after "
+            f"{serving_after} s; "
+            f"p99 {swap['p99_ms_during_swaps']:.1f} ms during swaps "
+            f"({swap['requests_during_swaps']:,} requests) vs "
+            f"{swap['p99_ms_outside_swaps']:.1f} ms outside"],
+           ["soak", soak["concurrency"], _f(soak["duration_s"], 0),
+            _f(soak["requests"]), _f(soak["failed_requests"]),
+            f"server RSS {soak['rss_mb_after_30s']} MB after 30 s → "
+            f"{soak['rss_mb_end']} MB at the end "
+            f"({soak['rss_growth']:+.1%}; first sample "
+            f"{soak['rss_mb_first_sample']} MB); p99 per minute "
+            f"{p99s} ms"]]
+      ) + ["", "Targets: " + "; ".join(
+          f"{name} {'met' if ok else '**missed**'}"
+          for name, ok in section["targets"].items()),
+           "",
+           "```bash",
+           ".venv/bin/python benchmarks/serving_soak.py --output /tmp/soak.json",
+           ".venv/bin/python -m benchmarks.suite --render "
+           "benchmarks/suite/results/suite.json --markdown docs/benchmarks.md "
+           "--merge-serving-soak /tmp/soak.json",
+           "```", ""]
+
+
 def markdown(results: Mapping[str, Any]) -> str:
   m = results["machine"]
   lines = [
@@ -381,6 +429,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     lines += _scale(results["scale"], results["machine"])
   if "multitask" in results:
     lines += _multitask(results["multitask"])
+  if "serving_soak" in results:
+    lines += _serving_soak(results["serving_soak"])
   if results.get("notes"):
     lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
   if results["size"] == "full":

@@ -22,9 +22,10 @@ def validation_rules(eg: ExampleGenConfig,
       dt = dt.replace(tzinfo=datetime.timezone.utc)
     return int(dt.timestamp())
 
-  return parsing.ValidationRules(eg.rating_min, eg.rating_max,
-                                 seconds(eg.timestamp_min),
-                                 seconds(eg.timestamp_max or started))
+  return parsing.ValidationRules(
+      eg.rating_min, eg.rating_max, seconds(eg.timestamp_min),
+      seconds(eg.timestamp_max or started),
+      parsing.InputLimits(**eg.limits.model_dump()))
 
 
 def run(data: DataConfig, eg: ExampleGenConfig, beam_args: Sequence[str],
