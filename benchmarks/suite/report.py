@@ -374,14 +374,14 @@ def _serving_soak(section: Mapping[str, Any]) -> list[str]:
       ""] + _table(
           ["scenario", "concurrency", "seconds", "requests", "failed",
            "figures"],
-          [["swap", swap["concurrency"], _f(swap["duration_s"], 0),
+          [["swap", str(swap["concurrency"]), _f(swap["duration_s"], 0),
             _f(swap["requests"]), _f(swap["failed_requests"]),
             f"{len(pushes)} pushes, each serving after "
             f"{serving_after} s; "
             f"p99 {swap['p99_ms_during_swaps']:.1f} ms during swaps "
             f"({swap['requests_during_swaps']:,} requests) vs "
             f"{swap['p99_ms_outside_swaps']:.1f} ms outside"],
-           ["soak", soak["concurrency"], _f(soak["duration_s"], 0),
+           ["soak", str(soak["concurrency"]), _f(soak["duration_s"], 0),
             _f(soak["requests"]), _f(soak["failed_requests"]),
             f"server RSS {soak['rss_mb_after_30s']} MB after 30 s → "
             f"{soak['rss_mb_end']} MB at the end "
