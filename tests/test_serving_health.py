@@ -7,6 +7,8 @@ Kubernetes' gRPC probes do.
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 import time
 
@@ -186,7 +188,8 @@ def test_string_input_limits(export, tmp_path):
   testing.publish(export, str(base), 1)
   server = model_server.ModelServer(
       _MODEL, str(base), port=0, host="127.0.0.1", poll_wait_seconds=0,
-      max_request_string_bytes=100, max_string_element_bytes=16).start()
+      max_request_string_bytes=100, max_string_element_bytes=16,
+      rest_api_port=0).start()
 
   def recommend(user_ids):
     request = testing.predict_request(
@@ -213,5 +216,27 @@ def test_string_input_limits(export, tmp_path):
           info.value.details())
       # The server answers the next request as before.
       assert recommend([b"bob"]).outputs["user_length"].int_val == [3]
+
+    # REST goes through the same service: the same codes, as HTTP statuses.
+    def rest(user_ids):
+      connection = http.client.HTTPConnection("127.0.0.1", server.rest_port,
+                                              timeout=10)
+      try:
+        connection.request(
+            "POST", f"/v1/models/{_MODEL}/versions/1:predict",
+            body=json.dumps({"signature_name": "recommend",
+                             "instances": [{"user_id": u} for u in user_ids]}))
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+      finally:
+        connection.close()
+
+    assert rest(["u" * 17]) == (400, {"error": (
+        'input "user_id" holds a string of 17 bytes, over'
+        " --max_string_element_bytes=16")})
+    status, body = rest(["u" * 16] * 7)
+    assert status == 429 and "over --max_request_string_bytes=100" in (
+        body["error"])
+    assert rest(["bob"])[0] == 200
   finally:
     server.stop()
