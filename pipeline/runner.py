@@ -115,7 +115,9 @@ def run_pipeline(config: PipelineConfig, output_dir: Optional[str] = None,
                  num_cpu_devices: int = 1,
                  log: Callable[[str], None] = print,
                  use_cache: bool = True,
-                 beam_args: Sequence[str] = ()) -> RunResult:
+                 beam_args: Sequence[str] = (),
+                 heartbeat_s: float = task_launcher.HEARTBEAT_SECONDS
+                 ) -> RunResult:
   """Runs the KFP pipeline locally: ExampleGen → ... → Pusher.
 
   Args:
@@ -127,6 +129,8 @@ def run_pipeline(config: PipelineConfig, output_dir: Optional[str] = None,
     log: progress sink.
     use_cache: False reruns every step (`--no-cache`).
     beam_args: extra Beam options, after the config's own.
+    heartbeat_s: a step quiet this long gets a "still running" line, and
+      again every as long (<= 0: never).
 
   Raises:
     StepFailed: a step raised; run.json records the failure.
@@ -141,7 +145,7 @@ def run_pipeline(config: PipelineConfig, output_dir: Optional[str] = None,
   arguments["beam_args"] = [*arguments["beam_args"], *map(str, beam_args)]
   arguments["num_cpu_devices"] = num_cpu_devices
   return run_spec(spec, arguments, root, run_id=run_id, log=log,
-                  use_cache=use_cache,
+                  use_cache=use_cache, heartbeat_s=heartbeat_s,
                   record={"config": config.model_dump(mode="json"),
                           "serving_root": serving_root})
 
@@ -304,11 +308,13 @@ def _reuse(task: _Task, hit: dict[str, Any], step_cache: cache_lib.StepCache,
 
 
 def _execute(task: _Task, run_id: str, pipeline_root: str, log_dir: str,
-             log: Callable[[str], None]) -> task_launcher.TaskResult:
+             log: Callable[[str], None],
+             heartbeat_s: float) -> task_launcher.TaskResult:
   """Runs the task as a subprocess; a result without every output fails."""
   result = task_launcher.launch(
       task.component_spec, task.container, task.args, task.root, task.step,
-      run_id, pipeline_root, log_dir, lambda line: log(f"      {line}"))
+      run_id, pipeline_root, log_dir, lambda line: log(f"      {line}"),
+      heartbeat_s)
   missing = [n for n, u in task.out_uris.items() if not _complete(u)]
   if result.succeeded and missing:
     result = dataclasses.replace(
@@ -321,8 +327,14 @@ def _execute(task: _Task, run_id: str, pipeline_root: str, log_dir: str,
 def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
              pipeline_root: str, run_id: Optional[str] = None,
              log: Callable[[str], None] = print, use_cache: bool = True,
-             record: Optional[Mapping[str, Any]] = None) -> RunResult:
-  """Executes a compiled KFP pipeline spec (a dict, as loaded from YAML)."""
+             record: Optional[Mapping[str, Any]] = None,
+             heartbeat_s: float = task_launcher.HEARTBEAT_SECONDS
+             ) -> RunResult:
+  """Executes a compiled KFP pipeline spec (a dict, as loaded from YAML).
+
+  A running step quiet for `heartbeat_s` gets a "still running" line
+  (pipeline/task_launcher.py: Heartbeat).
+  """
   run_id = run_id or new_run_id()
   run_dir = os.path.join(pipeline_root, run_id)
   log_dir = os.path.join(run_dir, LOG_DIR)
@@ -373,7 +385,8 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
           f"{hit['seconds']:.1f}s there)")
     else:
       log(f"[{i}/{len(order)}] {step} ...")
-      result = _execute(task, run_id, pipeline_root, log_dir, log)
+      result = _execute(task, run_id, pipeline_root, log_dir, log,
+                        heartbeat_s)
       if not result.succeeded:
         entry.update(status="failed", seconds=result.seconds,
                      error=result.error, traceback=result.traceback)

@@ -12,6 +12,7 @@ trainer's num_cpu_devices asks for) never leaks from one step into the next.
 
 The child's output goes, whole, to a log file; the console gets it indented,
 without the KFP executor's bookkeeping and TensorFlow's C++ startup lines.
+A step that shows nothing for a while gets a "still running" line (Heartbeat).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import os
 import re
 import subprocess
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -116,14 +118,106 @@ def parse_error(output: str) -> tuple[Optional[str], Optional[str]]:
   return None, tb
 
 
+HEARTBEAT_SECONDS = 30.0
+# A child line that says what the step is doing, for the heartbeat only.
+STATUS_PREFIX = "mtrec-status: "
+
+
+def elapsed(seconds: float) -> str:
+  """45s, 1m30s, 1h02m05s: short enough for a progress line."""
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  if hours:
+    return f"{hours}h{minutes:02d}m{secs:02d}s"
+  return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Heartbeat:
+  """Echoes a line for a step that has shown nothing for `interval_s`.
+
+  Why: ExampleGen, Transform and the Evaluator run Beam for minutes on real
+  data without a console line, which reads as a hang. Output resets the
+  timer, so a step that talks (the trainer's progress lines) is not
+  interrupted; a quiet one gets `... Transform still running, 1m30s elapsed
+  (what)` every interval. What it is doing: the child's last
+  `mtrec-status: <text>` line where it prints one, else the last line the
+  console showed. Used as a context manager: a daemon thread beats until
+  the step ends; interval_s <= 0 starts none.
+  """
+
+  def __init__(self, step: str, echo: Callable[[str], None],
+               interval_s: float = HEARTBEAT_SECONDS,
+               clock: Callable[[], float] = time.monotonic):
+    self.step = step
+    self.interval_s = interval_s
+    self._echo = echo
+    self._clock = clock
+    self._lock = threading.Lock()  # the reader and the beating thread
+    self._started = self._quiet_since = clock()
+    self._status: Optional[str] = None
+    self._last_output: Optional[str] = None
+    self._stop = threading.Event()
+    self._thread: Optional[threading.Thread] = None
+
+  def output(self, shown: str) -> None:
+    """A line the console showed: the step is not quiet."""
+    with self._lock:
+      self._quiet_since = self._clock()
+      if shown.strip():
+        self._last_output = shown.strip()
+
+  def status(self, text: str) -> None:
+    """What the step says it is doing (a `mtrec-status:` line)."""
+    with self._lock:
+      self._status = text.strip() or None
+
+  def due(self) -> Optional[str]:
+    """The heartbeat line if the step has been quiet for an interval."""
+    with self._lock:
+      now = self._clock()
+      if now - self._quiet_since < self.interval_s:
+        return None
+      self._quiet_since = now
+      doing = self._status or (self._last_output and
+                               f"last output: {self._last_output[:80]}")
+      return (f"... {self.step} still running, "
+              f"{elapsed(now - self._started)} elapsed"
+              + (f" ({doing})" if doing else ""))
+
+  def _seconds_to_next(self) -> float:
+    with self._lock:
+      return self._quiet_since + self.interval_s - self._clock()
+
+  def _beat(self) -> None:
+    while not self._stop.wait(max(self._seconds_to_next(), 0.05)):
+      line = self.due()
+      if line:
+        self._echo(line)
+
+  def __enter__(self) -> "Heartbeat":
+    if self.interval_s > 0:
+      self._thread = threading.Thread(
+          target=self._beat, name=f"heartbeat-{self.step}", daemon=True)
+      self._thread.start()
+    return self
+
+  def __exit__(self, *exc_info: Any) -> None:
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join()
+
+
 def launch(component_spec: pipeline_spec_pb2.ComponentSpec,
            container: Any, arguments: dict[str, Any], task_root: str,
            task_name: str, run_id: str, pipeline_root: str, log_dir: str,
-           echo: Callable[[str], None]) -> TaskResult:
+           echo: Callable[[str], None],
+           heartbeat_s: float = HEARTBEAT_SECONDS) -> TaskResult:
   """Runs the task; its outputs land at output_uris(component_spec, ...).
 
   `log_dir` receives <task_name>.log (the child's whole output) and
   <task_name>.executor_output.json (what the KFP executor reported).
+  `heartbeat_s`: after that long without a console line, a Heartbeat line,
+  and again every as long (<= 0: never).
   """
   start = time.time()
   log_path = os.path.join(log_dir, f"{task_name}.log")
@@ -145,13 +239,18 @@ def launch(component_spec: pipeline_spec_pb2.ComponentSpec,
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   with open(log_path, "w") as log, subprocess.Popen(
       command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      bufsize=1, env=env) as proc:
+      bufsize=1, env=env) as proc, Heartbeat(
+          task_name, echo, heartbeat_s) as heartbeat:
     for line in proc.stdout:
       log.write(line)
       tail.append(line)
       del tail[:-400]
+      if line.startswith(STATUS_PREFIX):
+        heartbeat.status(line[len(STATUS_PREFIX):])
+        continue
       shown = show(line)
       if shown is not None:
+        heartbeat.output(shown)
         echo(shown)
     returncode = proc.wait()
   seconds = round(time.time() - start, 2)

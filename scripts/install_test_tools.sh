@@ -8,9 +8,12 @@ if command -v chromium >/dev/null 2>&1; then
   exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing chromium (headless report screenshots)"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  # apt's own progress lines (-q: without the download meters), so the
+  # install is never silent.
+  echo "installing chromium from Debian's packages (headless report"
+  echo "screenshots; a few hundred MB with its libraries)"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 else
   echo "warning: chromium is missing and cannot be installed here" >&2
 fi

@@ -7,7 +7,10 @@ given items), `metadata` (the served version's signatures) and `status`
 (client.py) and print text tables or JSON; a failed call is reported on
 stderr with TF Serving's code and message and turned into an exit status.
 Kept apart from the library so a program that only calls a server does not
-carry the command-line layer.
+carry the command-line layer. The library (and through it TensorFlow, seconds
+to load) is imported only after the flags parse, so `--help` and a flag
+error answer at once; every multi-word flag takes `_` or `-`
+(contracts/flags.py).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from typing import Any, Optional
 
 import grpc
 
-from serving import apis
-from serving import client as client_lib
-from serving import status as status_lib
-from serving import tensors
+from contracts import flags
+
+# TF Serving's default signature (serving/apis.py: DEFAULT_SERVING_SIGNATURE,
+# tests/test_serving_client_cli.py checks they agree), spelt out so that
+# building the parser does not import TensorFlow.
+_DEFAULT_SIGNATURE = "serving_default"
 
 
 def format_table(rows: list[dict[str, Any]], max_title_chars: int = 48) -> str:
@@ -77,7 +82,7 @@ def recommend_main(argv: Optional[list[str]] = None) -> int:
   Returns:
     The process exit status: 0, or 1 when the server failed the request.
   """
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec recommend",
       description="Ask a running model server for a user's top items.")
   parser.add_argument("--user", required=True, help="The user id.")
@@ -98,6 +103,7 @@ def recommend_main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument("--k", type=int, default=10,
                       help="How many items, with --fusion.")
   args = parser.parse_args(argv)
+  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
   with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
     try:
       rows = client_lib.recommend(client, args.model_name, args.user,
@@ -118,8 +124,8 @@ def recommend_main(argv: Optional[list[str]] = None) -> int:
   return 0
 
 
-def _client_parser(prog: str, description: str) -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog=prog, description=description)
+def _client_parser(prog: str, description: str) -> flags.FlagParser:
+  parser = flags.FlagParser(prog=prog, description=description)
   parser.add_argument("--server", default="localhost:8500",
                       help="host:port of the gRPC model server.")
   parser.add_argument("--model_name", default="mtrec",
@@ -150,12 +156,13 @@ def score_main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument("--items", required=True,
                       help="Comma-separated item ids to score.")
   parser.add_argument("--signature_name",
-                      default=apis.DEFAULT_SERVING_SIGNATURE,
+                      default=_DEFAULT_SIGNATURE,
                       help="A signature taking user_id and item_id.")
   args = parser.parse_args(argv)
   items = [i.strip() for i in args.items.split(",") if i.strip()]
   if not items:
     parser.error("--items names no item")
+  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
   with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
     try:
       rows = client_lib.score(client, args.model_name, args.user, items,
@@ -168,6 +175,7 @@ def score_main(argv: Optional[list[str]] = None) -> int:
 
 
 def _tensor_info_text(info) -> str:
+  from serving import tensors  # pylint: disable=g-import-not-at-top
   dims = ("unknown rank" if info.tensor_shape.unknown_rank else
           "[" + ", ".join("?" if d.size < 0 else str(d.size)
                           for d in info.tensor_shape.dim) + "]")
@@ -190,6 +198,7 @@ def metadata_main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument("--json", action="store_true",
                       help="Print JSON instead of text.")
   args = parser.parse_args(argv)
+  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
   with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
     try:
       metadata = client.metadata(args.model_name, args.version)
@@ -233,6 +242,11 @@ def status_main(argv: Optional[list[str]] = None) -> int:
   parser = _client_parser("mtrec status",
                           "Show the state of every version of a model.")
   args = parser.parse_args(argv)
+  # pylint: disable=g-import-not-at-top
+  from serving import apis
+  from serving import client as client_lib
+  from serving import status as status_lib
+  # pylint: enable=g-import-not-at-top
   with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
     try:
       statuses = client._get_model_status(  # pylint: disable=protected-access

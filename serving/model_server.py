@@ -9,7 +9,7 @@ module assembles the pieces into one server:
   Classify, Regress, MultiInference, GetModelMetadata), ModelService
   (GetModelStatus, HandleReloadConfigRequest) with TF Serving's codes and
   messages, and the standard grpc.health.v1 service (health.py);
-* REST on `--rest_api_port` (rest.py);
+* REST on `--rest_api_port` (rest.py: aiohttp, on the same event loop);
 * models from `--model_name`/`--model_base_path` or a `--model_config_file`
   with several models, version policies and labels, polled for new versions
   and (`--model_config_file_poll_wait_seconds`) config changes; new versions
@@ -81,8 +81,11 @@ class ServerOptions:
   host: str = "0.0.0.0"
   # None: no REST API (the flag's 0); 0 here picks a free port.
   rest_api_port: Optional[int] = None
+  # Accepted for TF Serving's sake; no effect (REST runs on the event loop).
   rest_api_num_threads: int = 4 * _CPUS
   rest_api_timeout_in_ms: int = 30000
+  # (mtrec) Largest REST request body (413 above it); 0: no limit.
+  rest_api_max_body_bytes: int = rest.DEFAULT_MAX_BODY_BYTES
   model_name: str = "default"
   model_base_path: str = ""
   model_config_file: str = ""
@@ -309,11 +312,12 @@ class ModelServer:
                  " Please use a different port for HTTP/REST API. Skipped"
                  " exporting HTTP/REST API.")
       return
-    api = rest.RestApi(self._service, self._loop,
-                       options.rest_api_timeout_in_ms)
-    self._rest = rest.RestServer(
-        (options.host, options.rest_api_port), api,
-        options.rest_api_num_threads).start()
+    # aiohttp on the gRPC server's loop: its handlers await the same
+    # ServingService coroutines as the gRPC servicers.
+    api = rest.RestApi(self._service, options.rest_api_timeout_in_ms)
+    self._rest = self._call(rest.RestServer(
+        api, options.host, options.rest_api_port,
+        options.rest_api_max_body_bytes).start())
     _LOG.info("Exporting HTTP/REST API at:localhost:%d ...", self._rest.port)
 
   def _initial_config(self) -> apis.ModelServerConfig:
@@ -416,14 +420,16 @@ class ModelServer:
     if loop is not None and loop.is_running():
       async def drain():
         self._health.enter_graceful_shutdown()
+        stops = []
         if self._server is not None:
-          await self._server.stop(grace)
+          stops.append(self._server.stop(grace))
+        if self._rest is not None:
+          stops.append(self._rest.stop(grace))
+        await asyncio.gather(*stops)
       try:
         self._call(drain())
       except Exception:  # pylint: disable=broad-except
-        _LOG.exception("Stopping the gRPC server failed")
-    if self._rest is not None:
-      self._rest.stop()
+        _LOG.exception("Stopping the gRPC and REST servers failed")
     if self._batcher is not None:
       self._batcher.close()  # Before the versions it runs are unloaded.
     if self._manager is not None:
@@ -490,10 +496,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
   add("--rest_api_port", type=int, default=0,
       help="Port for the HTTP/REST API; 0 (default) turns it off. Must differ"
       " from --port.")
-  add("--rest_api_num_threads", type=int, default=defaults.rest_api_num_threads,
-      help="Threads answering REST requests.")
+  add("--rest_api_num_threads", type=int, default=None,
+      help="Accepted for TF Serving's sake; no effect here: REST requests are"
+      " answered on the server's event loop, model calls on its pool.")
   add("--rest_api_timeout_in_ms", type=int,
       default=defaults.rest_api_timeout_in_ms, help="Timeout of REST calls.")
+  add("--rest_api_max_body_bytes", type=int,
+      default=defaults.rest_api_max_body_bytes,
+      help="(mtrec) Largest REST request body; a larger one is answered 413"
+      " (from its Content-Length, before it is read). 0: no limit.")
   add("--model_name", default=defaults.model_name,
       help="Name of the model (ignored with --model_config_file).")
   add("--model_base_path", default="",
@@ -587,7 +598,7 @@ def serve_main(argv: Optional[list[str]] = None) -> int:
   if not args.model_base_path and not args.model_config_file:
     parser.error("one of --model_base_path or --model_config_file is"
                  " required")
-  for name in _IGNORED_FLAGS:
+  for name in _IGNORED_FLAGS + ("rest_api_num_threads",):
     if getattr(args, name) is not None:
       _LOG.warning("--%s has no effect on this server", name)
 
@@ -610,8 +621,8 @@ def serve_main(argv: Optional[list[str]] = None) -> int:
       max_workers=args.grpc_max_threads,
       host=args.bind_address,
       rest_api_port=args.rest_api_port or None,
-      rest_api_num_threads=args.rest_api_num_threads,
       rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+      rest_api_max_body_bytes=args.rest_api_max_body_bytes,
       model_config_file=args.model_config_file,
       model_config_file_poll_wait_seconds=(
           args.model_config_file_poll_wait_seconds),

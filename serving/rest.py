@@ -14,23 +14,28 @@ HTTP status TF Serving maps the code to (NOT_FOUND 404, INVALID_ARGUMENT
 formats can be tested without a socket and this module holds no format
 rules.
 
-The HTTP server is the standard library's, with a bounded worker pool
-(`--rest_api_num_threads`) instead of a thread per connection.
+The HTTP server is aiohttp's, on the gRPC server's event loop: a request
+costs no thread, and the model calls it makes are the service's, which run
+them off the loop (batcher or worker pool) exactly as for gRPC. Converting
+a large JSON body (either way) is CPU work too, so above `_OFFLOAD_BYTES`
+it runs on the loop's default executor. The body is read by the server,
+not by aiohttp's `Request.read()`: a Content-Length above
+`--rest_api_max_body_bytes` is answered 413 from the header, and a chunked
+body that grows past it is cut off with 413 too. A malformed request line
+or header (e.g. `Content-Length: abc`) is answered 400 by aiohttp's parser,
+as libevent answers it for TF Serving, and the connection is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import http.server
 import logging
 import re
-import socket
-import socketserver
-import threading
 import urllib.parse
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Protocol, TypeVar
 
+from aiohttp import http_exceptions
+from aiohttp import web
 import grpc
 
 from serving import apis
@@ -49,41 +54,52 @@ _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
     r"(?:/(metadata))?", re.IGNORECASE)
 
+# --rest_api_max_body_bytes's default: 64 MiB.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+# JSON conversions of more bytes than this run off the event loop.
+_OFFLOAD_BYTES = 64 * 1024
+_SERVER_NAME = "mtrec-model-server"
+
+_T = TypeVar("_T")
+
 
 class RestApi:
-  """Maps HTTP requests onto a ServingService running on an event loop."""
+  """Maps HTTP requests onto a ServingService; runs on the service's loop."""
 
   def __init__(self, service: service_lib.ServingService,
-               loop: asyncio.AbstractEventLoop, timeout_in_ms: int = 30000):
+               timeout_in_ms: int = 30000):
     self._service = service
-    self._loop = loop
     self._timeout = timeout_in_ms / 1000 if timeout_in_ms > 0 else None
 
-  def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+  async def handle(self, method: str, path: str,
+                   body: bytes) -> tuple[int, str]:
     """Returns (HTTP status, JSON body) for one request."""
     try:
-      return 200, self._dispatch(method, path, body)
+      return 200, await self._dispatch(method, path, body)
     except status.ServingError as e:
       return e.http_status, rest_json.error_json(e.message)
     except Exception as e:  # pylint: disable=broad-except
       _LOG.exception("REST %s %s failed", method, path)
       return 500, rest_json.error_json(f"{type(e).__name__}: {e}")
 
-  def _await(self, coroutine) -> Any:
-    future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+  async def _await(self, awaitable: Awaitable[_T]) -> _T:
+    """A service call under --rest_api_timeout_in_ms (cancelled past it)."""
     try:
-      return future.result(self._timeout)
-    except concurrent.futures.TimeoutError:
-      future.cancel()
+      async with asyncio.timeout(self._timeout):
+        return await awaitable
+    except TimeoutError:
       raise status.ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                 "Deadline Exceeded") from None
 
-  def _run(self, function: Callable[[], Any]) -> Any:
-    async def call():
-      return function()
-    return self._await(call())
+  @staticmethod
+  async def _convert(size: int, function: Callable[..., _T], *args) -> _T:
+    """function(*args), off the loop when it converts `size` > the bound."""
+    if size <= _OFFLOAD_BYTES:
+      return function(*args)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, function, *args)
 
-  def _dispatch(self, method: str, path: str, body: bytes) -> str:
+  async def _dispatch(self, method: str, path: str, body: bytes) -> str:
     malformed = status.invalid_argument(f"Malformed request: {method} {path}")
     if method == "POST":
       match = _PREDICTION_PATH.fullmatch(path)
@@ -93,15 +109,16 @@ class RestApi:
       model_spec = _model_spec(name, version, label)
       verb = verb.lower()
       if verb == "predict":
-        return self._predict(model_spec, body)
+        return await self._predict(model_spec, body)
       request = (apis.ClassificationRequest() if verb == "classify" else
                  apis.RegressionRequest())
       request.model_spec.CopyFrom(model_spec)
-      rest_json.examples_request_from_json(body, request)
+      await self._convert(len(body), rest_json.examples_request_from_json,
+                          body, request)
       if verb == "classify":
-        response = self._await(self._service.classify(request))
+        response = await self._await(self._service.classify(request))
         return rest_json.json_from_classification(response.result)
-      response = self._await(self._service.regress(request))
+      response = await self._await(self._service.regress(request))
       return rest_json.json_from_regression(response.result)
     if method == "GET":
       match = _STATUS_PATH.fullmatch(path)
@@ -116,14 +133,14 @@ class RestApi:
         request.model_spec.CopyFrom(model_spec)
         request.metadata_field.append(apis.SIGNATURE_DEF_FIELD)
         return rest_json.json_from_metadata(
-            self._run(lambda: self._service.get_model_metadata(request)))
+            self._service.get_model_metadata(request))
       request = apis.GetModelStatusRequest()
       request.model_spec.CopyFrom(model_spec)
       return rest_json.json_from_status(
-          self._run(lambda: self._service.get_model_status(request)))
+          self._service.get_model_status(request))
     raise malformed
 
-  def _predict(self, model_spec: apis.ModelSpec, body: bytes) -> str:
+  async def _predict(self, model_spec: apis.ModelSpec, body: bytes) -> str:
     def input_infos(signature_name: str) -> dict[str, Any]:
       servable = self._service.manager.resolve(model_spec)
       name = signature_name or apis.DEFAULT_SERVING_SIGNATURE
@@ -133,12 +150,18 @@ class RestApi:
             f'Serving signature name: "{name}" not found in signature def')
       return signature.inputs
 
-    request, request_format = rest_json.predict_request_from_json(
-        body, model_spec, input_infos)
-    response = self._await(self._service.predict(request))
-    outputs = {alias: tensors.to_ndarray(proto)
-               for alias, proto in response.outputs.items()}
-    return rest_json.json_from_outputs(outputs, request_format)
+    request, request_format = await self._convert(
+        len(body), rest_json.predict_request_from_json, body, model_spec,
+        input_infos)
+    response = await self._await(self._service.predict(request))
+    return await self._convert(response.ByteSize(), _predict_json, response,
+                               request_format)
+
+
+def _predict_json(response: apis.PredictResponse, request_format: str) -> str:
+  outputs = {alias: tensors.to_ndarray(proto)
+             for alias, proto in response.outputs.items()}
+  return rest_json.json_from_outputs(outputs, request_format)
 
 
 def _model_spec(name: str, version: Optional[str],
@@ -157,89 +180,163 @@ def _model_spec(name: str, version: Optional[str],
   return model_spec
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-  protocol_version = "HTTP/1.1"
-  server_version = "mtrec-model-server"
-  api: RestApi  # Set on the subclass the server creates.
+class Api(Protocol):
+  """What RestServer serves: RestApi, or a stand-in in tests."""
 
-  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-    _LOG.debug("%s - %s", self.address_string(), format % args)
-
-  def _serve(self) -> None:
-    length = int(self.headers.get("Content-Length") or 0)
-    body = self.rfile.read(length) if length > 0 else b""
-    path = urllib.parse.urlsplit(self.path).path
-    if not _HANDLED_PATHS.fullmatch(path):
-      self.send_response(404)
-      self.send_header("Content-Length", "0")
-      self.end_headers()
-      return
-    code, text = self.api.handle(self.command, path, body)
-    payload = text.encode("utf-8")
-    self.send_response(code)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(payload)))
-    self.end_headers()
-    self.wfile.write(payload)
-
-  do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+  async def handle(self, method: str, path: str,
+                   body: bytes) -> tuple[int, str]:
+    ...
 
 
-class RestServer(socketserver.TCPServer):
-  """An HTTP server whose connections run on a bounded worker pool."""
+class RestServer:
+  """aiohttp's HTTP server for an Api, on the running event loop.
 
-  allow_reuse_address = True
+  Usage, from coroutines on the loop the Api's service runs on:
 
-  def __init__(self, address: tuple[str, int], api: RestApi, num_threads: int,
+    server = await RestServer(api, "0.0.0.0", 8501).start()
+    ... server.port ...
+    await server.stop(grace=10)
+  """
+
+  def __init__(self, api: Api, host: str, port: int,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                idle_timeout: float = 30.0):
-    handler = type("Handler", (_Handler,), {"api": api,
-                                            "timeout": idle_timeout})
-    self._pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(1, num_threads), thread_name_prefix="rest")
-    super().__init__(address, handler)
-    self._thread: Optional[threading.Thread] = None
-    self._connections: set[socket.socket] = set()
-    self._connections_lock = threading.Lock()
+    """Initializes the server; nothing binds until start().
+
+    Args:
+      api: answers each request under /v1/.
+      host: the interface to bind.
+      port: the port; 0 picks a free one (see `port` after start()).
+      max_body_bytes: --rest_api_max_body_bytes; 0 or less: no limit.
+      idle_timeout: seconds a connection may stay silent, between requests
+        or while sending a body, before the server closes it.
+    """
+    self._api = api
+    self._host = host
+    self._requested_port = port
+    self._max_body_bytes = max(0, max_body_bytes)
+    self._idle_timeout = idle_timeout
+    self._runner: Optional[web.AppRunner] = None
+    self._port: Optional[int] = None
+    self._handlers: set[asyncio.Task] = set()
 
   @property
   def port(self) -> int:
-    return self.server_address[1]
+    if self._port is None:
+      raise RuntimeError("RestServer is not started")
+    return self._port
 
-  def process_request(self, request, client_address):
-    self._pool.submit(self._process, request, client_address)
-
-  def _process(self, request, client_address) -> None:
-    with self._connections_lock:
-      self._connections.add(request)
+  async def start(self) -> RestServer:
+    """Binds the port and starts answering (on the running loop)."""
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", self._serve,
+                         expect_handler=self._expect)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None,
+        keepalive_timeout=self._idle_timeout,
+        # A client that hangs up cancels its request, as a gRPC client's
+        # cancellation does (and ends a lingering read after a 413).
+        handler_cancellation=True,
+        # stop() bounds the wait itself (its grace).
+        shutdown_timeout=None)
+    await runner.setup()
     try:
-      self.finish_request(request, client_address)
-    except Exception:  # pylint: disable=broad-except
-      self.handle_error(request, client_address)
-    finally:
-      with self._connections_lock:
-        self._connections.discard(request)
-      self.shutdown_request(request)
-
-  def start(self) -> RestServer:
-    self._thread = threading.Thread(target=self.serve_forever,
-                                    kwargs={"poll_interval": 0.2},
-                                    name="rest-accept", daemon=True)
-    self._thread.start()
+      site = web.TCPSite(runner, self._host, self._requested_port)
+      await site.start()
+    except BaseException:
+      await runner.cleanup()
+      raise
+    self._runner = runner
+    self._port = runner.addresses[0][1]
     return self
 
-  def stop(self) -> None:
-    """Stops accepting, lets running requests finish, closes the socket."""
-    self.shutdown()
-    if self._thread is not None:
-      self._thread.join()
-    # Idle keep-alive connections would hold their worker until the idle
-    # timeout: end their read side, so each finishes the request it is
-    # answering (if any) and then sees the end of the stream.
-    with self._connections_lock:
-      for connection in self._connections:
-        try:
-          connection.shutdown(socket.SHUT_RD)
-        except OSError:
-          pass
-    self._pool.shutdown(wait=True, cancel_futures=True)
-    self.server_close()
+  async def stop(self, grace: Optional[float] = None) -> None:
+    """Stops accepting, lets running requests finish, closes connections.
+
+    Idle keep-alive connections are closed at once; a request still running
+    after `grace` seconds (None: no limit) is cancelled, its connection
+    dropped.
+    """
+    runner, self._runner = self._runner, None
+    if runner is None:
+      return
+    cleanup = asyncio.ensure_future(runner.cleanup())
+    done, _ = await asyncio.wait({cleanup}, timeout=grace)
+    if not done:
+      for task in list(self._handlers):
+        task.cancel()
+    await cleanup
+
+  # The HTTP side.
+
+  def _too_large(self, size: int, at_least: bool = False) -> web.Response:
+    what = f"at least {size}" if at_least else str(size)
+    response = _json_response(413, rest_json.error_json(
+        f"Request body of {what} bytes exceeds"
+        f" --rest_api_max_body_bytes={self._max_body_bytes}"))
+    # What the client still sends is read and dropped (aiohttp's lingering
+    # close, bounded in time), then the connection closes.
+    response.force_close()
+    return response
+
+  def _declared_too_large(self, request: web.BaseRequest) -> bool:
+    length = request.content_length
+    return bool(self._max_body_bytes and length is not None and
+                length > self._max_body_bytes)
+
+  async def _expect(self, request: web.Request) -> Optional[web.Response]:
+    """`Expect: 100-continue`: no 100 for a body that would be refused."""
+    if self._declared_too_large(request):
+      return self._too_large(request.content_length)
+    expect = request.headers.get("Expect", "")
+    if request.version == (1, 1) and expect.lower() == "100-continue":
+      await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+      request.writer.output_size = 0  # As aiohttp's own expect handler.
+    return None
+
+  async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
+    """The whole body, or the error response that ends the request."""
+    if self._declared_too_large(request):
+      return self._too_large(request.content_length)
+    limit = self._max_body_bytes
+    chunks = []
+    size = 0
+    try:
+      while True:
+        async with asyncio.timeout(self._idle_timeout):
+          chunk = await request.content.readany()
+        if not chunk:
+          return b"".join(chunks)
+        size += len(chunk)
+        if limit and size > limit:
+          return self._too_large(size, at_least=True)
+        chunks.append(chunk)
+    except TimeoutError:
+      code, message = 408, "Timed out reading the request body"
+    except (ConnectionError, http_exceptions.HttpProcessingError) as e:
+      code, message = 400, f"Failed to read the request body: {e}"
+    response = _json_response(code, rest_json.error_json(message))
+    response.force_close()
+    return response
+
+  async def _serve(self, request: web.Request) -> web.StreamResponse:
+    task = asyncio.current_task()
+    self._handlers.add(task)
+    try:
+      path = request.rel_url.raw_path  # Still %-encoded, as TF Serving's.
+      if not _HANDLED_PATHS.fullmatch(path):
+        response = web.Response(status=404)
+        response.headers["Server"] = _SERVER_NAME
+        return response
+      body = await self._read_body(request)
+      if isinstance(body, web.Response):
+        return body
+      code, text = await self._api.handle(request.method, path, body)
+      return _json_response(code, text)
+    finally:
+      self._handlers.discard(task)
+
+
+def _json_response(code: int, text: str) -> web.Response:
+  return web.Response(status=code, body=text.encode("utf-8"), headers={
+      "Content-Type": "application/json", "Server": _SERVER_NAME})

@@ -17,15 +17,14 @@ then unloads the bad one: no request fails during a rollback.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Optional
 
 import grpc
 
+from contracts import flags
 from contracts import serving_layout
-from serving import apis
 
 
 def rollback(serving_root: str, model_name: str,
@@ -70,9 +69,14 @@ def rollback(serving_root: str, model_name: str,
   return current, target
 
 
-def reload_server(target: str, config: apis.ModelServerConfig,
+def reload_server(target: str, config: serving_layout.ModelServerConfig,
                   timeout: float) -> None:
-  """Sends a config with HandleReloadConfigRequest; raises grpc.RpcError."""
+  """Sends a config with HandleReloadConfigRequest; raises grpc.RpcError.
+
+  serving.apis (TensorFlow's protos) is imported here, not at the top, so
+  `mtrec rollback --help` and a rollback without --server stay fast.
+  """
+  from serving import apis  # pylint: disable=g-import-not-at-top
   request = apis.ReloadConfigRequest()
   request.config.CopyFrom(config)
   with grpc.insecure_channel(target) as channel:
@@ -81,7 +85,9 @@ def reload_server(target: str, config: apis.ModelServerConfig,
 
 
 def rollback_main(argv: Optional[list[str]] = None) -> int:
-  """`mtrec rollback --model_name M [--serving-root D] [--to_version V]`.
+  """`mtrec rollback --model-name M [--serving-root D] [--to-version V]`.
+
+  Every flag takes `_` or `-` (`--model_name`, `--to_version` too).
 
   Args:
     argv: arguments without the program name; None reads sys.argv.
@@ -90,15 +96,14 @@ def rollback_main(argv: Optional[list[str]] = None) -> int:
     0 on success; 1 when there is nothing to roll back to or the server
     refused the new config.
   """
-  parser = argparse.ArgumentParser(
+  parser = flags.FlagParser(
       prog="mtrec rollback",
       description="Point serving back to the previous version of a model.")
-  parser.add_argument("--model_name", default="mtrec",
+  parser.add_argument("--model-name", default="mtrec",
                       help="The model to roll back.")
-  parser.add_argument("--serving-root", "--serving_root", dest="serving_root",
-                      default="serving_models",
+  parser.add_argument("--serving-root", default="serving_models",
                       help="The pusher's serving root (holds models.config).")
-  parser.add_argument("--to_version", type=int, default=None,
+  parser.add_argument("--to-version", type=int, default=None,
                       help="Go to this version instead of the previous one.")
   parser.add_argument("--server", default=None,
                       help="host:port of a running server to reload now.")

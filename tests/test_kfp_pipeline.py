@@ -209,7 +209,8 @@ def test_submit_sends_the_compiled_pipeline(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(kfp, "Client", _StubClient)
   _StubClient.calls.clear()
   config = tmp_path / "c.yaml"
-  config.write_text("pipeline_name: sub\ndata: {format: synthetic}\n"
+  config.write_text("pipeline_name: sub\ndata: {format: synthetic, options: "
+                    "{num_interactions: 100}}\n"
                     "trainer: {epochs: 3}\n")
   status = cli.main([
       "submit", "--host", "https://kfp.example.com/pipeline", "--config",
@@ -248,6 +249,6 @@ def test_cli_dispatch_lists_every_command(capsys):
   assert cli.main([]) == 2
   usage = capsys.readouterr().err
   for command in cli.COMMANDS:
-    assert f"mtrec {command}" in usage
+    assert f"\n  {command} " in usage
   assert cli.main(["no-such-command"]) == 2
   assert os.path.exists(cli.DEMO_CONFIG)

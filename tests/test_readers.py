@@ -363,8 +363,12 @@ def test_build_reader(tmp_path):
   assert isinstance(reader, MovieLens1MReader)  # Construction opens nothing.
   with pytest.raises(ValueError, match="movielens_latest.*synthetic"):
     build_reader("movielens_25m", path="x")
-  with pytest.raises(ValueError, match="num_interactions"):
+  # Checked against the same model as data.options at config load.
+  with pytest.raises(ValueError) as e:
     build_reader("synthetic", path="x")
+  assert str(e.value) == (
+      "bad options for data format 'synthetic': num_interactions: Field "
+      "required; path: Extra inputs are not permitted")
 
 
 def test_readers_pickle(ml_latest):

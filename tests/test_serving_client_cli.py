@@ -76,3 +76,8 @@ def test_fusion_weights_are_parsed_or_refused_with_the_part_named():
   for bad in ("like", "like=x", "=1"):
     with pytest.raises(argparse.ArgumentTypeError, match="TASK=WEIGHT"):
       client_cli._fusion_weights(bad)  # pylint: disable=protected-access
+
+
+def test_the_default_signature_spelt_out_for_fast_help_is_tf_servings():
+  from serving import apis  # pylint: disable=g-import-not-at-top
+  assert client_cli._DEFAULT_SIGNATURE == apis.DEFAULT_SERVING_SIGNATURE  # pylint: disable=protected-access

@@ -5,8 +5,11 @@ ServingService on an event loop of the test's own, so what is checked is
 this module's part: which operation a path reaches with which ModelSpec,
 the HTTP status of each failure, the deadline, and that status and metadata
 run on the loop. The JSON formats are rest_json's (test_serving_rest_json.py
-and the REST cases of test_serving_conformance.py). RestServer is started on
-127.0.0.1 with a fake RestApi to check what reaches it and what goes back.
+and the REST cases of test_serving_conformance.py). RestServer (aiohttp) is
+started on that loop at 127.0.0.1 with a fake RestApi to check what reaches
+it and what goes back; the last tests send raw HTTP (oversized, malformed,
+chunked) to a real ModelServer serving the toy model and check that it
+answers each and keeps serving.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import pytest
 import tensorflow as tf
 
 from serving import apis
+from serving import model_server
 from serving import rest
 from serving import rest_json
 from serving import servables
 from serving import status
+from serving import testing
 
 _FLOAT = tf.float32.as_datatype_enum
 
@@ -129,9 +134,21 @@ def service():
   return _Service()
 
 
+class _OnLoop:
+  """A RestApi whose `handle` is called from this thread, run on `loop`."""
+
+  def __init__(self, api: rest.RestApi, loop: asyncio.AbstractEventLoop):
+    self._api = api
+    self._loop = loop
+
+  def handle(self, method, path, body):
+    return asyncio.run_coroutine_threadsafe(
+        self._api.handle(method, path, body), self._loop).result(30)
+
+
 @pytest.fixture
 def api(service, loop):
-  return rest.RestApi(service, loop)
+  return _OnLoop(rest.RestApi(service), loop)
 
 
 def _spec(name="toy", version=None, label=None) -> apis.ModelSpec:
@@ -311,7 +328,7 @@ async def _current_thread():
 
 
 def test_a_slow_call_is_504_and_cancelled(service, loop):
-  api = rest.RestApi(service, loop, timeout_in_ms=50)
+  api = _OnLoop(rest.RestApi(service, timeout_in_ms=50), loop)
   service.delay = 10.0
   started = time.monotonic()
   assert api.handle("POST", "/v1/models/toy:classify",
@@ -322,7 +339,7 @@ def test_a_slow_call_is_504_and_cancelled(service, loop):
 
 
 def test_a_zero_timeout_means_no_deadline(service, loop):
-  api = rest.RestApi(service, loop, timeout_in_ms=0)
+  api = _OnLoop(rest.RestApi(service, timeout_in_ms=0), loop)
   service.delay = 0.3
   code, text = api.handle("POST", "/v1/models/toy:regress",
                           b'{"examples": [{}]}')
@@ -330,7 +347,23 @@ def test_a_zero_timeout_means_no_deadline(service, loop):
   assert not service.cancelled.is_set()
 
 
+def test_large_bodies_convert_off_the_event_loop(api, service):
+  # Over rest._OFFLOAD_BYTES each way: parsed and printed on a worker
+  # thread, with the same answer.
+  xs = list(range(20000))
+  code, text = api.handle("POST", "/v1/models/toy:predict",
+                          json.dumps({"inputs": {"x": xs}}).encode())
+  assert code == 200
+  assert json.loads(text) == {"outputs": [2.0 * x for x in xs]}
+  [(operation, _)] = service.calls
+  assert operation == "predict"
+
+
 # RestServer.
+
+
+def _on(loop, coroutine, timeout=30.0):
+  return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
 
 class _Api:
@@ -341,48 +374,61 @@ class _Api:
     self.delay = delay
     self.active = 0
     self.most_active = 0
-    self._lock = threading.Lock()
+    self.cancelled = threading.Event()
 
-  def handle(self, method, path, body):
-    with self._lock:
-      self.requests.append((method, path, body))
-      self.active += 1
-      self.most_active = max(self.most_active, self.active)
+  async def handle(self, method, path, body):
+    self.requests.append((method, path, body))
+    self.active += 1
+    self.most_active = max(self.most_active, self.active)
     try:
-      time.sleep(self.delay)
+      await asyncio.sleep(self.delay)
       return 200, json.dumps({"method": method, "path": path,
                               "body": body.decode()})
+    except asyncio.CancelledError:
+      self.cancelled.set()
+      raise
     finally:
-      with self._lock:
-        self.active -= 1
+      self.active -= 1
 
 
 @pytest.fixture
-def start_server():
+def start_server(loop):
   servers = []
 
-  def start(api, num_threads=2, idle_timeout=30.0):
-    server = rest.RestServer(("127.0.0.1", 0), api, num_threads,
-                             idle_timeout).start()
+  def start(api, idle_timeout=30.0,
+            max_body_bytes=rest.DEFAULT_MAX_BODY_BYTES):
+    server = _on(loop, rest.RestServer(api, "127.0.0.1", 0, max_body_bytes,
+                                       idle_timeout).start())
     servers.append(server)
     return server
 
   yield start
   for server in servers:
-    server.stop()
+    _on(loop, server.stop())
 
 
-def _request(port, method, path, body=None, connection=None):
+def _request(port, method, path, body=None, connection=None, headers=None):
   own = connection is None
   connection = connection or http.client.HTTPConnection("127.0.0.1", port,
                                                         timeout=10)
   try:
-    connection.request(method, path, body=body)
+    connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
     return response, response.read()
   finally:
     if own:
       connection.close()
+
+
+def _raw(port, data: bytes, timeout=10.0) -> tuple[int, dict[str, str],
+                                                    bytes]:
+  """Sends `data` as it is; (status, headers, body) of the answer."""
+  with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    s.sendall(data)
+    response = http.client.HTTPResponse(s)
+    response.begin()
+    body = response.read()
+    return response.status, dict(response.getheaders()), body
 
 
 def test_server_passes_method_path_and_body_to_the_api(start_server):
@@ -404,6 +450,15 @@ def test_server_passes_method_path_and_body_to_the_api(start_server):
     assert json.loads(payload)["method"] == method
   assert [r[0] for r in api.requests] == ["POST", "GET", "PUT", "DELETE",
                                           "PATCH"]
+
+
+def test_the_path_reaches_the_api_still_percent_encoded(start_server):
+  api = _Api()
+  server = start_server(api)
+  response, _ = _request(server.port, "GET",
+                         "/v1/models/my%20model/labels/can%2Fary")
+  assert response.status == 200
+  assert api.requests[0][1] == "/v1/models/my%20model/labels/can%2Fary"
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/v1", "/v2/models/toy", "/"])
@@ -433,39 +488,54 @@ def test_keep_alive_serves_several_requests_on_one_connection(start_server):
   assert len(api.requests) == 3
 
 
-def test_the_worker_pool_bounds_concurrent_requests(start_server):
-  api = _Api(delay=0.3)
-  server = start_server(api, num_threads=2)
+def test_requests_wait_on_the_loop_concurrently_holding_no_thread(
+    start_server):
+  api = _Api(delay=0.5)
+  server = start_server(api)
   statuses = []
 
   def client(i):
     response, _ = _request(server.port, "GET", f"/v1/models/m{i}")
     statuses.append(response.status)
 
-  clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+  clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+  started = time.monotonic()
   for thread in clients:
     thread.start()
   for thread in clients:
     thread.join()
-  assert statuses == [200] * 4
-  assert api.most_active == 2
+  assert statuses == [200] * 8
+  assert api.most_active == 8
+  assert time.monotonic() - started < 8 * 0.5
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(start_server):
   api = _Api()
-  server = start_server(api, num_threads=1, idle_timeout=0.3)
+  server = start_server(api, idle_timeout=0.3)
   with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
     started = time.monotonic()
     assert s.recv(1) == b""  # The server hung up on the silent client.
     assert time.monotonic() - started < 5
-  # Its one worker is free again.
   response, _ = _request(server.port, "GET", "/v1/models/toy")
   assert response.status == 200
 
 
-def test_stop_does_not_wait_for_idle_keep_alive_connections():
+def test_a_body_that_stops_arriving_is_408_after_the_idle_timeout(
+    start_server):
   api = _Api()
-  server = rest.RestServer(("127.0.0.1", 0), api, 2, idle_timeout=30).start()
+  server = start_server(api, idle_timeout=0.3)
+  code, headers, body = _raw(
+      server.port, b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+      b"Content-Length: 100\r\n\r\n{\"instances\"")
+  assert code == 408
+  assert headers["Connection"] == "close"
+  assert json.loads(body) == {"error": "Timed out reading the request body"}
+  assert api.requests == []
+
+
+def test_stop_does_not_wait_for_idle_keep_alive_connections(loop):
+  api = _Api()
+  server = _on(loop, rest.RestServer(api, "127.0.0.1", 0).start())
   port = server.port
   connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
   try:
@@ -473,7 +543,7 @@ def test_stop_does_not_wait_for_idle_keep_alive_connections():
                            connection=connection)
     assert response.status == 200
     started = time.monotonic()
-    server.stop()  # The connection above is open and idle.
+    _on(loop, server.stop())  # The connection above is open and idle.
     assert time.monotonic() - started < 5
   finally:
     connection.close()
@@ -481,9 +551,9 @@ def test_stop_does_not_wait_for_idle_keep_alive_connections():
     socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def test_stop_lets_a_running_request_finish():
+def test_stop_lets_a_running_request_finish(loop):
   api = _Api(delay=0.5)
-  server = rest.RestServer(("127.0.0.1", 0), api, 2).start()
+  server = _on(loop, rest.RestServer(api, "127.0.0.1", 0).start())
   answers = []
 
   def client():
@@ -492,11 +562,33 @@ def test_stop_lets_a_running_request_finish():
   thread = threading.Thread(target=client)
   thread.start()
   assert _wait_until(lambda: api.active == 1)
-  server.stop()
+  _on(loop, server.stop(grace=5))
   thread.join()
   [(response, payload)] = answers
   assert response.status == 200
   assert json.loads(payload)["path"] == "/v1/models/toy"
+
+
+def test_stop_cancels_a_request_still_running_after_the_grace_period(loop):
+  api = _Api(delay=30)
+  server = _on(loop, rest.RestServer(api, "127.0.0.1", 0).start())
+  errors = []
+
+  def client():
+    try:
+      _request(server.port, "GET", "/v1/models/toy")
+    except (OSError, http.client.HTTPException) as e:
+      errors.append(e)
+
+  thread = threading.Thread(target=client)
+  thread.start()
+  assert _wait_until(lambda: api.active == 1)
+  started = time.monotonic()
+  _on(loop, server.stop(grace=0.2))
+  assert time.monotonic() - started < 5
+  thread.join()
+  assert api.cancelled.is_set()
+  assert len(errors) == 1  # The connection was dropped, unanswered.
 
 
 def _wait_until(condition, timeout=5.0) -> bool:
@@ -508,11 +600,6 @@ def _wait_until(condition, timeout=5.0) -> bool:
   return condition()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rest._Handler reads the body by Content-Length only: a chunked"
-    " request body (Transfer-Encoding: chunked, which TF Serving's libevent"
-    " server accepts) reaches the API as b'' and its chunks are then read"
-    " as the next request"))
 def test_a_chunked_request_body_reaches_the_api(start_server):
   api = _Api()
   server = start_server(api)
@@ -524,7 +611,182 @@ def test_a_chunked_request_body_reaches_the_api(start_server):
                        encode_chunked=True)
     response = connection.getresponse()
     payload = response.read()
+    assert response.status == 200
+    assert json.loads(payload)["body"] == '{"instances": [1]}'
+    # The chunks were the body, not a next request: the connection goes on.
+    response, payload = _request(server.port, "GET", "/v1/models/toy",
+                                 connection=connection)
+    assert response.status == 200
   finally:
     connection.close()
+  assert len(api.requests) == 2
+
+
+# --rest_api_max_body_bytes, on RestServer.
+
+
+def test_a_declared_body_over_the_limit_is_413_before_it_is_read(
+    start_server):
+  api = _Api()
+  server = start_server(api, max_body_bytes=100)
+  started = time.monotonic()
+  code, headers, body = _raw(  # Headers only: no body is ever sent.
+      server.port, b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+      b"Content-Length: 101\r\n\r\n")
+  assert time.monotonic() - started < 5
+  assert code == 413
+  assert headers["Content-Type"] == "application/json"
+  assert headers["Connection"] == "close"
+  assert json.loads(body) == {"error": "Request body of 101 bytes exceeds"
+                                       " --rest_api_max_body_bytes=100"}
+  assert api.requests == []
+  # At the limit it is served.
+  response, _ = _request(server.port, "POST", "/v1/models/toy:predict",
+                         body=b"x" * 100)
   assert response.status == 200
-  assert json.loads(payload)["body"] == '{"instances": [1]}'
+
+
+def test_a_chunked_body_growing_past_the_limit_is_413(start_server):
+  api = _Api()
+  server = start_server(api, max_body_bytes=100)
+  connection = http.client.HTTPConnection("127.0.0.1", server.port,
+                                          timeout=10)
+  try:
+    connection.request("POST", "/v1/models/toy:predict",
+                       body=iter([b"x" * 60] * 3), encode_chunked=True)
+    response = connection.getresponse()
+    payload = response.read()
+  finally:
+    connection.close()
+  assert response.status == 413
+  assert response.getheader("Connection") == "close"
+  assert json.loads(payload)["error"].endswith(
+      " bytes exceeds --rest_api_max_body_bytes=100")
+  assert api.requests == []
+
+
+def test_expect_100_continue_is_refused_413_for_a_body_over_the_limit(
+    start_server):
+  api = _Api()
+  server = start_server(api, max_body_bytes=100)
+  with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+    s.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+    answer = s.recv(65536)
+  assert answer.startswith(b"HTTP/1.1 413 ")
+  with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+    s.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(b"{}")
+    response = http.client.HTTPResponse(s)
+    response.begin()
+    assert response.status == 200
+    assert json.loads(response.read())["body"] == "{}"
+
+
+def test_a_zero_limit_means_no_limit(start_server):
+  api = _Api()
+  server = start_server(api, max_body_bytes=0)
+  response, _ = _request(server.port, "POST", "/v1/models/toy:predict",
+                         body=b"x" * (1 << 20))
+  assert response.status == 200
+  assert len(api.requests[0][2]) == 1 << 20
+
+
+def test_the_max_body_flag_and_option():
+  assert model_server.ServerOptions().rest_api_max_body_bytes == 64 << 20
+  parser = model_server.build_arg_parser()
+  assert parser.parse_args([]).rest_api_max_body_bytes == 67108864
+  assert parser.parse_args(
+      ["--rest_api_max_body_bytes=0"]).rest_api_max_body_bytes == 0
+  # Accepted for TF Serving's command lines; no effect here.
+  assert parser.parse_args(
+      ["--rest_api_num_threads=16"]).rest_api_num_threads == 16
+
+
+# A real ModelServer (the toy model) against bad and odd HTTP.
+
+_PREDICT = b'{"inputs": {"user_id": ["u1"], "item_id": ["i"]}}'
+
+
+@pytest.fixture(scope="module")
+def toy_server(tmp_path_factory):
+  root = tmp_path_factory.mktemp("rest")
+  testing.publish(testing.export_toy(str(root / "export"), 1),
+                  str(root / "toy"), 1)
+  server = model_server.ModelServer(
+      "toy", str(root / "toy"), port=0, host="127.0.0.1", poll_wait_seconds=0,
+      rest_api_port=0).start()
+  yield server
+  server.stop()
+
+
+def _predict_succeeds(server, connection=None) -> None:
+  response, payload = _request(server.rest_port, "POST",
+                               "/v1/models/toy:predict", body=_PREDICT,
+                               connection=connection)
+  assert response.status == 200, payload
+  assert json.loads(payload) == {"outputs": {"batch": [1], "score": [103.0]}}
+
+
+def test_model_server_answers_1gb_content_length_413_from_the_header(
+    toy_server):
+  started = time.monotonic()
+  code, headers, body = _raw(
+      toy_server.rest_port,
+      b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+      b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+  assert time.monotonic() - started < 5
+  assert code == 413
+  assert headers["Content-Type"] == "application/json"
+  assert json.loads(body) == {
+      "error": "Request body of 1000000000 bytes exceeds"
+               " --rest_api_max_body_bytes=67108864"}
+  _predict_succeeds(toy_server)
+
+
+def test_model_server_answers_malformed_json_400(toy_server):
+  connection = http.client.HTTPConnection("127.0.0.1", toy_server.rest_port,
+                                          timeout=10)
+  try:
+    response, payload = _request(toy_server.rest_port, "POST",
+                                 "/v1/models/toy:predict",
+                                 body=b'{"inputs": {"user_id": [',
+                                 connection=connection)
+    assert response.status == 400
+    assert response.getheader("Content-Type") == "application/json"
+    [message] = json.loads(payload).values()
+    assert payload.decode() == rest_json.error_json(message)
+    assert message.startswith("JSON Parse error: ")
+    _predict_succeeds(toy_server, connection)  # Same connection.
+  finally:
+    connection.close()
+  _predict_succeeds(toy_server)
+
+
+def test_model_server_answers_a_bad_content_length_400(toy_server):
+  code, _, _ = _raw(
+      toy_server.rest_port,
+      b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+      b"Content-Length: abc\r\n\r\n" + _PREDICT)
+  assert code == 400
+  _predict_succeeds(toy_server)
+
+
+def test_model_server_reads_a_chunked_body(toy_server):
+  connection = http.client.HTTPConnection("127.0.0.1", toy_server.rest_port,
+                                          timeout=10)
+  try:
+    connection.request("POST", "/v1/models/toy:predict",
+                       body=iter([_PREDICT[:10], _PREDICT[10:]]),
+                       encode_chunked=True)
+    response = connection.getresponse()
+    payload = response.read()
+    assert response.status == 200, payload
+    assert json.loads(payload) == {"outputs": {"batch": [1],
+                                               "score": [103.0]}}
+    _predict_succeeds(toy_server, connection)
+  finally:
+    connection.close()
+  _predict_succeeds(toy_server)

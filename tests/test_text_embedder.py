@@ -18,6 +18,7 @@ from components import text_embedder as te
 from components import text_encoder
 from components import artifact_readers
 from conftest import TEXT_ITEMS
+from conftest import requires_text_extra
 
 ITEMS = TEXT_ITEMS
 
@@ -47,6 +48,7 @@ def write_catalog(uri, items):
             feature=feature)).SerializeToString())
 
 
+@requires_text_extra
 def test_component_writes_an_item_features_artifact_and_reuses_the_cache(
     tmp_path):
   catalog = str(tmp_path / "catalog")
@@ -109,6 +111,7 @@ def test_candidate_tower_gates_text_with_the_id_and_drops_ids():
     np.testing.assert_allclose(t[2:], out.numpy()[2:], rtol=1e-5)
 
 
+@requires_text_extra  # text_embedder.enabled: checked at load
 def test_pipeline_has_the_step_only_when_enabled_and_feeds_the_trainer():
   from conftest import small_config  # pylint: disable=g-import-not-at-top
   from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top

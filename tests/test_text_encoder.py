@@ -13,6 +13,9 @@ import pytest
 
 from components import text_encoder
 from conftest import TEXT_ITEMS
+from conftest import requires_text_extra
+
+pytestmark = requires_text_extra  # every test here runs the real encoder
 
 ITEMS = TEXT_ITEMS
 

@@ -3,6 +3,7 @@ early stopping."""
 
 import glob
 import os
+import re
 import types
 
 import numpy as np
@@ -170,3 +171,46 @@ def test_task_summaries_split_train_and_validation(tmp_path):
   assert validation == pytest.approx({
       ("loss", 0): 4.0, ("loss", 1): 3.5,
       ("like_auc", 0): 0.75, ("like_auc", 1): 0.8})
+
+
+def test_progress_prints_steps_loss_and_eta_at_most_every_interval():
+  lines = []
+  clock = _Clock()
+  progress = callbacks_lib.Progress(lines.append, epochs=5,
+                                    steps_per_epoch=1200, interval=30.0,
+                                    clock=clock)
+  clock.now = 1000.0
+  progress.on_epoch_begin(1)
+  clock.now = 1020.0
+  progress.on_train_batch_end(199, {"loss": 0.5})  # 20 s: too soon
+  clock.now = 1030.0
+  progress.on_train_batch_end(299, {"loss": np.float32(0.41)})
+  clock.now = 1050.0
+  progress.on_train_batch_end(399, {"loss": 0.4})  # 20 s after the last
+  # 300 steps in 30 s: 0.1 s a step, 900 left.
+  assert lines == ["epoch 2/5: step 300/1200, loss 0.41, ETA 0:01:30"]
+  clock.now = 1060.0
+  progress.on_train_batch_end(599, {})
+  assert lines[-1] == "epoch 2/5: step 600/1200, ETA 0:01:00"
+
+
+def test_progress_under_a_real_fit_of_a_tiny_model():
+  """Keras drives it (batch logs as tensors); a clock that ticks 10 s per
+  reading and a 25 s interval give a line every third step."""
+  ticks = iter(range(10, 10_000, 10))
+  lines = []
+  progress = callbacks_lib.Progress(
+      lines.append, epochs=2, steps_per_epoch=8, interval=25.0,
+      clock=lambda: float(next(ticks)))
+  model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  x = np.ones((32, 3), np.float32)
+  model.fit(x, np.zeros((32, 1), np.float32), batch_size=4, epochs=2,
+            verbose=0, callbacks=[progress])
+  # Per epoch: begins at t, steps end at t+10 ... t+80; lines at steps 3
+  # (30 s for 3 steps: 10 s a step, 5 left) and 6 (60 s, 2 left).
+  assert [re.sub(r"loss [\d.e+-]+", "loss L", line) for line in lines] == [
+      "epoch 1/2: step 3/8, loss L, ETA 0:00:50",
+      "epoch 1/2: step 6/8, loss L, ETA 0:00:20",
+      "epoch 2/2: step 3/8, loss L, ETA 0:00:50",
+      "epoch 2/2: step 6/8, loss L, ETA 0:00:20"]

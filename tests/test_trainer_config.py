@@ -6,9 +6,12 @@ import pytest
 
 from pipeline import config as C
 
+# A valid data section for tests about other sections.
+_DATA = {"format": "synthetic", "options": {"num_interactions": 100}}
+
 
 def _parse(trainer):
-  return C.parse_config({"data": {"format": "synthetic"}, "trainer": trainer},
+  return C.parse_config({"data": _DATA, "trainer": trainer},
                         source="x.yaml")
 
 
@@ -43,7 +46,7 @@ def test_older_configs_keep_working_through_task_weights():
 
 
 def test_config_round_trips_through_json():
-  cfg = C.parse_config({"data": {"format": "synthetic"},
+  cfg = C.parse_config({"data": _DATA,
                         "trainer": {"task_weights": {"like": 0.2}}})
   again = C.parse_config(json.loads(json.dumps(cfg.model_dump(mode="json"))))
   assert again == cfg

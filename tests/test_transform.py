@@ -87,3 +87,23 @@ def test_history_is_indexed_by_the_item_vocabulary(transformed):
   # a: [] then [x]; b: [] then [x]. An item's own event never holds it.
   assert histories == [[], [], [index["x"]], [index["x"]]]
   assert all(r[F.ITEM_ID] not in r[F.HISTORY] for r in train)
+
+
+def test_output_goes_through_record_batches_without_tfts_warning(
+    transformed, caplog):
+  # The same examples again, into a new place: TFT's "instance dicts" warning
+  # (its slow path) must not appear, and the output must match the first run.
+  examples = str(transformed / "examples")
+  with caplog.at_level("WARNING"):
+    transform.run_transform(examples, str(transformed / "graph2"),
+                            str(transformed / "out2"), "t2",
+                            like_threshold=4.0)
+  assert not [r for r in caplog.records if "instance dicts" in r.getMessage()]
+  first = _rows(transformed, "train")
+  os.rename(transformed / "out", transformed / "out1")
+  os.rename(transformed / "out2", transformed / "out")
+  try:
+    assert _rows(transformed, "train") == first
+  finally:
+    os.rename(transformed / "out", transformed / "out2")
+    os.rename(transformed / "out1", transformed / "out")

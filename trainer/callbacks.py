@@ -1,6 +1,9 @@
 """Keras callbacks of the trainer: progress, TensorBoard, speed, stopping.
 
 - EpochLog: one line per epoch for people (losses, metrics, task weights).
+- Progress: within an epoch, a line at most every `interval` seconds: steps
+  done of the epoch's, the loss so far and the epoch's ETA (Keras' own
+  progress bar is off: verbose=0 keeps step logs readable).
 - TaskSummaries: per-task losses, metrics and effective loss weights as
   TensorBoard scalars, every epoch (`tensorboard --logdir <model>/logs`);
   with uncertainty weighting the weights are what the model learned.
@@ -47,6 +50,54 @@ class EpochLog(tf.keras.callbacks.Callback):
                         self.model.effective_weights().items())
     self._log(f"epoch {epoch + 1}: {values}; weights {weights} "
               f"({time.time() - self._start:.1f}s)")
+
+
+def _clock_text(seconds: float) -> str:
+  seconds = int(round(max(0.0, seconds)))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress(tf.keras.callbacks.Callback):
+  """`epoch 2/5: step 300/1200, loss 0.41, ETA 0:01:10`, every ~interval s.
+
+  Why: an epoch on real data takes minutes, and fit runs with verbose=0
+  (Keras' progress bar rewrites one line, which a log file or the local
+  runner's console turns into thousands). The ETA is the epoch's, from its
+  pace so far. The epoch's end has EpochLog's line.
+  """
+
+  def __init__(self, log: Callable[[str], None], epochs: int,
+               steps_per_epoch: int, interval: float = 30.0,
+               clock: Callable[[], float] = time.monotonic):
+    super().__init__()
+    # Keras hands batch logs over as tensors, not synced to numpy after
+    # every step (which would stall the device); the loss is read only when
+    # a line is printed.
+    self._supports_tf_logs = True
+    self._log = log
+    self._epochs = epochs
+    self._steps = steps_per_epoch
+    self._interval = interval
+    self._clock = clock
+    self._epoch = 0
+    self._started = self._last = 0.0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+    self._started = self._last = self._clock()
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = self._clock()
+    if now - self._last < self._interval:
+      return
+    self._last = now
+    done = batch + 1
+    rate = (now - self._started) / done
+    loss = (logs or {}).get("loss")
+    self._log(f"epoch {self._epoch + 1}/{self._epochs}: step {done}/"
+              f"{self._steps}" + (f", loss {float(loss):.4g}" if loss is not None
+                                  else "") +
+              f", ETA {_clock_text(rate * max(0, self._steps - done))}")
 
 
 class TaskSummaries(tf.keras.callbacks.Callback):

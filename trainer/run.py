@@ -241,7 +241,8 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       stats["rows"] // config.batch_size if drop_remainder else
       math.ceil(stats["rows"] / config.batch_size))
   throughput = callbacks_lib.Throughput(batches * config.batch_size)
-  callbacks = [callbacks_lib.EpochLog(log),
+  callbacks = [callbacks_lib.Progress(log, config.epochs, batches),
+               callbacks_lib.EpochLog(log),
                callbacks_lib.TaskSummaries(log_dir), throughput]
   if config.early_stopping:
     callbacks.append(callbacks_lib.early_stopping(config.early_stopping))
