@@ -357,6 +357,10 @@ def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
 
 def _serve(argv: list[str]) -> int:
   """`mtrec serve`: the model server program (serving/model_server.py)."""
+  if "-h" in argv or "--help" in argv:  # without loading TensorFlow
+    from serving import server_flags  # pylint: disable=g-import-not-at-top
+    server_flags.build_arg_parser().print_help()
+    return 0
   from serving import runtime  # pylint: disable=g-import-not-at-top
   runtime.use_server_kernels()  # Before the server module loads TensorFlow.
   return _lazy("serving.model_server", "serve_main")(argv)

@@ -43,6 +43,7 @@ from serving import rest_json
 from serving import service as service_lib
 from serving import status
 from serving import tensors
+from serving.server_flags import DEFAULT_MAX_BODY_BYTES
 
 _LOG = logging.getLogger("serving.rest")
 
@@ -54,8 +55,6 @@ _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
     r"(?:/(metadata))?", re.IGNORECASE)
 
-# --rest_api_max_body_bytes's default: 64 MiB.
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # JSON conversions of more bytes than this run off the event loop.
 _OFFLOAD_BYTES = 64 * 1024
 _SERVER_NAME = "mtrec-model-server"
