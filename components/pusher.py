@@ -42,6 +42,7 @@ from typing import Any, Optional
 from contracts import artifacts
 from contracts import evaluation_files
 from contracts import model_layout
+from contracts import run_record
 from contracts import serving_layout
 
 
@@ -64,23 +65,13 @@ def _tmp_name() -> str:
   return f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 def _remove_orphans(model_root: str) -> list[str]:
   """Deletes the temporary copies of pushes killed on this host."""
   ours = f"{_TMP_PREFIX}{socket.gethostname()}-"
   removed = []
   for name in os.listdir(model_root):
     pid = name[len(ours):].split("-", 1)[0]
-    if name.startswith(ours) and pid.isdigit() and not _alive(int(pid)):
+    if name.startswith(ours) and pid.isdigit() and not run_record.pid_alive(int(pid)):
       shutil.rmtree(os.path.join(model_root, name), ignore_errors=True)
       removed.append(name)
   return removed

@@ -19,6 +19,24 @@ RUN_FILE = "run.json"
 LOG_DIR = "logs"
 
 
+def pid_alive(pid: Any) -> bool:
+  """Whether `pid` names a live process on this host.
+
+  A run record keeps its runner's pid (a "running" run whose runner is gone
+  was interrupted), and the Pusher's temporary copies carry their writer's
+  (one whose writer is gone was killed mid-copy).
+  """
+  if not isinstance(pid, int) or isinstance(pid, bool):
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # alive, owned by someone else
+    return True
+  return True
+
+
 def run_file(run_dir: str) -> str:
   return os.path.join(run_dir, RUN_FILE)
 

@@ -9,7 +9,6 @@ produced them.
 from __future__ import annotations
 
 import datetime
-import os
 from typing import Any, Optional
 
 from contracts import run_record
@@ -20,23 +19,12 @@ KEY_METRICS = ("recall_at_20", "ndcg_at_20", "rmse", "auc", "recall_at_10",
 MAX_KEY_METRICS = 4
 
 
-def _pid_alive(pid: Any) -> bool:
-  if not isinstance(pid, int):
-    return False
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 def load_runs(pipeline_root: str) -> list[dict[str, Any]]:
   """Every run under the root, newest first."""
   runs = []
   for run in run_record.iter_runs(pipeline_root):
-    if run.get("status") == "running" and not _pid_alive(run.get("pid")):
+    if run.get("status") == "running" and not run_record.pid_alive(
+        run.get("pid")):
       run["status"] = "interrupted"  # its process is gone
     runs.append(run)
   runs.sort(key=lambda r: (r.get("started_at", ""), r.get("run_id", "")),
