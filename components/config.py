@@ -248,6 +248,24 @@ def metric_name_error(problems: list[tuple[tuple[str, ...], str]],
        "loc": loc, "input": loc[-1]} for loc, problem in problems])
 
 
+class BootstrapConfig(_Strict):
+  """How the Evaluator's confidence intervals are drawn
+  (components/confidence.py): a percentile bootstrap over users for the
+  retrieval metrics, over examples for the ranking heads, seeded with
+  evaluator.seed. "Beats popularity" is decided on the paired difference
+  candidate − popularity: the whole interval must clear `beat_margin`."""
+
+  # Resamples per interval: 1,000 puts a 95% bound within about ±0.1 of a
+  # standard error of where 10,000 would put it, in about a second per
+  # AUC on 12,000 examples.
+  resamples: int = pydantic.Field(1000, ge=100, le=100_000)
+  # Two-sided level of every interval (0.95: 2.5% in each tail).
+  confidence: float = pydantic.Field(0.95, gt=0.5, lt=1.0)
+  # The gain (metric units, absolute) the lower end of the difference's
+  # interval must exceed to beat a baseline; 0: any gain at this level.
+  beat_margin: pydantic.NonNegativeFloat = 0.0
+
+
 class EvaluatorConfig(_Strict):
   """What the Evaluator measures and what blesses a model.
 
@@ -279,9 +297,15 @@ class EvaluatorConfig(_Strict):
   activity_boundaries: list[pydantic.PositiveInt] = [5, 20, 100]
   # Infra validation: p95 latency budget of each warmup request.
   latency_budget_ms: float = pydantic.Field(250.0, gt=0)
-  # Seed of the eval-user sample; None: example_gen.seed (the pipeline
-  # config fills it in, so the section sent to the step is complete).
+  # Seed of the eval-user sample and of the bootstrap; None:
+  # example_gen.seed (the pipeline config fills it in, so the section sent
+  # to the step is complete).
   seed: Optional[int] = None
+  # Confidence intervals and the paired "beats popularity" decision.
+  bootstrap: BootstrapConfig = BootstrapConfig()
+  # Calibration buckets with fewer examples are merged into a neighbour in
+  # the report (a one-example bucket would draw a cliff).
+  calibration_min_count: pydantic.PositiveInt = 50
 
   def metric_keys(self) -> list[tuple[tuple[str, ...], str]]:
     """(key path, metric name) of every metric the section names."""

@@ -15,7 +15,10 @@ becomes a failed check, so the verdict is NOT_BLESSED with the reason):
      the serving model on the tasks both have, thresholds as TFMA
      MetricThresholds, and every task's metrics per slice (vectorized);
   4. infra validation in a fresh process (components.infra_validator);
-  5. the blessing (components.blessing) and the reports (components.report).
+  5. confidence intervals (components.confidence): a bootstrap over users
+     for retrieval (each user's metrics under every model, so differences
+     against a baseline are paired), over examples for the heads;
+  6. the blessing (components.blessing) and the reports (components.report).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Optional, Sequence
 from contracts import artifacts
 from components import blessing as blessing_lib
 from components import artifact_readers
+from components import confidence
 from components import infra_validator
 from contracts import evaluation_files
 from contracts import records as r
@@ -80,6 +84,13 @@ def _add_slices(metrics: dict[str, Any],
     mine = got.setdefault(retrieval_eval.ALL, {})
     for metric, value in overall_of.items():
       mine.setdefault(metric, value)
+
+
+def _merge_intervals(into: dict[str, dict[str, Any]],
+                     more: dict[str, dict[str, Any]]) -> None:
+  """Adds a model's head intervals beside its retrieval ones."""
+  for model, by_metric in more.items():
+    into.setdefault(model, {}).update(by_metric)
 
 
 def _fusion(card: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +207,23 @@ def run_evaluator(
             beam_args, labeled_path=labeled)
       except Exception as e:  # pylint: disable=broad-except
         stage_errors.append(_stage_error("retrieval evaluation", e))
+      bootstrap = confidence.Bootstrap(config.bootstrap.resamples,
+                                       config.bootstrap.confidence, seed)
+      intervals: dict[str, dict[str, Any]] = {}
+      differences: dict[str, dict[str, Any]] = {}
+      if retrieval:
+        try:
+          per_user = retrieval_eval.read_per_user(scratch)
+          intervals = {m: confidence.mean_intervals(t, bootstrap)
+                       for m, t in per_user.items()}
+          differences = {
+              b: confidence.paired_differences(per_user[CANDIDATE],
+                                               per_user[b], bootstrap)
+              for b in (retrieval_eval.POPULARITY, SERVING,
+                        CANDIDATE_RETRIEVAL_ORDER)
+              if b in per_user and CANDIDATE in per_user}
+        except Exception as e:  # pylint: disable=broad-except
+          stage_errors.append(_stage_error("retrieval intervals", e))
 
       ranking: dict[str, Any] = {"metrics": {}, "calibration": {},
                                  "failures": [], "judged": []}
@@ -208,8 +236,10 @@ def run_evaluator(
               model_dir, serving_model_dir, labeled,
               os.path.join(scratch, "tfma"), config.thresholds,
               config.max_regression, beam_args, tasks, serving_tasks)
-          _add_slices(ranking["metrics"], ranking_eval.slice_metrics(
-              {CANDIDATE: model_dir}, labeled, {CANDIDATE: tasks}))
+          sliced, head_intervals = ranking_eval.slice_metrics_and_intervals(
+              {CANDIDATE: model_dir}, labeled, {CANDIDATE: tasks}, bootstrap)
+          _add_slices(ranking["metrics"], sliced)
+          _merge_intervals(intervals, head_intervals)
           candidate_ranked = True
         except Exception as e:  # pylint: disable=broad-except
           stage_errors.append(_stage_error("ranking evaluation (TFMA)", e))
@@ -217,9 +247,11 @@ def run_evaluator(
           # The baseline's own pass: its failure leaves its values missing
           # (a regression check on them then fails), not the candidate's.
           try:
-            _add_slices(ranking["metrics"], ranking_eval.slice_metrics(
+            sliced, head_intervals = ranking_eval.slice_metrics_and_intervals(
                 {SERVING: serving_model_dir}, labeled,
-                {SERVING: serving_tasks}))
+                {SERVING: serving_tasks}, bootstrap)
+            _add_slices(ranking["metrics"], sliced)
+            _merge_intervals(intervals, head_intervals)
           except Exception as e:  # pylint: disable=broad-except
             notes.append(f"serving model's ranking slices not computed: "
                          f"{type(e).__name__}: {str(e)[:300]}")
@@ -241,7 +273,10 @@ def run_evaluator(
           ranking["failures"], infra, eval_users,
           tfma_metrics=[m for t in tasks if t.scalar
                         for m in t.metric_names()],
-          serving_lacks=_serving_lacks(tasks, serving_tasks))
+          serving_lacks=_serving_lacks(tasks, serving_tasks),
+          intervals=intervals.get(CANDIDATE, {}), differences=differences,
+          confidence_level=config.bootstrap.confidence,
+          beat_margin=config.bootstrap.beat_margin)
       checks = [{k: v for k, v in c.items() if k != "traceback"}
                 for c in stage_errors] + checks
       verdict = blessing_lib.verdict(checks)
@@ -263,6 +298,15 @@ def run_evaluator(
           "retrieval_order_weights": retrieval_only,
           "infra": infra, "serving_baseline": serving_model_dir, "notes": notes,
           "stage_errors": stage_errors,
+          # Overall only: {model: {metric: [low, high]}} and {baseline:
+          # {metric: {difference, interval, units}}} of candidate − baseline.
+          "intervals": intervals, "differences": differences,
+          "bootstrap": {"resamples": bootstrap.resamples,
+                        "confidence": bootstrap.confidence,
+                        "seed": bootstrap.seed,
+                        "beat_margin": config.bootstrap.beat_margin,
+                        "retrieval_unit": "user",
+                        "ranking_unit": "example"},
       }
       with artifacts.write_artifact(
           evaluation_uri, "ModelEvaluation", "Evaluator", run_id,
@@ -280,7 +324,9 @@ def run_evaluator(
             calibration=ranking["calibration"], history=history, infra=infra,
             ks=ks, serving_desc=serving_desc,
             tasks=[dataclasses.asdict(t) for t in tasks],
-            fusion=result["fusion"])
+            fusion=result["fusion"], intervals=intervals,
+            differences=differences, bootstrap=result["bootstrap"],
+            calibration_min_count=config.calibration_min_count)
         if pipeline_root:
           report.write_history(os.path.join(w.uri, HISTORY_FILE), pipeline_root,
                                result)

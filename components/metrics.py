@@ -180,6 +180,45 @@ def calibration(p: np.ndarray, labels: np.ndarray,
   return out
 
 
+def merge_sparse_buckets(buckets: Sequence[Mapping[str, float]],
+                         min_count: float) -> list[dict[str, float]]:
+  """Calibration buckets with at least `min_count` examples each.
+
+  Walking up the probability range, a bucket below the minimum is merged
+  with the next ones until the run reaches it; a short run left at the top
+  joins the bucket below it. A merged bucket spans its members' range, its
+  count is theirs summed and its mean predicted and observed rate are
+  count-weighted means, so it equals the bucket those examples would have
+  made. A bucket of one example otherwise draws a cliff that says nothing
+  about calibration. With fewer than `min_count` examples in all, one
+  bucket holds them.
+  """
+  def merge(group: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    n = sum(b["count"] for b in group)
+    return {"lower": group[0]["lower"], "upper": group[-1]["upper"],
+            "count": n,
+            "mean_predicted": sum(b["mean_predicted"] * b["count"]
+                                  for b in group) / n,
+            "observed_rate": sum(b["observed_rate"] * b["count"]
+                                 for b in group) / n}
+
+  ordered = sorted((b for b in buckets if b["count"] > 0),
+                   key=lambda b: b["lower"])
+  out: list[list[Mapping[str, float]]] = []
+  run: list[Mapping[str, float]] = []
+  for b in ordered:
+    run.append(b)
+    if sum(x["count"] for x in run) >= min_count:
+      out.append(run)
+      run = []
+  if run:
+    if out:
+      out[-1].extend(run)
+    else:
+      out.append(run)
+  return [merge(group) for group in out]
+
+
 def rmse(predictions: np.ndarray, labels: np.ndarray) -> float:
   predictions = np.asarray(predictions, np.float64)
   labels = np.asarray(labels, np.float64)

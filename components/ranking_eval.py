@@ -39,7 +39,10 @@ in docs/design_measurements.md). The slices are
 for reading, not for the verdict, so `slice_metrics` computes them vectorized
 from one `predict_examples` pass per model, with the same formulas
 (components.metrics) on the same labeled examples. Where both exist, the
-overall values agree to TFMA's AUC bucketing (1e-3; tested).
+overall values agree to TFMA's AUC bucketing (1e-3; tested). The same pass
+gives each head metric's confidence interval, a bootstrap over examples
+(`slice_metrics_and_intervals`; components/confidence.py says why not
+TFMA's own intervals).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ import tensorflow_transform as tft
 from tensorflow_model_analysis.proto import config_pb2
 
 from contracts import artifacts
+from components import confidence
 from contracts import features as F
 from contracts import model_layout
 from components import metric_names
@@ -546,6 +550,54 @@ def _head_metrics(pred: Mapping[str, np.ndarray],
   return metric_names.with_aliases(out)
 
 
+def _head_intervals(pred: Mapping[str, np.ndarray],
+                    cols: Mapping[str, np.ndarray],
+                    tasks: Sequence[EvalTask],
+                    bootstrap: confidence.Bootstrap
+                    ) -> dict[str, list[Optional[float]]]:
+  """{metric: [low, high]} of every head metric over all eval rows.
+
+  A bootstrap over each head's examples (the rows _head_metrics uses),
+  the statistics the same formulas as components.metrics: a per-example
+  mean for MAE, log loss and multilabel recall@5, its root for RMSE, a
+  ratio of sums for calibration, AUC as a weighted Mann-Whitney U.
+  """
+  out: dict[str, list[Optional[float]]] = {}
+  for t in tasks:
+    rows = np.arange(len(pred[t.output]))
+    keep = rows if t.weight_feature is None else (
+        rows[cols[t.weight_feature] > 0])
+    p = np.asarray(pred[t.output][keep], np.float64)
+    y = np.asarray(cols[t.label_feature][keep], np.float64)
+    n = len(keep)
+    stats: dict[str, tuple[Any, int]] = {}
+    if t.kind == "regression":
+      stats["rmse"] = (confidence.root_mean_of((p - y) ** 2), 1)
+      stats["mae"] = (confidence.mean_of(np.abs(p - y)), 1)
+    elif t.kind == "binary":
+      q = np.clip(p, 1e-7, 1 - 1e-7)  # as components.metrics.log_loss
+      stats["auc"] = (confidence.auc_of(p, y.astype(bool)), 1)
+      stats["log_loss"] = (confidence.mean_of(
+          -(y * np.log(q) + (1 - y) * np.log(1 - q))), 1)
+      stats["calibration"] = (confidence.ratio_of_sums(p, y), 1)
+    else:
+      y = y.astype(bool)
+      labeled = y.any(axis=1)
+      p, y = p[labeled], y[labeled]
+      n, width = len(y), p.shape[1] if p.ndim == 2 else 1
+      k = metric_names.MULTILABEL_K
+      top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+      hits = np.take_along_axis(y, top, axis=1).sum(axis=1)
+      stats["auc"] = (confidence.auc_of(
+          p, y, np.repeat(np.arange(n), width)), width)
+      stats[f"recall_at_{k}"] = (confidence.mean_of(
+          hits / np.maximum(1, y.sum(axis=1))), 1)
+    for metric, (statistic, width) in stats.items():
+      out[f"{t.name}_{metric}"] = confidence.as_list(
+          bootstrap.interval(statistic, n, width))
+  return metric_names.with_aliases(out)
+
+
 def slice_metrics(model_dirs: Mapping[str, str], labeled_path: str,
                   tasks: Optional[Mapping[str, Sequence[EvalTask]]] = None
                   ) -> dict[str, dict[str, dict[str, float]]]:
@@ -557,6 +609,18 @@ def slice_metrics(model_dirs: Mapping[str, str], labeled_path: str,
     tasks: model name -> the tasks to measure; a model not in it: the
       tasks of its model card.
   """
+  return slice_metrics_and_intervals(model_dirs, labeled_path, tasks)[0]
+
+
+def slice_metrics_and_intervals(
+    model_dirs: Mapping[str, str], labeled_path: str,
+    tasks: Optional[Mapping[str, Sequence[EvalTask]]] = None,
+    bootstrap: Optional[confidence.Bootstrap] = None
+) -> tuple[dict[str, dict[str, dict[str, float]]],
+           dict[str, dict[str, list[Optional[float]]]]]:
+  """slice_metrics, and with `bootstrap` each model's overall intervals
+  ({model: {metric: [low, high]}}; {} without), from the same predictions.
+  """
   tasks = tasks or {}
   tasks_of = {m: list(tasks[m]) if m in tasks else eval_tasks(
       read_model_card(d)) for m, d in model_dirs.items()}
@@ -567,6 +631,7 @@ def slice_metrics(model_dirs: Mapping[str, str], labeled_path: str,
     for name in names:
       rows_of[name].append(i)
   results = {}
+  intervals: dict[str, dict[str, list[Optional[float]]]] = {}
   for model, model_dir in model_dirs.items():
     model_tasks = tasks_of[model]
     # A model without ranking tasks (retrieval only) has nothing to score.
@@ -582,7 +647,10 @@ def slice_metrics(model_dirs: Mapping[str, str], labeled_path: str,
         for name, rows in sorted(rows_of.items())}
     results[model][retrieval_eval.ALL] = _head_metrics(
         pred, model_cols, np.arange(len(serialized)), model_tasks)
-  return results
+    if bootstrap is not None and model_tasks:
+      intervals[model] = _head_intervals(pred, model_cols, model_tasks,
+                                         bootstrap)
+  return results, intervals
 
 
 def finite(x: Any) -> bool:

@@ -26,6 +26,11 @@ category).
 Only users with at least one relevant item in a slice count for it, and a
 metric defined over fewer users (liked recall: users with a liked item) is
 averaged over those it is defined for.
+
+Each user's overall metrics under every model are also written, one line
+per user (`read_per_user`): the bootstrap over users
+(components.confidence) resamples them, the same users for every model,
+so a difference against a baseline is a paired one.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ SIGNATURE = "recommend_excluding"
 WEIGHTED_SIGNATURE = "recommend_weighted"
 # The row of the candidate's retrieval order (the fused one is `candidate`).
 RETRIEVAL_ORDER_SUFFIX = "_retrieval_order"
+# Scratch files of each user's overall metrics under every model.
+PER_USER = "retrieval_per_user"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +214,7 @@ class _ScoreUsers(beam.DoFn):
     counts, order = popularity["counts"], popularity["order"]
     ranked[POPULARITY] = [self._rank_popularity(order, set(s), kmax)
                           for s in seen]
-    for i, (_user, seen_items, gains) in enumerate(batch):
+    for i, (user, seen_items, gains) in enumerate(batch):
       relevant = set(gains)
       graded = all(g is not None for g in gains.values())
       # Slice names match the TFMA slices of the ranking evaluation.
@@ -223,6 +230,7 @@ class _ScoreUsers(beam.DoFn):
         for c in self._category_of.get(item, ()):
           by_category.setdefault(c, set()).add(item)
       slices += [(f"category:{c}", items) for c, items in by_category.items()]
+      overall = {}
       for name, lists in ranked.items():
         top = lists[i]
         for slice_name, rel in slices:
@@ -232,9 +240,16 @@ class _ScoreUsers(beam.DoFn):
                 top, {x: gains[x] for x in rel}, self._ks))
           values["mean_popularity_at_10"] = float(np.mean(
               [counts.get(x, 0) for x in top[:10]])) if top else 0.0
+          if slice_name == ALL:
+            overall[name] = values
           yield (name, slice_name), values
         for item in top[:10]:
           yield beam.pvalue.TaggedOutput("top10", (name, item))
+      # Every model's values for this user, together: the bootstrap over
+      # users resamples them as pairs (components.confidence).
+      yield beam.pvalue.TaggedOutput(
+          PER_USER, json.dumps({"user": user, "models": overall},
+                               sort_keys=True))
 
 
 class _MeanOfDicts(beam.CombineFn):
@@ -338,7 +353,7 @@ def evaluate_retrieval(model_dirs: Mapping[str, Union[str, Ranker]],
                   _ScoreUsers(rankers, catalog, categories, ks,
                               activity_boundaries),
                   beam.pvalue.AsSingleton(popularity)).with_outputs(
-                      "top10", main="metrics"))
+                      "top10", PER_USER, main="metrics"))
     _ = (scored.metrics
          | "MeanPerSlice" >> beam.CombinePerKey(_MeanOfDicts())
          | "SliceJson" >> beam.Map(lambda kv: json.dumps(
@@ -355,6 +370,9 @@ def evaluate_retrieval(model_dirs: Mapping[str, Union[str, Ranker]],
          | "WriteCoverage" >> beam.io.WriteToText(
              os.path.join(scratch_dir, "retrieval_coverage"),
              file_name_suffix=".jsonl"))
+    _ = (scored[PER_USER]
+         | "WritePerUser" >> beam.io.WriteToText(
+             os.path.join(scratch_dir, PER_USER), file_name_suffix=".jsonl"))
 
   results: dict[str, Any] = {name: {} for name in [*rankers, POPULARITY]}
   for line in _read_lines(scratch_dir, "retrieval_slices"):
@@ -373,3 +391,22 @@ def _read_lines(directory: str, prefix: str) -> Iterable[str]:
     if name.startswith(prefix):
       with open(os.path.join(directory, name)) as f:
         yield from (line for line in f if line.strip())
+
+
+def read_per_user(scratch_dir: str) -> dict[str, dict[str, np.ndarray]]:
+  """Each model's overall metrics per user, from evaluate_retrieval's
+  scratch files: {model: {metric: [users] values}}, users sorted by id (so
+  a seeded bootstrap draws the same users whatever order Beam wrote them
+  in), NaN where a user has no value (liked recall without a liked item)."""
+  rows = sorted((json.loads(line) for line in _read_lines(scratch_dir,
+                                                          PER_USER)),
+                key=lambda rec: rec["user"])
+  models = sorted({m for rec in rows for m in rec["models"]})
+  out: dict[str, dict[str, np.ndarray]] = {}
+  for model in models:
+    metrics = sorted({k for rec in rows
+                      for k in rec["models"].get(model, {})})
+    out[model] = {k: np.array([rec["models"].get(model, {}).get(k, np.nan)
+                               for rec in rows], np.float64)
+                  for k in metrics}
+  return out

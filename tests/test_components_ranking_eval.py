@@ -240,6 +240,31 @@ def test_slice_metrics_of_every_task_by_hand(scored):
   assert out["category:C"]["click_example_count"] == 2.0
 
 
+def test_intervals_of_every_task_from_the_same_predictions(scored):
+  """Bootstrap over examples: every head metric gets an interval around
+  its value; watch fraction's constant prediction 0.5 against labels 0.8,
+  0.4, 0.1 puts MAE between the smallest and largest error."""
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  sliced, intervals = ranking_eval.slice_metrics_and_intervals(
+      {"candidate": scored["candidate"]}, scored["labeled"],
+      bootstrap=confidence.Bootstrap(resamples=500, seed=0))
+  overall = sliced["candidate"]["all"]
+  got = intervals["candidate"]
+  assert set(got) == {"click_auc", "click_log_loss", "click_calibration",
+                      "watch_fraction_rmse", "watch_fraction_mae",
+                      "interest_auc", "interest_recall_at_5"}
+  for metric, (low, high) in got.items():
+    assert low <= overall[metric] <= high, metric
+  low, high = got["watch_fraction_mae"]
+  assert 0.1 - 1e-6 <= low < high <= 0.4 + 1e-6  # float32 predictions
+  # Without a bootstrap: no intervals, the same metrics.
+  same, none = ranking_eval.slice_metrics_and_intervals(
+      {"candidate": scored["candidate"]}, scored["labeled"])
+  assert none == {}
+  assert same["candidate"]["all"] == pytest.approx(
+      sliced["candidate"]["all"], nan_ok=True)
+
+
 def test_tfma_judges_the_scalar_tasks_and_compares_only_shared_ones(scored):
   result = ranking_eval.run_tfma(
       scored["candidate"], scored["serving"], scored["labeled"],

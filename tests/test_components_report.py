@@ -76,12 +76,15 @@ def test_write_reports_html_and_markdown(tmp_path):
   assert "<script>" not in html and "&lt;script&gt;" in html
   assert "<b>Failed checks:</b> rmse (&lt;script&gt;)" in html
   assert "<p>not run</p>" in html
-  assert "<td>0.0–0.5</td><td>4</td><td>0.2500</td><td>0.5000</td>" in html
+  # The bucket's count, and the Wilson interval of 2 likes in 4 rows:
+  # (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n) = 0.5 ± 0.35.
+  assert ("<td>0.0–0.5</td><td>4</td><td>0.2500</td><td>0.5000<br>"
+          '<span class="ci">[0.1500, 0.8500]</span></td>') in html
   # Slices at the middle K: recall_at_20 of ks [10, 20].
   assert "<th>recall_at_20</th><th>ndcg_at_20</th>" in html
   assert md.startswith("# Model validation: NOT_BLESSED\n")
-  assert ("| rmse | <script> | 1.5000 | < | 1.0000 | **FAIL** |" in md)
-  assert ("| recall_at_20 | beats popularity | 0.2500 | > | 0.1250 | pass |"
+  assert ("| rmse | <script> | 1.5000 |  | < | 1.0000 | **FAIL** |" in md)
+  assert ("| recall_at_20 | beats popularity | 0.2500 |  | > | 0.1250 | pass |"
           in md)
   # Overall: the models with metrics (serving has none), without counts.
   headers = re.findall(r"^\| metric \| (.*)$", md, re.M)
@@ -218,3 +221,70 @@ def test_report_shows_how_the_fusion_weights_were_chosen(tmp_path):
   md = open(paths["markdown"]).read()
   assert ("Fusion weights chosen on 40 validation users of the train split: "
           "graded_ndcg_at_20 0.1000 in the retrieval order, 0.1200") in md
+
+
+def test_report_shows_intervals_paired_differences_and_bucket_counts(
+    tmp_path):
+  """What the Evaluator bootstrapped reaches both reports: intervals in the
+  checks and tables, each paired difference with its outcome; calibration
+  buckets below the minimum merged, with their counts."""
+  checks = [{"metric": "recall_at_20",
+             "check": "beats popularity (paired bootstrap, 95%)",
+             "value": 0.0125, "op": ">", "bound": 0.0, "passed": False,
+             "interval": {"of": "candidate − popularity", "low": -0.0025,
+                          "high": 0.03, "level": 0.95}}]
+  overall = {"candidate": {"recall_at_20": 0.25, "like_auc": 0.75,
+                           "users": 9},
+             "popularity": {"recall_at_20": 0.2375},
+             "serving": {"recall_at_20": 0.125, "like_auc": 0.5}}
+  intervals = {"candidate": {"recall_at_20": [0.125, 0.375],
+                             "like_auc": [0.625, 0.875]},
+               "popularity": {"recall_at_20": [0.1, 0.3]}}
+  differences = {
+      "popularity": {"recall_at_20": {"difference": 0.0125,
+                                      "interval": [-0.0025, 0.03],
+                                      "units": 9}},
+      "serving": {"recall_at_20": {"difference": 0.125,
+                                   "interval": [0.0625, 0.25], "units": 9}}}
+  # Counts 1, 3, 40, 2: the first two join the third; the last, short at
+  # the top, joins the one below it.
+  buckets = [{"lower": b / 10, "upper": (b + 1) / 10, "count": n,
+              "mean_predicted": b / 10 + 0.05, "observed_rate": rate}
+             for b, n, rate in ((0, 1.0, 1.0), (1, 3.0, 0.0),
+                                (5, 40.0, 0.5), (9, 2.0, 1.0))]
+  paths = report.write_reports(
+      str(tmp_path), run_id="run-4", model_uri="/m", verdict="NOT_BLESSED",
+      checks=checks, overall=overall, retrieval={}, ranking={},
+      calibration={"like": buckets}, history={}, infra=None, ks=[20],
+      serving_desc="/serving/1",
+      tasks=[{"name": "like", "kind": "binary"}], intervals=intervals,
+      differences=differences,
+      bootstrap={"resamples": 1000, "confidence": 0.95, "seed": 7},
+      calibration_min_count=10)
+  html = open(paths["html"]).read()
+  md = open(paths["markdown"]).read()
+  assert ("| recall_at_20 | beats popularity (paired bootstrap, 95%) | "
+          "0.0125 | candidate − popularity [-0.0025, 0.0300] (95%) | > | "
+          "0.0000 | **FAIL** |") in md
+  assert "95% percentile bootstrap, 1,000 resamples (seed 7)" in md
+  assert ("| recall_at_20 | 0.2500 [0.1250, 0.3750] | 0.1250 | "
+          "0.2375 [0.1000, 0.3000] | ") in md
+  assert ("| recall_at_20 | popularity | +0.0125 | [-0.0025, 0.0300] | 9 | "
+          "higher | no clear difference |") in md
+  assert ("| recall_at_20 | serving | +0.1250 | [0.0625, 0.2500] | 9 | "
+          "higher | candidate better |") in md
+  assert ("| like | binary | like_auc | 0.7500 [0.6250, 0.8750] | 0.5000 | "
+          "higher |") in md
+  assert ('<td>0.2500<br><span class="ci">[0.1250, 0.3750]</span></td>'
+          in html)
+  table = html.split('<table id="differences">')[1].split("</table>")[0]
+  assert table.count("<tr>") == 3  # header, popularity, serving
+  # Calibration: 1 + 3 + 40 reach the minimum; the 2 left at the top join
+  # them: one bucket 0.0-1.0 of 46 rows, its count in the table and chart.
+  calib = html.split("<h2>Calibration</h2>")[1]
+  assert "fewer than 10 examples are merged" in calib
+  rows = re.findall(r"<tr><td>([0-9.–]+)</td><td>(\d+)</td>", calib)
+  assert rows == [("0.0–1.0", "46")]
+  assert "n=46" in calib
+  # retrieval; ranking higher- and lower-is-better; calibration.
+  assert html.count("<svg") == 4

@@ -162,6 +162,27 @@ def test_graded_metrics_of_both_orders_and_popularity(setup):
   assert b["liked_recall_at_2"] == pytest.approx(1.0)
 
 
+def test_per_user_values_are_what_the_means_average(setup):
+  """Each user's overall metrics under every model, sorted by user: the
+  bootstrap's input (components.confidence), whose mean is the reported
+  value and whose paired difference compares users one by one."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  scratch = setup["dir"] / "per_user"
+  out = _evaluate(setup, scratch, setup["labeled"])
+  per_user = retrieval_eval.read_per_user(str(scratch))
+  assert set(per_user) == {"candidate", "candidate_retrieval_order",
+                           "popularity"}
+  # u1, u2, u3 (hand values in the test above).
+  fused = per_user["candidate"]
+  assert fused["recall_at_2"].tolist() == [0.5, 0.0, 1.0]
+  assert fused["liked_recall_at_2"][[0, 2]].tolist() == [1.0, 1.0]
+  assert np.isnan(fused["liked_recall_at_2"][1])  # u2 liked nothing
+  assert per_user["popularity"]["recall_at_2"].tolist() == [0.0, 1.0, 1.0]
+  for model, table in per_user.items():
+    for metric, values in table.items():
+      assert np.nanmean(values) == pytest.approx(out[model]["all"][metric])
+
+
 def test_without_labels_the_raw_split_gives_ungraded_metrics(setup):
   out = _evaluate(setup, setup["dir"] / "raw", None)
   fused = out["candidate"]["all"]

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 
@@ -15,6 +16,7 @@ from components import blessing
 from components import evaluator
 from contracts import features as F
 from components import infra_validator
+from components import metrics as formulas
 from components import retrieval_eval
 from contracts import model_layout
 from contracts import serving_layout
@@ -34,14 +36,16 @@ def test_checks_cover_thresholds_regression_popularity_and_infra():
       must_beat_popularity=["recall_at_20"],
       tfma_failures=[],
       infra={"checks": [{"check": "loads", "passed": True, "detail": "ok"}]},
-      eval_users=10)
+      eval_users=10,
+      differences={"popularity": {"recall_at_20": {
+          "difference": 0.02, "interval": [0.005, 0.035], "units": 10}}})
   got = [(c["metric"], c["check"], c["op"], c["passed"]) for c in checks]
   assert got == [
       ("recall_at_20", "threshold", ">=", True),
       ("rmse", "threshold (TFMA)", "<=", True),
       ("recall_at_20", "regression vs serving", ">=", False),  # 0.10 < 0.11
       ("rmse", "regression vs serving (TFMA)", "<=", True),
-      ("recall_at_20", "beats popularity", ">", True),
+      ("recall_at_20", "beats popularity (paired bootstrap, 95%)", ">", True),
       ("eval_users", "non-empty eval split", ">", True),
       ("loads", "infra validation", "", True),
   ]
@@ -49,6 +53,90 @@ def test_checks_cover_thresholds_regression_popularity_and_infra():
   assert blessing.verdict(checks) == blessing.NOT_BLESSED
   assert blessing.verdict([c for i, c in enumerate(checks) if i != 2]) == (
       blessing.BLESSED)
+
+
+def test_beats_popularity_needs_the_whole_paired_interval_past_the_margin():
+  """The same point gain (+0.02) blesses or not by its interval; a check
+  without a paired interval fails; a margin must be cleared by the whole
+  interval."""
+  def beats(interval, margin=0.0, metric="recall_at_20", gain=0.02):
+    diff = {} if interval is None else {"popularity": {metric: {
+        "difference": gain, "interval": interval, "units": 961}}}
+    checks = blessing.decide(
+        candidate={metric: 0.30}, serving=None,
+        popularity={metric: 0.28}, thresholds={}, max_regression={},
+        must_beat_popularity=[metric], eval_users=961, differences=diff,
+        confidence_level=0.9, beat_margin=margin)
+    return checks[0]
+
+  clear = beats([0.004, 0.036])
+  assert clear["passed"] and clear["value"] == 0.02
+  assert clear["check"] == "beats popularity (paired bootstrap, 90%)"
+  assert clear["interval"] == {"of": "candidate − popularity", "low": 0.004,
+                               "high": 0.036, "level": 0.9}
+  assert (clear["op"], clear["bound"]) == (">", 0.0)
+  unclear = beats([-0.002, 0.042])  # ahead on the point estimate only
+  assert not unclear["passed"]
+  assert blessing.verdict([unclear]) == blessing.NOT_BLESSED
+  assert not beats(None)["passed"]
+  assert not beats([None, None])["passed"]
+  assert not beats([0.004, 0.036], margin=0.005)["passed"]
+  assert beats([0.006, 0.036], margin=0.005)["passed"]
+  # Lower is better: the whole interval below -margin.
+  low = beats([-0.5, -0.1], metric="mean_popularity_at_10", gain=-0.3)
+  assert low["passed"] and (low["op"], low["bound"]) == ("<", 0.0)
+  assert beats([-0.5, -0.1], 0.05, "mean_popularity_at_10", -0.3)[
+      "bound"] == -0.05
+
+
+def test_checks_carry_the_candidates_interval_or_the_paired_one():
+  checks = blessing.decide(
+      candidate={"recall_at_20": 0.2, "rating_rmse": 0.9},
+      serving={"recall_at_20": 0.19, "rating_rmse": 0.91}, popularity={},
+      thresholds={"recall_at_20": Threshold(min=0.1),
+                  "rmse": Threshold(max=1.0)},
+      max_regression={"recall_at_20": 0.01}, must_beat_popularity=[],
+      eval_users=5, tfma_metrics=["rating_rmse"],
+      intervals={"recall_at_20": [0.15, 0.25], "rating_rmse": [0.8, 1.0]},
+      differences={"serving": {"recall_at_20": {
+          "difference": 0.01, "interval": [-0.01, 0.03], "units": 5}}})
+  by = {(c["metric"], c["check"]): c.get("interval") for c in checks}
+  assert by[("recall_at_20", "threshold")]["of"] == "candidate"
+  assert by[("rmse", "threshold (TFMA)")] == {
+      "of": "candidate", "low": 0.8, "high": 1.0, "level": 0.95}
+  assert by[("recall_at_20", "regression vs serving")] == {
+      "of": "candidate − serving", "low": -0.01, "high": 0.03,
+      "level": 0.95}
+  assert by[("eval_users", "non-empty eval split")] is None
+
+
+def test_head_intervals_by_hand():
+  """Constant errors: RMSE and MAE have zero-width intervals at their
+  value; AUC of a perfect ranking stays 1 in every resample that has
+  both classes."""
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  from components import ranking_eval  # pylint: disable=g-import-not-at-top
+  n = 40
+  pred = {"rating": np.full(n, 4.0), "p_like": np.linspace(0.05, 0.95, n)}
+  cols = {F.RATING: np.full(n, 3.5), F.RATING_WEIGHT: np.ones(n),
+          F.LIKE: (np.arange(n) >= n // 2).astype(np.float64),
+          F.LIKE_WEIGHT: np.ones(n)}
+  got = ranking_eval._head_intervals(  # pylint: disable=protected-access
+      pred, cols, ranking_eval.LEGACY_TASKS,
+      confidence.Bootstrap(resamples=200, seed=1))
+  assert got["rating_rmse"] == [pytest.approx(0.5), pytest.approx(0.5)]
+  assert got["rating_mae"] == [pytest.approx(0.5), pytest.approx(0.5)]
+  assert got["rmse"] == got["rating_rmse"]  # the legacy alias too
+  assert got["like_auc"] == [1.0, 1.0]
+  low, high = got["like_log_loss"]
+  assert low < formulas.log_loss(pred["p_like"], cols[F.LIKE]) < high
+  # Rows without a rating weigh nothing: only the first half's errors.
+  cols[F.RATING_WEIGHT] = (np.arange(n) < n // 2).astype(np.float64)
+  pred["rating"] = np.where(np.arange(n) < n // 2, 4.0, 100.0)
+  got = ranking_eval._head_intervals(  # pylint: disable=protected-access
+      pred, cols, ranking_eval.LEGACY_TASKS[:1],
+      confidence.Bootstrap(resamples=200, seed=1))
+  assert got["rating_rmse"] == [pytest.approx(0.5), pytest.approx(0.5)]
 
 
 def test_tfma_failure_nan_and_missing_values_never_pass():
@@ -230,7 +318,14 @@ def test_broken_candidate_is_not_blessed_and_the_report_says_why(
   failed = {(c["metric"], c["check"]) for c in result["checks"]
             if not c["passed"]}
   assert ("recall_at_20", "regression vs serving") in failed
-  assert ("recall_at_20", "beats popularity") in failed
+  assert ("recall_at_20", "beats popularity (paired bootstrap, 95%)") in (
+      failed)
+  beats = next(c for c in result["checks"]
+               if c["check"].startswith("beats popularity"))
+  # A broken candidate is behind popularity beyond doubt: its whole
+  # paired interval is below zero.
+  assert beats["interval"]["of"] == "candidate − popularity"
+  assert beats["interval"]["high"] < 0
   assert ("rmse", "regression vs serving (TFMA)") in failed
   assert os.path.exists(tmp_path / "blessing" / blessing.NOT_BLESSED)
   html = (tmp_path / "evaluation" / "report.html").read_text()
@@ -308,3 +403,33 @@ def test_report_renders_with_charts_in_headless_chromium(small_run, tmp_path):
   assert banner[:300].sum() > 500
   meta = artifacts.read_metadata(small_run.artifacts.evaluation)
   assert meta["summary"]["verdict"] == blessing.BLESSED
+  # The page as Chromium built it: intervals beside the values, the paired
+  # differences, and calibration buckets with their counts (table and
+  # chart labels), none below the configured minimum.
+  dom = subprocess.run(
+      [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+       "--no-first-run", "--disable-background-networking",
+       f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+       f"file://{report}"],
+      check=True, capture_output=True, timeout=120, text=True).stdout
+  metrics = json.loads(open(os.path.join(
+      small_run.artifacts.evaluation, evaluator.METRICS_FILE)).read())
+  candidate = metrics["overall"]["candidate"]
+  for metric in ("recall_at_20", "ndcg_at_10", "rating_rmse", "like_auc"):
+    low, high = metrics["intervals"]["candidate"][metric]
+    assert low <= candidate[metric] <= high, metric
+    assert f"[{low:.4f}, {high:.4f}]" in dom, metric
+  diff = metrics["differences"]["popularity"]["recall_at_20"]
+  assert diff["units"] == candidate["users"]
+  assert diff["difference"] == pytest.approx(
+      candidate["recall_at_20"] -
+      metrics["overall"]["popularity"]["recall_at_20"])
+  assert "Paired differences: candidate − baseline" in dom
+  assert "95% percentile bootstrap, 1,000 resamples" in dom
+  min_count = EvaluatorConfig().calibration_min_count
+  calibration = dom.split("<h2>Calibration</h2>")[1].split("<h2>")[0]
+  counts = [int(n) for n in re.findall(
+      r"<tr><td>[0-9.]+–[0-9.]+</td><td>(\d+)</td>", calibration)]
+  assert counts and min(counts) >= min_count
+  for n in counts:
+    assert f"n={n:,}" in calibration

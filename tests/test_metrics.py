@@ -156,3 +156,124 @@ def test_metric_name_problems(name, tasks, problem):
     assert got is None
   else:
     assert got is not None and got.startswith(problem), got
+
+
+# Bootstrap intervals (components.confidence) and calibration buckets.
+
+
+def test_merge_sparse_buckets_by_hand():
+  def bucket(lower, count, predicted, observed):
+    return {"lower": lower, "upper": lower + 0.1, "count": count,
+            "mean_predicted": predicted, "observed_rate": observed}
+  buckets = [bucket(0.0, 1, 0.05, 1.0), bucket(0.1, 4, 0.15, 0.0),
+             bucket(0.3, 10, 0.35, 0.5), bucket(0.5, 0, 0.0, 0.0),
+             bucket(0.8, 2, 0.85, 1.0)]
+  merged = M.merge_sparse_buckets(buckets, 5)
+  # 1 + 4 reach 5 together; 10 alone; the 2 left at the top join the 10;
+  # the empty bucket is dropped.
+  assert merged == [
+      {"lower": 0.0, "upper": 0.2, "count": 5,
+       "mean_predicted": pytest.approx((0.05 + 4 * 0.15) / 5),
+       "observed_rate": pytest.approx(1 / 5)},
+      {"lower": 0.3, "upper": 0.9, "count": 12,
+       "mean_predicted": pytest.approx((10 * 0.35 + 2 * 0.85) / 12),
+       "observed_rate": pytest.approx((5 + 2) / 12)}]
+  # Every bucket big enough: unchanged. Too few rows overall: one bucket.
+  assert M.merge_sparse_buckets(buckets[2:3], 5) == buckets[2:3]
+  assert [b["count"] for b in M.merge_sparse_buckets(buckets, 100)] == [17]
+  assert M.merge_sparse_buckets([], 5) == []
+
+
+def test_bootstrap_of_identical_users_has_zero_width():
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  b = confidence.Bootstrap(resamples=200, confidence=0.95, seed=3)
+  assert b.interval(confidence.mean_of([0.25] * 50), 50) == (0.25, 0.25)
+  assert all(math.isnan(v) for v in b.interval(
+      confidence.mean_of([0.5]), 1))
+
+
+def test_bootstrap_bounds_of_a_case_known_by_hand():
+  """Four users with recall 0, 0, 0, 1: a resample's mean is k/4, k the
+  draws of the fourth user, Binomial(4, 1/4). P(k = 0) = 0.32, so the 2.5%
+  point is 0; P(k >= 3) = 0.051 but P(k = 4) = 0.004, so the 97.5% point is
+  0.75. With 1,000 resamples the counts are ~320, ~51 and ~4 against the
+  25 at each tail: the interval is [0, 0.75] whatever the seed."""
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  for seed in (0, 1, 2):
+    b = confidence.Bootstrap(resamples=1000, confidence=0.95, seed=seed)
+    assert b.interval(confidence.mean_of([0, 0, 0, 1.0]), 4) == (0.0, 0.75)
+  # Two users 0 and 1: means 0, 0.5, 1 with P 1/4, 1/2, 1/4: [0, 1].
+  b = confidence.Bootstrap(resamples=1000, confidence=0.95, seed=0)
+  assert b.interval(confidence.mean_of([0.0, 1.0]), 2) == (0.0, 1.0)
+  # The same seed and users: the same interval (reproducible reports).
+  values = np.random.default_rng(5).random(200)
+  assert b.interval(confidence.mean_of(values), 200) == b.interval(
+      confidence.mean_of(values), 200)
+
+
+def test_paired_difference_decides_beats_not_the_point_estimate():
+  """Two candidates, both 0.05 ahead of the baseline on average: one gains
+  0.05 on every user (beats), the other +1 on half the users and -0.9 on
+  the rest (its interval spans zero: does not beat)."""
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  b = confidence.Bootstrap(resamples=1000, confidence=0.95, seed=0)
+  baseline = {"recall_at_20": np.full(20, 0.1),
+              "liked_recall_at_20": np.r_[np.full(10, 0.5),
+                                          np.full(10, np.nan)]}
+  steady = {k: v + 0.05 for k, v in baseline.items()}
+  noisy = {k: v + np.tile([1.0, -0.9], 10) for k, v in baseline.items()}
+  d = confidence.paired_differences(steady, baseline, b)
+  assert d["recall_at_20"]["difference"] == pytest.approx(0.05)
+  assert d["recall_at_20"]["interval"] == [pytest.approx(0.05),
+                                           pytest.approx(0.05)]
+  assert d["recall_at_20"]["units"] == 20
+  # Liked recall: only the 10 users who have it on both sides.
+  assert d["liked_recall_at_20"]["units"] == 10
+  n = confidence.paired_differences(noisy, baseline, b)
+  assert n["recall_at_20"]["difference"] == pytest.approx(0.05)
+  low, high = n["recall_at_20"]["interval"]
+  assert low < 0 < high
+  assert confidence.beats(tuple(d["recall_at_20"]["interval"]), True)
+  assert not confidence.beats((low, high), True)
+  # A margin the whole interval must clear; lower-is-better flips sides.
+  assert not confidence.beats((0.05, 0.05), True, margin=0.05)
+  assert confidence.beats((-0.3, -0.2), False, margin=0.1)
+  assert not confidence.beats(confidence.NO_INTERVAL, True)
+  per_model = confidence.mean_intervals(steady, b)
+  assert per_model["recall_at_20"] == [pytest.approx(0.15),
+                                       pytest.approx(0.15)]
+
+
+def test_resampled_auc_equals_the_formula_on_the_resampled_rows():
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  scores = np.round(rng.random(40), 1)  # ties
+  labels = rng.random(40) < 0.4
+  idx = rng.integers(0, 40, (3, 40))
+  got = confidence.auc_of(scores, labels)(idx)
+  assert got == pytest.approx([M.auc(scores[i], labels[i]) for i in idx])
+  # Multilabel: a resampled example brings its whole row of labels.
+  p = np.round(rng.random((12, 3)), 1)
+  y = rng.random((12, 3)) < 0.4
+  idx = rng.integers(0, 12, (2, 12))
+  got = confidence.auc_of(p, y, np.repeat(np.arange(12), 3))(idx)
+  assert got == pytest.approx([M.multilabel_auc(p[i], y[i]) for i in idx])
+  # One class only in the resample: undefined, not 0 or 1.
+  assert math.isnan(confidence.auc_of([0.1, 0.2], [True, True])(
+      np.array([[0, 1]]))[0])
+
+
+def test_resamples_that_leave_a_statistic_undefined_are_left_out():
+  """AUC of two positives and two negatives ranked perfectly: a resample
+  without both classes (2 * (1/2)^4 = 1/8 of them) has no AUC; the others
+  all have 1. Undefined in half the resamples or more: no interval."""
+  from components import confidence  # pylint: disable=g-import-not-at-top
+  b = confidence.Bootstrap(resamples=400, seed=0)
+  auc = confidence.auc_of([0.1, 0.2, 0.8, 0.9], [False, False, True, True])
+  assert b.interval(auc, 4) == (1.0, 1.0)
+  rare = confidence.auc_of([0.1, 0.2, 0.3, 0.9], [False] * 3 + [True])
+  assert b.interval(rare, 4) == (1.0, 1.0)  # 1 - (3/4)^4 = 68% defined
+  # Undefined whenever unit 0 is drawn: defined in 0.9^10 = 35%.
+  def without_unit_0(idx):
+    return np.where((idx == 0).any(axis=-1), np.nan, 1.0)
+  assert all(math.isnan(v) for v in b.interval(without_unit_0, 10))

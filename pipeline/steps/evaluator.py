@@ -47,8 +47,11 @@ def run(config: EvaluatorConfig, model_name: str, serving_root: str,
         c["value"])
     bound = f"{c['bound']:.4f}" if isinstance(c["bound"], float) else str(
         c["bound"])
+    # The check's interval (components.confidence), when it has one.
+    iv = c.get("interval")
+    spread = f" [{iv['low']:.4f}, {iv['high']:.4f}]" if iv else ""
     lines.append(f"{'ok  ' if c['passed'] else 'FAIL'} {c['metric']} "
-                 f"{value} {c['op']} {bound} ({c['check']})")
+                 f"{value}{spread} {c['op']} {bound} ({c['check']})")
   cand = m["candidate"]
   pop = m["baselines"].get("popularity", {})
   serving = m["baselines"].get("serving")
