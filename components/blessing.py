@@ -197,6 +197,28 @@ def decide(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]],
   return checks
 
 
+def data_checks(anomalies: Mapping[str, Any]) -> list[dict[str, Any]]:
+  """The ExampleValidator's verdict on the data, as checks.
+
+  One check that no anomaly of a blocking kind (data_validation.blocking)
+  was found, then one failed check per blocking anomaly, naming its
+  feature and saying what moved. Non-blocking anomalies are in the
+  report's data section only: they do not decide the blessing.
+  """
+  kinds = ", ".join(anomalies.get("blocking_kinds", [])) or "none"
+  blocking = [a for a in anomalies.get("anomalies", []) if a.get("blocking")]
+  checks = [check("data_anomalies", f"data validation (blocking: {kinds})",
+                  len(blocking), "<=", 0)]
+  for a in blocking:
+    checks.append({"metric": a["feature"] or a["split"],
+                   "check": f"{a['kind']} anomaly in {a['split']}: "
+                            f"{a['description']}",
+                   "value": a.get("value", a["short"]),
+                   "op": "<=" if "threshold" in a else "",
+                   "bound": a.get("threshold", ""), "passed": False})
+  return checks
+
+
 def verdict(checks: Sequence[Mapping[str, Any]]) -> str:
   return BLESSED if checks and all(c["passed"] for c in checks) else (
       NOT_BLESSED)

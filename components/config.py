@@ -219,6 +219,46 @@ def missing_text_extra(model: str = PACKAGED_MODEL_NAMES[0]) -> list[str]:
           if importlib.util.find_spec(module) is None]
 
 
+class DistanceThresholds(_Strict):
+  """When a feature's distribution has moved too far (components/data_drift.py).
+
+  Measured as TFDV does: L-infinity for string features (0.05: some
+  value's share of the feature moved by five percentage points),
+  Jensen–Shannon divergence for numeric ones (base 2, 0 to 1). None turns
+  that kind of check off.
+  """
+
+  categorical_linf: Optional[float] = pydantic.Field(0.05, gt=0, le=1)
+  numeric_js: Optional[float] = pydantic.Field(0.05, gt=0, le=1)
+  # Per-feature thresholds, overriding the two above (the metric follows
+  # the feature's kind), e.g. {categories: 0.02}.
+  features: dict[str, pydantic.PositiveFloat] = {}
+  # Features not compared at all. The timestamp moves by design: each run
+  # adds later events, and a temporal split puts eval after train.
+  ignore: list[str] = [records.TIMESTAMP]
+
+
+class DataValidationConfig(_Strict):
+  """StatisticsGen and ExampleValidator: what counts as an anomaly, and which
+  anomalies block the push (the Evaluator blesses nothing while one is
+  present). Every anomaly is shown in the report either way.
+
+  schema: a feature of the schema missing, of another type, or with a value
+  count the schema forbids, a feature the schema lacks, an empty split.
+  drift: this run's train split against the previous run's (the last
+  recorded run under pipeline_root with statistics, or
+  `baseline_statistics`). skew: this run's train split against its eval
+  split.
+  """
+
+  drift: DistanceThresholds = DistanceThresholds()
+  skew: DistanceThresholds = DistanceThresholds()
+  blocking: list[Literal["schema", "drift", "skew"]] = ["schema"]
+  # A StatisticsGen artifact to compare against instead of the previous
+  # run's (e.g. the statistics of the data the served model was trained on).
+  baseline_statistics: Optional[str] = None
+
+
 class Threshold(_Strict):
   min: Optional[float] = None
   max: Optional[float] = None

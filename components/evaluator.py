@@ -35,6 +35,7 @@ from contracts import artifacts
 from components import blessing as blessing_lib
 from components import artifact_readers
 from components import confidence
+from components import example_validator
 from components import infra_validator
 from contracts import evaluation_files
 from contracts import records as r
@@ -122,6 +123,7 @@ def run_evaluator(
     pipeline_root: Optional[str] = None,
     seed: int = 42,
     beam_args: Sequence[str] = (),
+    anomalies_uri: Optional[str] = None,
 ) -> dict[str, Any]:
   """Evaluates, publishes evaluation and blessing; returns the blessing.
 
@@ -130,11 +132,19 @@ def run_evaluator(
     serving_model_dir: the SavedModel now serving, the regression baseline;
       None when nothing is served yet.
     pipeline_root: where earlier runs live, for the history page.
+    anomalies_uri: the ExampleValidator's artifact: a blocking anomaly
+      fails the blessing, and the report includes its data section. None
+      (a caller with no data validation): no data checks.
   """
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from components import ranking_eval  # pylint: disable=g-import-not-at-top
   inputs = {"model": model_uri, "examples": examples_uri,
             "catalog": catalog_uri, "transform_graph": transform_graph_uri}
+  anomalies, data_section = None, ""
+  if anomalies_uri:
+    inputs["anomalies"] = anomalies_uri
+    anomalies = example_validator.read_anomalies(anomalies_uri)
+    data_section = example_validator.read_data_section(anomalies_uri)
   stage_errors = []
   notes = []
   ks = list(config.ks)
@@ -277,6 +287,8 @@ def run_evaluator(
           intervals=intervals.get(CANDIDATE, {}), differences=differences,
           confidence_level=config.bootstrap.confidence,
           beat_margin=config.bootstrap.beat_margin)
+      if anomalies is not None:
+        checks += blessing_lib.data_checks(anomalies)
       checks = [{k: v for k, v in c.items() if k != "traceback"}
                 for c in stage_errors] + checks
       verdict = blessing_lib.verdict(checks)
@@ -326,7 +338,8 @@ def run_evaluator(
             tasks=[dataclasses.asdict(t) for t in tasks],
             fusion=result["fusion"], intervals=intervals,
             differences=differences, bootstrap=result["bootstrap"],
-            calibration_min_count=config.calibration_min_count)
+            calibration_min_count=config.calibration_min_count,
+            data_section=data_section)
         if pipeline_root:
           report.write_history(os.path.join(w.uri, HISTORY_FILE), pipeline_root,
                                result)

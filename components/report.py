@@ -50,7 +50,7 @@ LEGACY_TASKS = ({"name": "rating", "kind": "regression"},
                 {"name": "like", "kind": "binary"})
 
 
-def _svg(fig) -> str:
+def figure_svg(fig) -> str:
   buf = io.StringIO()
   fig.savefig(buf, format="svg", bbox_inches="tight")
   plt.close(fig)
@@ -99,7 +99,7 @@ def bar_chart(title: str, metrics: Sequence[str],
   ax.set_title(title)
   if names:
     ax.legend(fontsize=8)
-  return _svg(fig)
+  return figure_svg(fig)
 
 
 def observed_rate_interval(bucket: Mapping[str, float],
@@ -138,7 +138,7 @@ def calibration_chart(buckets: Sequence[Mapping[str, float]],
   ax.set_ylabel(f"observed {task} rate")
   ax.set_title(f"Calibration of p_{task}")
   ax.legend(fontsize=8)
-  return _svg(fig)
+  return figure_svg(fig)
 
 
 def loss_chart(history: Mapping[str, Sequence[float]]) -> str:
@@ -150,7 +150,7 @@ def loss_chart(history: Mapping[str, Sequence[float]]) -> str:
   ax.set_xlabel("epoch")
   ax.set_title("Training loss per task")
   ax.legend(fontsize=8)
-  return _svg(fig)
+  return figure_svg(fig)
 
 
 def _value(metrics: Mapping[str, Any], name: str) -> Any:
@@ -191,7 +191,7 @@ def trend_chart(runs: Sequence[Mapping[str, Any]],
                        ha="right", fontsize=7)
     ax.set_title(f"Key metrics across runs ({title})")
     ax.legend(fontsize=8)
-  return _svg(fig)
+  return figure_svg(fig)
 
 
 def _fmt(v: Any) -> str:
@@ -306,6 +306,7 @@ tr.fail td{background:#fdecea} .charts{display:flex;flex-wrap:wrap;gap:16px}
 <div class="charts"><div class="chart">{{ loss_svg|safe }}</div></div>
 <h2>Infra validation</h2>
 <p>{{ infra_desc }}</p>
+{{ data_section|safe }}
 </body></html>
 """)
 
@@ -503,7 +504,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
                   differences: Optional[Mapping[str, Mapping[str, Any]]]
                   = None,
                   bootstrap: Optional[Mapping[str, Any]] = None,
-                  calibration_min_count: float = 1
+                  calibration_min_count: float = 1,
+                  data_section: str = ""
                   ) -> dict[str, str]:
   """Writes report.html and summary.md into `directory`; returns paths.
 
@@ -519,6 +521,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
     bootstrap: how the intervals were drawn (resamples, confidence, seed).
     calibration_min_count: buckets with fewer examples are merged with a
       neighbour (components.metrics.merge_sparse_buckets).
+    data_section: the ExampleValidator's HTML fragment (components/
+      data_report.py), placed after the checks; "" for none.
   """
   intervals = intervals or {}
   differences = differences or {}
@@ -616,6 +620,7 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       calibrations=calibrations,
       loss_svg=loss_chart(history) if history else "",
       infra_desc=infra_desc, serving_desc=serving_desc,
+      data_section=data_section,
       generated=datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"))
   paths = {"html": os.path.join(directory, evaluation_files.REPORT_HTML),

@@ -16,6 +16,9 @@ import os
 from typing import Any, Iterator
 
 RUN_FILE = "run.json"
+# The StatisticsGen output's key in a run's artifacts: where the
+# ExampleValidator finds an earlier run's statistics to measure drift.
+STATISTICS_ARTIFACT = "StatisticsGen/statistics"
 LOG_DIR = "logs"
 
 
@@ -65,3 +68,37 @@ def artifact_uris(pipeline_root: str, key: str) -> list[str]:
     if artifact and artifact.get("uri"):
       out.append(artifact["uri"])
   return out
+
+
+def previous_artifact(pipeline_root: str, key: str, before_run: str,
+                      differs_from: str | None = None
+                      ) -> tuple[str, str, str] | None:
+  """(run id, URI, fingerprint) of `key` in the run a new run is compared with.
+
+  The latest recorded run, other than `before_run`, that pushed a model
+  (the data behind what is served now); else, with no push on record, the
+  latest run that produced `key`. Runs are ordered by start time. Skipped:
+  a run whose artifact is no longer complete, and one whose artifact has
+  the fingerprint `differs_from` (the same data as the new run's: comparing
+  with it says nothing, and skipping it keeps an unchanged rerun's result,
+  and so its cache entries, what they were).
+  """
+  found: list[tuple[bool, str, str, str, str]] = []
+  for run in iter_runs(pipeline_root):
+    artifact = run.get("artifacts", {}).get(key) or {}
+    uri = artifact.get("uri")
+    if run.get("run_id") == before_run or not uri:
+      continue
+    if not os.path.exists(os.path.join(uri, "metadata.json")):
+      continue
+    fingerprint = str(artifact.get("fingerprint", ""))
+    if differs_from is not None and fingerprint == differs_from:
+      continue
+    pushed = bool((run.get("artifacts", {}).get("Pusher/pushed_model") or {})
+                  .get("summary", {}).get("pushed"))
+    found.append((pushed, str(run.get("started_at", "")),
+                  str(run.get("run_id")), uri, fingerprint))
+  if not found:
+    return None
+  _, _, run_id, uri, fingerprint = max(found)
+  return run_id, uri, fingerprint

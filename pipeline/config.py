@@ -19,6 +19,7 @@ import pydantic
 import yaml
 
 from components.config import DataConfig
+from components.config import DataValidationConfig
 from components.config import EvaluatorConfig
 from components.config import ExampleGenConfig
 from components.config import metric_name_error
@@ -44,6 +45,7 @@ class PipelineConfig(_Strict):
   example_gen: ExampleGenConfig = ExampleGenConfig()
   transform: TransformConfig = TransformConfig()
   trainer: TrainerConfig = TrainerConfig()
+  data_validation: DataValidationConfig = DataValidationConfig()
   evaluator: EvaluatorConfig = EvaluatorConfig()
   serving: ServingConfig = ServingConfig()
   text_embedder: TextEmbedderConfig = TextEmbedderConfig()

@@ -66,6 +66,65 @@ def example_gen(
   return message
 
 
+def statistics_gen(
+    beam_args: List[str],
+    run_id: str,
+    code_version: str,
+    examples: Input[Dataset],
+    statistics: Output[Artifact],
+) -> str:
+  """StatisticsGen (Beam): per-feature statistics of each split.
+
+  Written as TFX does (Split-<name>/FeatureStats.pb, tensorflow_metadata
+  DatasetFeatureStatisticsList), so TFDV and Facets read them.
+  """
+  from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import statistics_gen as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(beam_args, run_id,
+                     ArtifactUris(examples=examples.path,
+                                  statistics=statistics.path))
+  task_io.describe(statistics)
+  return message
+
+
+def example_validator(
+    data_validation_config: str,
+    pipeline_root: str,
+    run_id: str,
+    code_version: str,
+    statistics: Input[Artifact],
+    examples: Input[Dataset],
+    anomalies: Output[Artifact],
+    report: Output[HTML],
+) -> str:
+  """ExampleValidator: anomalies against the schema, drift and skew.
+
+  Drift is measured against the statistics of the run the served model
+  came from, found through the run records under `pipeline_root` ("" for
+  none: then only data_validation.baseline_statistics gives a baseline).
+  `report` is the data section as a page the KFP UI renders.
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  from components import example_validator as validator  # pylint: disable=g-import-not-at-top
+  from components.config import DataValidationConfig  # pylint: disable=g-import-not-at-top
+  from contracts.config import parse_section  # pylint: disable=g-import-not-at-top
+  from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import example_validator as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run(
+      parse_section(DataValidationConfig, data_validation_config,
+                    "data_validation"), run_id,
+      ArtifactUris(statistics=statistics.path, examples=examples.path,
+                   anomalies=anomalies.path),
+      pipeline_root=pipeline_root or None)
+  task_io.describe(anomalies)
+  shutil.copyfile(f"{anomalies.path}/{validator.REPORT_HTML}", report.path)
+  return message
+
+
 def transform(
     transform_config: str,
     beam_args: List[str],
@@ -205,6 +264,7 @@ def evaluator(
     examples: Input[Dataset],
     catalog: Input[Dataset],
     transform_graph: Input[Model],
+    anomalies: Input[Artifact],
     evaluation: Output[Metrics],
     blessing: Output[Artifact],
     report: Output[HTML],
@@ -215,6 +275,8 @@ def evaluator(
   The regression baseline is the version served now under `serving_root`.
   `evaluation` carries the candidate's scalar metrics as KFP metrics;
   `report` (HTML) and `summary` (Markdown) are what the KFP UI renders.
+  `anomalies` (the ExampleValidator's): a blocking one blesses nothing,
+  and the report includes the data section.
   `pipeline_root`: where run records live for the history page ("" for
   none).
   """
@@ -230,6 +292,7 @@ def evaluator(
       ArtifactUris(model=model.path, examples=examples.path,
                    catalog=catalog.path,
                    transform_graph=transform_graph.path,
+                   anomalies=anomalies.path,
                    evaluation=evaluation.path, blessing=blessing.path),
       pipeline_root=pipeline_root or None)
   task_io.describe(evaluation, blessing)
@@ -268,6 +331,8 @@ def pusher(
 class Components:
   """The pipeline's components, built for one image."""
   example_gen: Callable[..., Any]
+  statistics_gen: Callable[..., Any]
+  example_validator: Callable[..., Any]
   transform: Callable[..., Any]
   trainer: Callable[..., Any]
   evaluator: Callable[..., Any]
@@ -284,6 +349,7 @@ def build(image: str) -> Components:
   image's pinned dependencies, so no task starts with a pip install.
   """
   make = dsl.component(base_image=image, install_kfp_package=False)
-  return Components(make(example_gen), make(transform), make(trainer),
+  return Components(make(example_gen), make(statistics_gen),
+                    make(example_validator), make(transform), make(trainer),
                     make(evaluator), make(pusher), make(text_embedder),
                     make(trainer_with_text))

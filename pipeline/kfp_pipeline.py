@@ -2,7 +2,9 @@
 
   ExampleGen ─► Transform ─► Trainer (GPU) ─► Evaluator ─► Pusher
       │  └──────────────┴──────────┴──────────────┘  (examples, catalog, graph)
-      └─► TextEmbedder (item text → LM vectors) ─┘  when text_embedder.enabled
+      ├─► TextEmbedder (item text → LM vectors) ─┘  when text_embedder.enabled
+      └─► StatisticsGen ─► ExampleValidator ─────► Evaluator  (anomalies:
+                                  a blocking one blesses nothing)
 
 `mtrec compile` writes it as YAML for Kubeflow, `mtrec submit` sends that to
 a KFP endpoint, and `mtrec run` executes the same compiled spec locally
@@ -75,6 +77,7 @@ def section_arguments(config: config_lib.PipelineConfig) -> Dict[str, Any]:
       "trainer_config": encode_section(config.trainer),
       "serving_config": encode_section(config.serving),
       "evaluator_config": encode_section(config.evaluator),
+      "data_validation_config": encode_section(config.data_validation),
       "model_name": config.model_name,
       "serving_root": config.serving_root,
       "text_cache_dir": config.text_embedding_cache_dir(),
@@ -86,7 +89,8 @@ def section_arguments(config: config_lib.PipelineConfig) -> Dict[str, Any]:
 def code_versions() -> Dict[str, str]:
   """Component function name -> its code version (pipeline/step_deps.py)."""
   return {fn.__name__: step_deps.function_code_version(fn) for fn in (
-      kfp_components.example_gen, kfp_components.transform,
+      kfp_components.example_gen, kfp_components.statistics_gen,
+      kfp_components.example_validator, kfp_components.transform,
       kfp_components.text_embedder, kfp_components.trainer,
       kfp_components.trainer_with_text, kfp_components.evaluator,
       kfp_components.pusher)}
@@ -101,8 +105,9 @@ def build_pipeline(config: config_lib.PipelineConfig,
   code = code_versions()
 
   @dsl.pipeline(name=config.pipeline_name,
-                description="mtrec: ExampleGen, Transform, Trainer, "
-                "Evaluator, Pusher for a multi-task recommender.",
+                description="mtrec: ExampleGen, StatisticsGen, ExampleValidator, "
+                "Transform, Trainer, Evaluator, Pusher for a multi-task "
+                "recommender.",
                 pipeline_root=settings.pipeline_root)
   def mtrec_pipeline(data_config: str = d["data_config"],
                      example_gen_config: str = d["example_gen_config"],
@@ -111,6 +116,8 @@ def build_pipeline(config: config_lib.PipelineConfig,
                      trainer_config: str = d["trainer_config"],
                      serving_config: str = d["serving_config"],
                      evaluator_config: str = d["evaluator_config"],
+                     data_validation_config: str = d[
+                         "data_validation_config"],
                      model_name: str = d["model_name"],
                      serving_root: str = d["serving_root"],
                      text_cache_dir: str = d["text_cache_dir"],
@@ -121,6 +128,22 @@ def build_pipeline(config: config_lib.PipelineConfig,
         data_config=data_config, example_gen_config=example_gen_config,
         beam_args=beam_args, run_id=job_id,
         code_version=code["example_gen"]).set_display_name("ExampleGen")
+    statistics_gen = c.statistics_gen(
+        beam_args=beam_args, run_id=job_id,
+        code_version=code["statistics_gen"],
+        examples=example_gen.outputs["examples"]
+    ).set_display_name("StatisticsGen")
+    # Drift is measured against the run records under history_root: the
+    # local runner adds the chosen statistics to this task's cache key. On
+    # Kubeflow there are no records (data_validation.baseline_statistics
+    # names a baseline, and as a parameter it is in the key).
+    example_validator = c.example_validator(
+        data_validation_config=data_validation_config,
+        pipeline_root=history_root, run_id=job_id,
+        code_version=code["example_validator"],
+        statistics=statistics_gen.outputs["statistics"],
+        examples=example_gen.outputs["examples"]
+    ).set_display_name("ExampleValidator")
     transform = c.transform(
         transform_config=transform_config, beam_args=beam_args,
         run_id=job_id, code_version=code["transform"],
@@ -158,6 +181,7 @@ def build_pipeline(config: config_lib.PipelineConfig,
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
+        anomalies=example_validator.outputs["anomalies"],
     ).set_display_name("Evaluator")
     c.pusher(
         model_name=model_name, serving_root=serving_root, run_id=job_id,

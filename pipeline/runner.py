@@ -69,6 +69,8 @@ LOG_DIR = run_record.LOG_DIR
 # what else a step that receives them depends on.
 DATA_PARAMETER = "data_config"  # the source files it names (stamped)
 TRAINER_PARAMETER = "trainer_config"  # with warm_start: the served model
+# The ExampleValidator's: its drift baseline, found in the run records.
+DATA_VALIDATION_PARAMETER = "data_validation_config"
 
 
 class StepFailed(RuntimeError):
@@ -150,14 +152,16 @@ def run_pipeline(config: PipelineConfig, output_dir: Optional[str] = None,
                           "serving_root": serving_root})
 
 
-def _task_key(step: str, container: Any,
-              arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _task_key(step: str, container: Any, arguments: Mapping[str, Any],
+              run_id: str = "") -> tuple[str, dict[str, Any]]:
   """The cache key of a task (see pipeline/cache.py) and what it covers.
 
   The task's parameters carry its code version and only its own config
   sections, so they key it as Kubeflow's cache would; the local cache adds
   what a parameter names but cannot carry: the content of the source files
-  behind `data_config`, and the model a warm-starting trainer starts from.
+  behind `data_config`, the model a warm-starting trainer starts from,
+  and the earlier statistics the ExampleValidator measures drift against
+  (components/example_validator.py: find_baseline makes the same choice).
   """
   source, function_name = task_launcher.embedded_source(container)
   _, modules = step_deps.code_version(source, function_name)
@@ -182,6 +186,13 @@ def _task_key(step: str, container: Any,
     parameters["warm_start_from"] = cache_lib.served_model_stamp(
         serving_layout.served_model_dir(parameters["serving_root"],
                                         parameters["model_name"]))
+  if DATA_VALIDATION_PARAMETER in parameters and not json.loads(
+      parameters[DATA_VALIDATION_PARAMETER]).get("baseline_statistics") and (
+          parameters.get("pipeline_root")):
+    previous = run_record.previous_artifact(
+        parameters["pipeline_root"], run_record.STATISTICS_ARTIFACT, run_id,
+        differs_from=inputs.get("statistics"))
+    parameters["drift_baseline"] = previous[2] if previous else None
   key = cache_lib.step_key(step, command, parameters, inputs, sources)
   covers = {"modules": modules, "parameters": sorted(parameters),
             "inputs": inputs, "sources": len(sources)}
@@ -375,7 +386,7 @@ def run_spec(spec: Mapping[str, Any], arguments: Mapping[str, Any],
                         for n, a in dag_task.inputs.artifacts.items()},
              "log": os.path.join(log_dir, f"{step}.log")}
     run_json.add_step(entry)
-    key, covers = _task_key(step, task.container, task.args)
+    key, covers = _task_key(step, task.container, task.args, run_id)
     entry["cache_key"] = key
     hit = (step_cache.lookup(step, key)
            if use_cache and dag_task.caching_options.enable_cache else None)

@@ -24,7 +24,8 @@ def test_run_records_lineage_and_counts(small_run):
     run = json.load(f)
   assert run["status"] == "succeeded"
   assert [s["name"] for s in run["steps"]] == [
-      "ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"]
+      "ExampleGen", "StatisticsGen", "ExampleValidator", "Transform",
+      "Trainer", "Evaluator", "Pusher"]
   assert all(s["status"] == "succeeded" and s["seconds"] >= 0
              for s in run["steps"])
   assert set(run["artifacts"]) == set(small_run.uris)

@@ -20,7 +20,8 @@ from conftest import small_config
 from pipeline import cli
 from pipeline import runner
 
-STEPS = ["ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"]
+STEPS = ["ExampleGen", "StatisticsGen", "ExampleValidator", "Transform",
+         "Trainer", "Evaluator", "Pusher"]
 
 
 def _run_json(run_dir):
@@ -31,7 +32,7 @@ def _run_json(run_dir):
 @pytest.mark.slow
 def test_unchanged_rerun_reuses_every_step(small_run, capsys):
   first = _run_json(small_run.run_dir)
-  assert [s["status"] for s in first["steps"]] == ["succeeded"] * 5
+  assert [s["status"] for s in first["steps"]] == ["succeeded"] * len(STEPS)
   root = os.path.dirname(small_run.run_dir)
   lines = []
   start = time.time()
@@ -47,7 +48,7 @@ def test_unchanged_rerun_reuses_every_step(small_run, capsys):
           f"{seconds:.2f}s: ratio {ratio:.3f}")
   assert ratio < 0.1, (seconds, first["seconds"])
   assert sum(line.endswith(" there)") and " ... cached (run " in line
-             for line in lines) == 5
+             for line in lines) == len(STEPS)
   # The new run is complete on its own: every artifact, same content.
   assert set(again.uris) == set(small_run.uris)
   for key, uri in again.uris.items():
@@ -87,14 +88,15 @@ def test_changed_step_reruns_and_a_failed_run_resumes(small_run, tmp_path):
       f"step Pusher failed: {failed['error'].splitlines()[0]}")
   # Only the trainer and what depends on it ran: the data steps were reused.
   assert [s["status"] for s in failed["steps"]] == [
-      "cached", "cached", "succeeded", "succeeded", "failed"]
+      "cached", "cached", "cached", "cached", "succeeded", "succeeded",
+      "failed"]
   assert failed["artifacts"]["Trainer/model"]["summary"]["epochs"] == 1
 
   serving_root.unlink()  # fix the cause, rerun the same command
   resumed = runner.run_pipeline(config, root, str(serving_root),
                                 log=lambda m: None)
   assert [s["status"] for s in resumed.steps] == [
-      "cached", "cached", "cached", "cached", "succeeded"]
-  assert resumed.steps[2]["cached_from"] == failed["run_id"]
+      "cached", "cached", "cached", "cached", "cached", "cached", "succeeded"]
+  assert resumed.steps[4]["cached_from"] == failed["run_id"]
   assert resumed.pushed["pushed"]
   assert resumed.pushed["destination"].startswith(str(serving_root))

@@ -17,6 +17,9 @@ from pipeline import kfp_pipeline
 
 # consumer task -> input -> (producer task, output)
 WIRING = {
+    "statistics-gen": {"examples": ("example-gen", "examples")},
+    "example-validator": {"statistics": ("statistics-gen", "statistics"),
+                          "examples": ("example-gen", "examples")},
     "transform": {"examples": ("example-gen", "examples")},
     "trainer": {"transform_graph": ("transform", "transform_graph"),
                 "transformed_examples": ("transform", "transformed_examples"),
@@ -25,13 +28,17 @@ WIRING = {
     "evaluator": {"model": ("trainer", "model"),
                   "examples": ("example-gen", "examples"),
                   "catalog": ("example-gen", "catalog"),
-                  "transform_graph": ("transform", "transform_graph")},
+                  "transform_graph": ("transform", "transform_graph"),
+                  "anomalies": ("example-validator", "anomalies")},
     "pusher": {"model": ("trainer", "model"),
                "blessing": ("evaluator", "blessing")},
 }
 OUTPUT_TYPES = {
     "example-gen": {"examples": "system.Dataset", "catalog": "system.Dataset",
                     "quarantine": "system.Dataset"},
+    "statistics-gen": {"statistics": "system.Artifact"},
+    "example-validator": {"anomalies": "system.Artifact",
+                          "report": "system.HTML"},
     "transform": {"transform_graph": "system.Model",
                   "transformed_examples": "system.Dataset"},
     "trainer": {"model": "system.Model"},
@@ -40,13 +47,19 @@ OUTPUT_TYPES = {
                   "summary": "system.Markdown"},
     "pusher": {"pushed_model": "system.Model"},
 }
-DISPLAY = {"example-gen": "ExampleGen", "transform": "Transform",
+DISPLAY = {"example-gen": "ExampleGen", "statistics-gen": "StatisticsGen",
+           "example-validator": "ExampleValidator", "transform": "Transform",
            "trainer": "Trainer", "evaluator": "Evaluator", "pusher": "Pusher"}
-STEP_MODULE = {"example-gen": "example_gen", "transform": "transform",
+STEP_MODULE = {"example-gen": "example_gen",
+               "statistics-gen": "statistics_gen",
+               "example-validator": "example_validator",
+               "transform": "transform",
                "trainer": "trainer", "evaluator": "evaluator",
                "pusher": "pusher"}
 # task -> the config sections it receives, and nothing else.
 SECTIONS = {"example-gen": {"data_config", "example_gen_config"},
+            "statistics-gen": set(),
+            "example-validator": {"data_validation_config"},
             "transform": {"transform_config"},
             "trainer": {"trainer_config", "serving_config"},
             "evaluator": {"evaluator_config"}, "pusher": set()}
@@ -135,7 +148,7 @@ def test_each_task_receives_only_its_own_config_sections(compiled):
   spec, config = compiled
   params = spec["root"]["inputDefinitions"]["parameters"]
   sections = {"data", "example_gen", "transform", "text_embedder", "trainer",
-              "serving", "evaluator"}
+              "serving", "evaluator", "data_validation"}
   assert set(params) == {f"{s}_config" for s in sections} | {
       "model_name", "serving_root", "text_cache_dir", "history_root",
       "beam_args", "num_cpu_devices"}

@@ -75,8 +75,8 @@ def test_evaluator_hands_the_component_its_paths_and_settings(
       uris.model, os.path.join(uris.model, model_layout.SERVING_MODEL_DIR),
       uris.examples, uris.catalog, uris.transform_graph, uris.evaluation,
       uris.blessing, "r9", config, str(served), "/runs", 42,
-      ["--direct_num_workers=1"])
-  assert type(call[-1]) is list
+      ["--direct_num_workers=1"], uris.anomalies)
+  assert type(call[-2]) is list
 
 
 def test_evaluator_without_a_served_model_has_no_baseline_and_its_seed(
@@ -85,7 +85,7 @@ def test_evaluator_without_a_served_model_has_no_baseline_and_its_seed(
   evaluator_step.run(EvaluatorConfig(ks=[10], seed=7), "m",
                      str(tmp_path / "serving"), [], "r1", uris)
   (call,) = fake_evaluator["calls"]
-  assert call[9:] == (None, None, 7, [])
+  assert call[9:] == (None, None, 7, [], uris.anomalies)
 
 
 def test_evaluator_summary_lists_verdict_checks_and_metrics(

@@ -25,14 +25,16 @@ from typing import Mapping, Optional
 # directory (<run_dir>/<Component>/<output>) and key the runner's URIs.
 OUTPUTS = (
     ("ExampleGen", "examples"), ("ExampleGen", "catalog"),
-    ("ExampleGen", "quarantine"), ("TextEmbedder", "item_features"),
+    ("ExampleGen", "quarantine"), ("StatisticsGen", "statistics"),
+    ("ExampleValidator", "anomalies"), ("TextEmbedder", "item_features"),
     ("Transform", "transform_graph"),
     ("Transform", "transformed_examples"), ("Trainer", "model"),
     ("Evaluator", "evaluation"), ("Evaluator", "blessing"),
     ("Pusher", "pushed_model"),
 )
 # The TextEmbedder runs only when the config enables it (text_embedder).
-STEP_NAMES = ("ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher")
+STEP_NAMES = ("ExampleGen", "StatisticsGen", "ExampleValidator", "Transform",
+              "Trainer", "Evaluator", "Pusher")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,8 @@ class ArtifactUris:
   examples: Optional[str] = None
   catalog: Optional[str] = None
   quarantine: Optional[str] = None
+  statistics: Optional[str] = None
+  anomalies: Optional[str] = None
   item_features: Optional[str] = None
   transform_graph: Optional[str] = None
   transformed_examples: Optional[str] = None

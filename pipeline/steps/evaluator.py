@@ -25,8 +25,9 @@ def run(config: EvaluatorConfig, model_name: str, serving_root: str,
     serving_root: where it is served from.
     beam_args: Beam options.
     run_id: the pipeline run.
-    uris: the artifact URIs; it reads the model, examples, catalog and
-      transform graph and writes the evaluation and blessing.
+    uris: the artifact URIs; it reads the model, examples, catalog,
+      transform graph and (when set) the ExampleValidator's anomalies, and
+      writes the evaluation and blessing.
     pipeline_root: where the local runner's run.json records live, for the
       history page; None (e.g. on Kubeflow) writes no history.
   """
@@ -39,7 +40,7 @@ def run(config: EvaluatorConfig, model_name: str, serving_root: str,
       run_id, config,
       serving_layout.served_model_dir(serving_root, model_name),
       pipeline_root, config.seed if config.seed is not None else 42,
-      list(beam_args))
+      list(beam_args), uris.anomalies)
   m = artifacts.read_metadata(uris.evaluation)["summary"]
   lines = [b["verdict"] + "".join(f" ({n})" for n in b["notes"])]
   for c in b["checks"]:
