@@ -425,6 +425,11 @@ def test_report_renders_with_charts_in_headless_chromium(small_run, tmp_path):
       candidate["recall_at_20"] -
       metrics["overall"]["popularity"]["recall_at_20"])
   assert "Paired differences: candidate − baseline" in dom
+  # The ExampleValidator's data section: no anomaly on this data, a row
+  # per feature and split, value-share and histogram charts.
+  data = dom.split("id=\"data\"")[1]
+  assert "No anomalies." in data
+  assert data.count("<tr>") > 2 * 10 and data.count("<svg") >= 5
   assert "95% percentile bootstrap, 1,000 resamples" in dom
   min_count = EvaluatorConfig().calibration_min_count
   calibration = dom.split("<h2>Calibration</h2>")[1].split("<h2>")[0]
