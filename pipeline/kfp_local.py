@@ -19,7 +19,6 @@ import kfp
 from kfp.dsl import executor as kfp_executor
 from kfp.local import executor_input_utils
 from kfp.local import executor_output_utils
-from kfp.local import graph_utils
 from kfp.local import io as kfp_io
 from kfp.local import placeholder_utils
 from kfp.local import subprocess_task_handler
@@ -34,7 +33,6 @@ USED = (
     (executor_input_utils, "construct_executor_input"),
     (executor_input_utils, "executor_input_to_dict"),
     (executor_output_utils, "get_outputs_for_task"),
-    (graph_utils, "topological_sort_tasks"),
     (kfp_io, "IOStore"),
     (kfp_io.IOStore, "put_task_output"),
     (kfp_io.IOStore, "put_parent_input"),
@@ -57,9 +55,22 @@ def executor_specs(pspec: pipeline_spec_pb2.PipelineSpec) -> dict[str, Any]:
 
 
 def task_order(dag: Any) -> list[str]:
-  """The DAG's task names, producers before consumers."""
-  stack = graph_utils.topological_sort_tasks(dag.tasks)
-  return [stack.pop() for _ in range(len(stack))]
+  """The DAG's task names, producers before consumers.
+
+  Kahn's algorithm with ties broken by name, so every run (and every
+  Python hash seed) runs and logs the steps in one order; kfp's own
+  topological sort leaves ties to set order.
+  """
+  waiting = {name: set(task.dependent_tasks) for name, task in
+             dag.tasks.items()}
+  order: list[str] = []
+  while waiting:
+    ready = sorted(n for n, deps in waiting.items() if not deps - set(order))
+    if not ready:
+      raise ValueError(f"the DAG has a cycle among {sorted(waiting)}")
+    order.append(ready[0])
+    del waiting[ready[0]]
+  return order
 
 
 def io_store(pspec: pipeline_spec_pb2.PipelineSpec,
