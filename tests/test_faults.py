@@ -394,7 +394,8 @@ def test_steps_killed_mid_run_resume_to_an_uninterrupted_runs_artifacts(
   assert resumed.keys() == uninterrupted.keys()
   # Equal up to float summation order in TensorFlow's threads, which can
   # flip a near-tie in a top-k list: one hit among this run's ~200 eval
-  # users moves a recall by about 0.005.
+  # users moves a recall by about 0.005, and a metric over the ~120 users
+  # with a liked item (or its paired difference) by about 0.0085.
   differ = {key: (resumed[key], value) for key, value in uninterrupted.items()
-            if resumed[key] != pytest.approx(value, rel=1e-3, abs=5e-3)}
+            if resumed[key] != pytest.approx(value, rel=1e-3, abs=1e-2)}
   assert not differ
