@@ -219,8 +219,7 @@ def run_example_validator(statistics_uri: str, examples_uri: str,
       no drift unless config.baseline_statistics names the statistics.
   """
   schema = schema_lib.read_schema(examples_uri)
-  splits = sorted(d[len("Split-"):] for d in os.listdir(statistics_uri)
-                  if d.startswith("Split-"))
+  splits = artifacts.split_names(statistics_uri)
   datasets = {s: statistics_gen.read_statistics(statistics_uri, s)
               for s in splits}
   found: list[dict[str, Any]] = []

@@ -189,14 +189,6 @@ def batch_strings(record_batch: pa.RecordBatch
       yield (name, value), count
 
 
-def histogram_bucket(value: float, low: float, high: float,
-                     buckets: int = HISTOGRAM_BUCKETS) -> int:
-  """The equal-width bucket of `value` in [low, high] (the last is closed)."""
-  if high <= low:
-    return 0
-  return min(int((value - low) / (high - low) * buckets), buckets - 1)
-
-
 def _bucket_counts(name_values: tuple[str, list[float]],
                    ranges: Mapping[str, tuple[float, float]]
                    ) -> Iterator[tuple[tuple[str, int], int]]:
@@ -378,8 +370,7 @@ def _neg_bytes(value: bytes) -> tuple[int, ...]:
 def run_statistics_gen(examples_uri: str, statistics_uri: str, run_id: str,
                        beam_args: Sequence[str] = ()) -> dict[str, Any]:
   """Computes each split's statistics; publishes the artifact atomically."""
-  splits = sorted(d[len("Split-"):] for d in os.listdir(examples_uri)
-                  if d.startswith("Split-"))
+  splits = artifacts.split_names(examples_uri)
   with artifacts.write_artifact(
       statistics_uri, "ExampleStatistics", "StatisticsGen", run_id,
       {"splits": splits}, {"examples": examples_uri}) as w:

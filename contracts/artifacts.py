@@ -32,6 +32,12 @@ def split_dir(artifact_uri: str, split: str) -> str:
   return os.path.join(artifact_uri, f"Split-{split}")
 
 
+def split_names(artifact_uri: str) -> list[str]:
+  """The splits an artifact holds (its `Split-<name>` directories), sorted."""
+  return sorted(d[len("Split-"):] for d in os.listdir(artifact_uri)
+                if d.startswith("Split-"))
+
+
 def split_pattern(artifact_uri: str, split: str) -> str:
   return os.path.join(split_dir(artifact_uri, split), "*")
 

@@ -15,6 +15,8 @@ import json
 import os
 from typing import Any, Iterator
 
+from contracts import artifacts
+
 RUN_FILE = "run.json"
 # The StatisticsGen output's key in a run's artifacts: where the
 # ExampleValidator finds an earlier run's statistics to measure drift.
@@ -89,7 +91,7 @@ def previous_artifact(pipeline_root: str, key: str, before_run: str,
     uri = artifact.get("uri")
     if run.get("run_id") == before_run or not uri:
       continue
-    if not os.path.exists(os.path.join(uri, "metadata.json")):
+    if not os.path.exists(os.path.join(uri, artifacts.METADATA_FILE)):
       continue
     fingerprint = str(artifact.get("fingerprint", ""))
     if differs_from is not None and fingerprint == differs_from:
