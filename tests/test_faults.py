@@ -340,6 +340,18 @@ def _numbers(value, path=""):
   return {path: value} if isinstance(value, (int, float)) else {}
 
 
+def _calibration_totals(calibration):
+  """Per head: (examples, observed positive rate, mean prediction)."""
+  totals = {}
+  for head, buckets in calibration.items():
+    count = sum(b["count"] for b in buckets)
+    totals[head] = (
+        count,
+        sum(b["count"] * b["observed_rate"] for b in buckets) / count,
+        sum(b["count"] * b["mean_predicted"] for b in buckets) / count)
+  return totals
+
+
 @pytest.mark.slow
 def test_steps_killed_mid_run_resume_to_an_uninterrupted_runs_artifacts(
     small_run, tmp_path):
@@ -387,10 +399,25 @@ def test_steps_killed_mid_run_resume_to_an_uninterrupted_runs_artifacts(
         small_run.artifacts.examples, split)
   with open(os.path.join(runs, final, "Evaluator", "evaluation",
                          "metrics.json")) as f:
-    resumed = _numbers(json.load(f))
+    resumed_metrics = json.load(f)
   with open(os.path.join(small_run.artifacts.evaluation,
                          "metrics.json")) as f:
-    uninterrupted = _numbers(json.load(f))
+    uninterrupted_metrics = json.load(f)
+  # A calibration bucket's count moves when a prediction near its edge moves
+  # by a float rounding; what cannot move is each head's example count, its
+  # observed positive rate, and (to tolerance) its mean prediction.
+  resumed_calibration = _calibration_totals(
+      resumed_metrics.pop("calibration"))
+  uninterrupted_calibration = _calibration_totals(
+      uninterrupted_metrics.pop("calibration"))
+  assert resumed_calibration.keys() == uninterrupted_calibration.keys()
+  for head, (count, rate, predicted) in uninterrupted_calibration.items():
+    resumed_count, resumed_rate, resumed_predicted = resumed_calibration[head]
+    assert resumed_count == count, head
+    assert resumed_rate == pytest.approx(rate, rel=1e-6), head
+    assert resumed_predicted == pytest.approx(predicted, abs=1e-2), head
+  resumed = _numbers(resumed_metrics)
+  uninterrupted = _numbers(uninterrupted_metrics)
   assert resumed.keys() == uninterrupted.keys()
   # Equal up to float summation order in TensorFlow's threads, which can
   # flip a near-tie in a top-k list: one hit among this run's ~200 eval
