@@ -4,10 +4,14 @@ Protocol (ml-latest-small by default, the config's temporal_user split):
 
 1. ExampleGen as in the pipeline (each user's latest 20% of events are eval).
 2. Cold items: the latest-appearing `--cold-share` of the items that have
-   interactions, by the time of their first interaction anywhere. Every
+   interactions, by the time of their first interaction anywhere, plus the
+   newest part of each series found in the catalog by title (find_series:
+   "Toy Story", "Toy Story 2", "Toy Story 3" -> "Toy Story 3"). Every
    interaction with a cold item is removed from the train split, so cold
    items have no training interactions (no id embedding, no vocabulary
-   entry, no popularity); they stay in the catalog, as new items would.
+   entry, no popularity); they stay in the catalog, as new items would,
+   and are indexed through their content exactly as `mtrec catalog
+   refresh` indexes an added item (the same export code path).
 3. Transform (on the filtered train split), the TextEmbedder (catalog text:
    title, genres, top tags), then three trainer variants with the config's
    trainer section: `id_only` (candidate tower = item id embedding),
@@ -26,6 +30,13 @@ Protocol (ml-latest-small by default, the config's temporal_user split):
    Recall@K and NDCG@K as in components/metrics.py, averaged over users with
    at least one relevant item. Popularity = training interaction counts
    (cold items all 0, ties broken by a fixed random order: chance level).
+   - franchise: for each user who rated two or more earlier parts of a
+     series 4 or higher (train split), the held-out newest part's rank in
+     the whole catalog: franchise_top_50 is the share of those (part, user)
+     pairs ranked in the top 50.
+5. The serving freshness policy (trainer/freshness.py) at a few bonuses,
+   on the lm model's scores: what exposure of new items costs the warm
+   ranking (the model itself is measured without it, above).
 
   .venv/bin/python benchmarks/cold_start.py \\
       [--config configs/movielens_latest_small.yaml] [--cold-share 0.1] \\
@@ -40,6 +51,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -67,31 +79,77 @@ from trainer.config import TrainerConfig  # noqa: E402
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
 
 
-def _events(examples_uri: str, split: str) -> list[tuple[str, str, int, int]]:
-  """(user, item, timestamp, click) of one split."""
+Event = tuple[str, str, int, int, float]  # user, item, timestamp, click, rating
+
+
+def _events(examples_uri: str, split: str) -> list[Event]:
+  """(user, item, timestamp, click, rating; -1 without one) of one split."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
           r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
+          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1),
+          r.RATING: tf.io.FixedLenFeature([], tf.float32,
+                                          default_value=-1.0)}
   files = artifacts.split_files(examples_uri, split)
   out = []
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   for b in ds.map(lambda x: tf.io.parse_example(x, spec)):
-    for u, i, t, c in zip(*(b[k].numpy() for k in (
-        r.USER_ID, r.ITEM_ID, r.TIMESTAMP, r.CLICK))):
-      out.append((u.decode(), i.decode(), int(t), int(c)))
+    for u, i, t, c, rating in zip(*(b[k].numpy() for k in (
+        r.USER_ID, r.ITEM_ID, r.TIMESTAMP, r.CLICK, r.RATING))):
+      out.append((u.decode(), i.decode(), int(t), int(c), float(rating)))
   return out
 
 
-def choose_cold_items(events: Sequence[tuple[str, str, int, int]],
-                      share: float) -> set[str]:
+def choose_cold_items(events: Sequence[Event], share: float) -> set[str]:
   """The latest-appearing `share` of the items, by first interaction."""
   first: dict[str, int] = {}
-  for _, item, t, _ in events:
+  for _, item, t, _, _ in events:
     first[item] = min(t, first.get(item, t))
   ordered = sorted(first, key=lambda i: (first[i], i))
   return set(ordered[len(ordered) - int(round(share * len(ordered))):])
+
+
+# Series by title: "Toy Story (1995)", "Toy Story 2 (1999)", "Toy Story 3
+# (2010)"; MovieLens writes leading articles last ("Matrix, The") and
+# alternate titles in parentheses.
+_YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
+_PARENTHESIS_SUFFIX = re.compile(r"\s*\([^)]*\)\s*$")
+_ARTICLE_LAST = re.compile(r"^(.*), (The|A|An)$")
+_NUMBERED = re.compile(
+    r"^(.+?)\s+(\d{1,2}|II|III|IV|V|VI)\b\s*(?::.*)?$")
+_ROMAN = {"II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6}
+
+
+def series_key(title: str) -> tuple[str, int]:
+  """(stem, number in the series): ("toy story", 3) for "Toy Story 3
+  (2010)"; a title without a number is number 1 of its own stem."""
+  text = _PARENTHESIS_SUFFIX.sub("", _YEAR_SUFFIX.sub("", title)).strip()
+  match = _NUMBERED.match(text)
+  stem, number = (match.group(1), match.group(2)) if match else (text, "1")
+  article = _ARTICLE_LAST.match(stem)
+  if article:
+    stem = f"{article.group(2)} {article.group(1)}"
+  return (stem.lower().strip(" :-"),
+          _ROMAN[number] if number in _ROMAN else int(number))
+
+
+def find_series(item_ids: Sequence[str],
+                titles: Sequence[str]) -> list[list[str]]:
+  """Item ids of each series in the catalog, in series order: titles that
+  share a stem, one of them unnumbered (part 1), numbers all distinct."""
+  by_stem: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
+  for item, title in zip(item_ids, titles):
+    stem, number = series_key(title)
+    by_stem[stem].append((number, item))
+  out = []
+  for stem in sorted(by_stem):
+    parts = sorted(by_stem[stem])
+    numbers = [n for n, _ in parts]
+    if len(parts) >= 2 and numbers[0] == 1 and len(set(numbers)) == len(
+        numbers):
+      out.append([item for _, item in parts])
+  return out
 
 
 def write_filtered_examples(source_uri: str, target_uri: str,
@@ -143,6 +201,12 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
   train = _events(u.examples, "train")
   evals = _events(u.examples, "eval")
   cold = choose_cold_items(train + evals, share)
+  # The franchise check: the newest part of each series is new too.
+  items, _ = artifact_readers.read_catalog(u.catalog)
+  interacted = {e[1] for e in train + evals}
+  series = [s for s in find_series(items[r.ITEM_ID], items[r.TITLE])
+            if s[-1] in interacted]
+  cold |= {s[-1] for s in series}
   if not os.path.exists(filtered.examples):
     log(f"cold items: {len(cold)}; filtered: " + json.dumps(
         write_filtered_examples(u.examples, filtered.examples, cold)))
@@ -160,7 +224,7 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
                                config.beam_args, "cold-start", u))
   times["TextEmbedder"] = time.time() - start
   return {"uris": filtered, "cold": cold, "train": train, "eval": evals,
-          "times": times}
+          "series": series, "times": times}
 
 
 class Judge:
@@ -177,7 +241,7 @@ class Judge:
     cold_pos = collections.defaultdict(set)
     warm_pos = collections.defaultdict(set)
     counts = np.zeros(len(self.ids))
-    for user, item, _, click in prepared["train"]:
+    for user, item, _, click, _ in prepared["train"]:
       if item not in self.row or click <= 0:
         continue
       if item in cold:
@@ -185,7 +249,7 @@ class Judge:
       else:
         seen[user].add(self.row[item])
         counts[self.row[item]] += 1
-    for user, item, _, click in prepared["eval"]:
+    for user, item, _, click, _ in prepared["eval"]:
       if item not in self.row or click <= 0:
         continue
       if item in cold:
@@ -193,7 +257,9 @@ class Judge:
       elif self.row[item] not in seen[user]:
         warm_pos[user].add(self.row[item])
     self.seen, self.cold_pos, self.warm_pos = seen, cold_pos, warm_pos
-    self.users = sorted(set(cold_pos) | set(warm_pos))
+    self.fans = franchise_fans(prepared["series"], prepared["train"])
+    self.users = sorted(set(cold_pos) | set(warm_pos) |
+                        {u for _, u in self.fans})
     rng = np.random.default_rng(0)
     self.popularity = counts + rng.random(len(counts)) * 1e-3
 
@@ -222,12 +288,44 @@ class Judge:
     summary = {k: float(np.mean(v)) for k, v in sorted(out.items())}
     summary["cold_users"] = sum(1 for u in self.users if self.cold_pos[u])
     summary["warm_users"] = sum(1 for u in self.users if self.warm_pos[u])
+    summary.update(self._franchise(scores))
     return summary
+
+  def _franchise(self, scores: np.ndarray) -> dict[str, float]:
+    """Where each series' newest part ranks, in the whole catalog, for the
+    users who rated two or more earlier parts 4 or higher."""
+    index = {u: n for n, u in enumerate(self.users)}
+    ranks = []
+    for item, user in self.fans:
+      s = scores[index[user]].astype(np.float64).copy()
+      s[list(self.seen[user])] = -np.inf
+      ranks.append(int((s > s[self.row[item]]).sum()) + 1)
+    if not ranks:
+      return {"franchise_pairs": 0}
+    return {"franchise_pairs": len(ranks),
+            "franchise_series": len({i for i, _ in self.fans}),
+            "franchise_top_50": float(np.mean(np.array(ranks) <= 50)),
+            "franchise_median_rank": float(np.median(ranks))}
 
   def popularity_metrics(self) -> dict[str, float]:
     return self._measure(np.tile(self.popularity, (len(self.users), 1)))
 
-  def model_metrics(self, model_dir: str) -> dict[str, float]:
+  def freshness_metrics(self, scores: np.ndarray,
+                        bonuses: Sequence[float]) -> dict[str, Any]:
+    """The serving freshness policy (trainer/freshness.py) on top of a
+    model's scores: every cold item is new (outside the item vocabulary,
+    so dated at export) and gets the full bonus at age 0."""
+    out = {}
+    for bonus in bonuses:
+      m = self._measure(scores + np.where(self.cold_mask, bonus, 0.0)[None])
+      out[f"{bonus:g}"] = {k: m[k] for k in (
+          "cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
+          "franchise_top_50") if k in m}
+    return out
+
+  def model_metrics(self, model_dir: str,
+                    freshness_bonuses: Sequence[float] = ()
+                    ) -> dict[str, Any]:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     model = tf.saved_model.load(model_dir)
     embed_user = model.signatures["embed_user"]
@@ -238,7 +336,27 @@ class Judge:
     items = np.concatenate([embed_item(item_id=tf.constant(
         self.ids[i:i + 2048]))["embedding"].numpy()
                             for i in range(0, len(self.ids), 2048)])
-    return self._measure(users @ items.T)
+    scores = users @ items.T
+    out: dict[str, Any] = self._measure(scores)
+    if freshness_bonuses:
+      out["freshness"] = self.freshness_metrics(scores, freshness_bonuses)
+    return out
+
+
+def franchise_fans(series: Sequence[Sequence[str]],
+                   train: Sequence[Event]) -> list[tuple[str, str]]:
+  """(newest part, user) for each user who rated two or more of the earlier
+  parts 4 or higher in the train split."""
+  liked = collections.defaultdict(set)
+  for user, item, _, _, rating in train:
+    if rating >= 4:
+      liked[user].add(item)
+  pairs = []
+  for parts in series:
+    earlier = set(parts[:-1])
+    pairs += [(parts[-1], user) for user in sorted(liked)
+              if len(liked[user] & earlier) >= 2]
+  return pairs
 
 
 def variants(base: TrainerConfig,
@@ -254,6 +372,9 @@ def variants(base: TrainerConfig,
       "metadata": (base, False),
       "lm": (lm, True),
   }
+
+
+FRESHNESS_BONUSES = (0.5, 1.0, 2.0)
 
 
 def run(config_path: str, work_dir: str, share: float,
@@ -287,16 +408,18 @@ def run(config_path: str, work_dir: str, share: float,
         item_features_uri=u.item_features if text else None)
     seconds[name] = time.time() - start
     results[name] = judge.model_metrics(
-        model_layout.saved_model_dir(model_uri))
+        model_layout.saved_model_dir(model_uri),
+        FRESHNESS_BONUSES if text else ())
     print(f"{name}: trained and exported in {seconds[name]:.0f}s: " +
           json.dumps({k: round(v, 4) for k, v in results[name].items()
-                      if "_20" in k}), flush=True)
+                      if "_20" in k or "franchise" in k}), flush=True)
   embedder = artifacts.read_metadata(u.item_features)
   return {"config": config_path, "cold_share": share,
           "seed": config.trainer.seed,
           "lm_text_adapter": variants(config.trainer, adapter)["lm"][0]
           .text_adapter.model_dump(),
           "cold_items": len(prepared["cold"]),
+          "series": len(prepared["series"]),
           "catalog_items": len(judge.ids), "results": results,
           "train_seconds": seconds, "prepare_seconds": prepared["times"],
           "text_embedder": embedder["summary"]}
@@ -305,7 +428,8 @@ def run(config_path: str, work_dir: str, share: float,
 def table(report: Mapping[str, Any]) -> str:
   cols = ["cold_recall_at_20", "cold_ndcg_at_20", "warm_recall_at_20",
           "warm_ndcg_at_20", "cold_in_all_recall_at_20",
-          "warm_in_all_recall_at_20", "warm_in_all_ndcg_at_20"]
+          "warm_in_all_recall_at_20", "warm_in_all_ndcg_at_20",
+          "franchise_top_50", "franchise_median_rank"]
   lines = ["| model | " + " | ".join(cols) + " |",
            "|---|" + "---|" * len(cols)]
   for name, m in report["results"].items():

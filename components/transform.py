@@ -4,8 +4,9 @@ The preprocessing_fn turns raw example fields into model inputs: vocabularies
 with an out-of-vocabulary bucket for ids and categorical features (so an id
 first seen at serving time still maps somewhere), the event's history of
 earlier items through the item vocabulary, multi-valued categories, title
-tokens and tags, a z-scored year, cyclical time-of-event features, and the
-labels with per-task weights that mask labels a source does not have. Its
+tokens and tags, a z-scored year clipped to its trained range, cyclical
+time-of-event features, and the labels with per-task weights that mask
+labels a source does not have. Its
 graph is exported inside the model (trainer.export), so clients send raw
 values.
 """
@@ -37,6 +38,36 @@ TRANSFORM_FN_DIR = "transform_fn"  # as written by tft_beam.WriteTransformFn
 def _tokenize_title(title: tf.Tensor) -> tf.SparseTensor:
   text = tf.strings.regex_replace(tf.strings.lower(title), r"[^a-z0-9]+", " ")
   return tf.strings.split(text).to_sparse()
+
+
+def bounded_year(raw_year: tf.Tensor) -> dict[str, tf.Tensor]:
+  """The release year as the model reads it, never outside its trained range.
+
+  A linear feature extrapolates: an item from 2027 scored by a model trained
+  on 1902-2018 gets a z-score no training row had, and the candidate tower's
+  projection turns it into an arbitrarily large push. So the year is clipped
+  to the train split's [min, max] before it is z-scored; the bounds are
+  analyzer constants of this graph, which serving and `mtrec catalog refresh`
+  run, so neither can extrapolate. YEAR_CLIPPED carries the clipped year with
+  the range in its schema domain (TFT's set_tensor_schema_override), where
+  the refresh reads it to say which new items fall outside
+  (trainer.inputs.trained_range).
+  """
+  year = tf.cast(raw_year, tf.float32)
+  known = year > 0
+  known_years = tf.boolean_mask(year, known)
+  low, high = tft.min(known_years), tft.max(known_years)
+  clipped = tf.clip_by_value(year, low, high)
+  mean = tft.mean(known_years)
+  std = tf.sqrt(tft.var(known_years)) + 1e-6
+  year_clipped = tf.cast(tf.where(known, clipped, tf.zeros_like(year)),
+                         tf.int64)
+  tft.schema_inference.set_tensor_schema_override(
+      year_clipped, tf.cast(low, tf.int64), tf.cast(high, tf.int64))
+  return {F.YEAR_Z: tf.where(known, (clipped - mean) / std,
+                             tf.zeros_like(year)),
+          F.YEAR_KNOWN: tf.cast(known, tf.float32),
+          F.YEAR_CLIPPED: year_clipped}
 
 
 def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
@@ -74,13 +105,7 @@ def make_preprocessing_fn(like_threshold: float, max_title_tokens: int):
                         tags.dense_shape),
         frequency_threshold=2, num_oov_buckets=1, vocab_filename=F.TAGS_VOCAB)
 
-    year = tf.cast(inputs[r.YEAR], tf.float32)
-    known = year > 0
-    known_years = tf.boolean_mask(year, known)
-    mean = tft.mean(known_years)
-    std = tf.sqrt(tft.var(known_years)) + 1e-6
-    out[F.YEAR_Z] = tf.where(known, (year - mean) / std, tf.zeros_like(year))
-    out[F.YEAR_KNOWN] = tf.cast(known, tf.float32)
+    out.update(bounded_year(inputs[r.YEAR]))
 
     out[F.HOUR], out[F.WEEKDAY] = time_features.hour_and_weekday(
         inputs[r.TIMESTAMP])

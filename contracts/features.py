@@ -13,6 +13,9 @@ TITLE_TOKENS = "title_token_index"  # sparse: multi-valued
 TAGS = "tags_index"  # sparse: multi-valued
 YEAR_Z = "year_z"  # z-scored release year, 0 when unknown
 YEAR_KNOWN = "year_known"
+# The release year clipped to the train split's range, 0 when unknown; not a
+# model input: its schema domain records that range (components.transform).
+YEAR_CLIPPED = "year_clipped"
 HOUR = "hour_of_day"
 WEEKDAY = "day_of_week"
 # Sparse: item vocabulary indices of the items consumed before the event,

@@ -357,3 +357,38 @@ def score(client: PredictionClient, model_name: str, user_id: str,
   return [dict({"item_id": item_id},
                **{name: _to_python(outputs[name][i]) for name in columns})
           for i, item_id in enumerate(item_ids)]
+
+
+def explain(client: PredictionClient, model_name: str, user_id: str,
+            item_id: str) -> dict[str, Any]:
+  """Why the model ranks an item where it does for a user: the `explain`
+  signature's outputs for one (user, item) pair (trainer/explain.py).
+
+  Returns:
+    Output name -> value: a number or flag for the pair's scalar outputs
+    (score, contribution_<task>, rank, item_known, ...), a list for the
+    [1, n] ones (history_item_ids, interest_categories, gate_<task>, ...);
+    strings decoded, "" padding dropped with its paired number.
+
+  Raises:
+    grpc.RpcError: the server failed the request (a model without the
+      signature answers INVALID_ARGUMENT naming it).
+  """
+  outputs = client.predict(
+      model_name, {_USER_ID: np.array([user_id], dtype=object),
+                   "item_id": np.array([item_id], dtype=object)},
+      signature_name="explain")
+  out = {}
+  for name, value in sorted(outputs.items()):
+    row = value[0]
+    out[name] = ([_to_python(v) for v in row] if np.ndim(row) else
+                 _to_python(row))
+  # The lists' padding ("" and its 0) says nothing.
+  for names, numbers in (("history_item_ids", "history_similarities"),
+                         ("interest_categories", "interest_shares")):
+    if names in out:
+      keep = [i for i, v in enumerate(out[names]) if v]
+      out[names] = [out[names][i] for i in keep]
+      out[numbers] = [out[numbers][i] for i in keep]
+  return out
+

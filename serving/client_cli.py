@@ -1,9 +1,10 @@
-"""The `mtrec` client commands: recommend, score, metadata and status.
+"""The `mtrec` client commands: recommend, score, explain, metadata, status.
 
 Each is a `*_main(argv) -> exit status` that pipeline/cli.py dispatches to:
 `recommend` (top items for a user), `score` (the ranking heads for a user and
-given items), `metadata` (the served version's signatures) and `status`
-(every version's state). They parse flags, call the client library
+given items), `explain` (why an item ranks where it does for a user),
+`metadata` (the served version's signatures) and `status` (every version's
+state). They parse flags, call the client library
 (client.py) and print text tables or JSON; a failed call is reported on
 stderr with TF Serving's code and message and turned into an exit status.
 Kept apart from the library so a program that only calls a server does not
@@ -171,6 +172,78 @@ def score_main(argv: Optional[list[str]] = None) -> int:
       return _report_rpc_error("score", args.server, e)
   print(f"Scores for user {args.user} ({args.model_name} at {args.server}):")
   print(format_table(rows))
+  return 0
+
+
+def format_explanation(user: str, item: str,
+                       answer: dict[str, Any]) -> str:
+  """The `explain` signature's answer (serving.client.explain) as text."""
+  def number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+  def listed(names: list, values: list, percent: bool = False) -> str:
+    if not names:
+      return "(none)"
+    return ", ".join(f"{n} ({v:.0%})" if percent else f"{n} ({v:.3f})"
+                     for n, v in zip(names, values))
+
+  terms = sorted(k for k in answer if k.startswith("contribution_"))
+  lines = [
+      f"Item {item} for user {user}: score {number(answer['score'])}"
+      f" (rank {answer['rank']} among the user's candidates)",
+      "  = " + " + ".join(f"{k[len('contribution_'):]} "
+                          f"{number(answer[k])}" for k in terms)]
+  heads = [k for k in answer if k not in terms and not k.startswith("gate_")
+           and isinstance(answer[k], float) and k not in (
+               "score", "item_content_share")]
+  lines.append("  predictions: " + ", ".join(
+      f"{k} {number(answer[k])}" for k in sorted(heads)))
+  lines.append("  user: " + ("known" if answer["user_known"] else
+                             "unknown to the model (no profile or history)"))
+  lines.append("  because of history items: " + listed(
+      answer["history_item_ids"], answer["history_similarities"]))
+  lines.append("  interests: " + listed(
+      answer["interest_categories"], answer["interest_shares"], True))
+  share = answer["item_content_share"]
+  lines.append("  item: " + (
+      "trained on" if answer["item_known"] else
+      "cold: the model has no interactions with it") + (
+          "" if share < 0 else f"; {share:.0%} of its embedding from its "
+          "content, the rest from its id"))
+  for key in sorted(k for k in answer if k.startswith("gate_")):
+    lines.append(f"  experts {key[len('gate_'):]} relied on: " + ", ".join(
+        f"{w:.2f}" for w in answer[key]))
+  return "\n".join(lines)
+
+
+def explain_main(argv: Optional[list[str]] = None) -> int:
+  """`mtrec explain --user U --item I`: why the model ranks I for U.
+
+  Args:
+    argv: arguments without the program name; None reads sys.argv.
+
+  Returns:
+    The process exit status: 0, or 1 when the server failed the request.
+  """
+  parser = _client_parser(
+      "mtrec explain", "Ask a running server why it ranks an item for a "
+      "user where it does (the model's `explain` signature).")
+  parser.add_argument("--user", required=True, help="The user id.")
+  parser.add_argument("--item", required=True, help="The item id.")
+  parser.add_argument("--json", action="store_true",
+                      help="Print JSON instead of text.")
+  args = parser.parse_args(argv)
+  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
+  with client_lib.PredictionClient(args.server, timeout=args.timeout) as client:
+    try:
+      answer = client_lib.explain(client, args.model_name, args.user,
+                                  args.item)
+    except grpc.RpcError as e:
+      return _report_rpc_error("explain", args.server, e)
+  if args.json:
+    print(json.dumps(answer, indent=1, sort_keys=True))
+  else:
+    print(format_explanation(args.user, args.item, answer))
   return 0
 
 

@@ -43,6 +43,23 @@ def test_run_records_lineage_and_counts(small_run):
   assert "recall_at_20" in metrics["summary"]["baselines"]["popularity"]
 
 
+def small_run_history(small_run, user):
+  """The user's latest history, as the exported model holds it."""
+  from trainer import refresh_state  # pylint: disable=g-import-not-at-top
+  state = refresh_state.load_state(small_run.pushed["destination"])
+  return state["histories"].get(user, [])
+
+
+def subprocess_explain(port, user, item):
+  """`mtrec explain` in its own process: what a user types."""
+  done = subprocess.run(
+      [os.path.join(os.path.dirname(sys.executable), "mtrec"), "explain",
+       "--user", user, "--item", item, "--server", f"127.0.0.1:{port}"],
+      capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  return done.stdout
+
+
 @pytest.mark.slow
 def test_pushed_model_answers_over_grpc(small_run):
   pushed = small_run.pushed
@@ -95,6 +112,18 @@ def test_pushed_model_answers_over_grpc(small_run):
       with pytest.raises(grpc.RpcError) as e:
         c.predict("mtrec", {"user_id": ["u1"]}, signature_name="nope")
       assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+      # Why the first item: the same score, its terms, the model's view.
+      answer = client_lib.explain(c, "mtrec", "u1", rows[0]["item_id"])
+      assert answer["score"] == pytest.approx(rows[0]["score"], rel=1e-5,
+                                              abs=1e-6)
+      assert answer["rank"] == 1
+      assert answer["user_known"] is True and answer["item_known"] is True
+      assert set(answer["history_item_ids"]) <= set(
+          small_run_history(small_run, "u1"))
+    out = subprocess_explain(server.port, "u1", rows[0]["item_id"])
+    assert f"Item {rows[0]['item_id']} for user u1: score" in out
+    assert "(rank 1 among the user's candidates)" in out
+    assert "  user: known" in out and "  item: trained on" in out
 
 
 @pytest.mark.slow

@@ -263,11 +263,29 @@ class RankingConfig(_Strict):
   search: FusionSearchConfig = FusionSearchConfig()
 
 
+class FreshnessConfig(_Strict):
+  """A serving policy for new items, off by default (bonus 0).
+
+  An item is new from the moment it enters a served catalog without
+  interaction data (a catalog item the trainer saw no event of, or one
+  `mtrec catalog refresh` added) until `max_age_days` later. `recommend`
+  adds bonus * 0.5 ** (age_days / half_life_days) to a new item's retrieval
+  score, before the candidates are chosen, so the fused stage sees it too.
+  A policy, not a model: it trades the ranking's measured quality for
+  exposure of new items (benchmarks/cold_start.py measures both).
+  """
+
+  bonus: float = pydantic.Field(0.0, ge=0.0)
+  half_life_days: float = pydantic.Field(7.0, gt=0.0)
+  max_age_days: float = pydantic.Field(30.0, gt=0.0)
+
+
 class ServingConfig(_Strict):
   top_k: int = pydantic.Field(10, gt=0)  # items the `recommend` signature returns
   # Largest k `recommend_excluding` answers (and the evaluator's largest K).
   max_k: int = pydantic.Field(100, gt=0)
   ranking: RankingConfig = RankingConfig()
+  freshness: FreshnessConfig = FreshnessConfig()
 
   @pydantic.model_validator(mode="after")
   def _enough_candidates(self) -> "ServingConfig":

@@ -24,7 +24,9 @@ Signatures (their names and outputs are the project's API):
       ..." explanation.
       Two stages: the best `serving.ranking.candidates` items by retrieval
       score, then every ranking head scores them and the fusion
-      (trainer/fusion.py) orders them.
+      (trainer/fusion.py) orders them. With `serving.freshness.bonus` > 0
+      a new item's retrieval score includes the freshness bonus
+      (trainer/freshness.py).
   recommend_excluding(user_id, exclude_item_ids, k) -> the same, [B, k]:
       k up to the configured max_k, never returning an excluded item (e.g.
       what the user has already seen); exclude_item_ids is [B, M], padded
@@ -36,6 +38,13 @@ Signatures (their names and outputs are the project's API):
       (else INVALID_ARGUMENT naming fusion_weights). A product team tunes
       the fusion without a new export; weights 1, 0, ..., 0 give the
       retrieval order.
+  explain(user_id, item_id) -> why the item ranks where it does for the
+      user (trainer/explain.py): score and contribution_<task> (they add
+      up), rank among the user's candidates, retrieval_score and the ranking
+      heads' predictions; history_item_ids / history_similarities,
+      interest_categories / interest_shares [B, 3]; gate_<task> (the
+      experts each ranking task relied on); item_content_share,
+      item_known, user_known.
   fusion(user_id) -> tasks [B, T] (the fused tasks, in fusion_weights'
       order) and weights [B, T] (the model's own): what a client reads
       before calling recommend_weighted.
@@ -59,6 +68,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -70,6 +80,8 @@ from contracts import model_layout
 from contracts import records as r
 from components import schema
 from components import time_features
+from trainer import explain as explain_lib
+from trainer import freshness as freshness_lib
 from trainer import fusion as fusion_lib
 from trainer import model as model_lib
 from trainer import topk
@@ -108,7 +120,8 @@ class ServingModule(tf.Module):
                top_k: int, max_k: int = 100,
                histories: Optional[Mapping[str, Sequence[str]]] = None,
                item_text: Optional[Mapping[str, Any]] = None,
-               fusion: Optional[fusion_lib.FusionSpec] = None):
+               fusion: Optional[fusion_lib.FusionSpec] = None,
+               freshness: Optional[Mapping[str, float]] = None):
     """See the module docstring.
 
     Args:
@@ -155,6 +168,24 @@ class ServingModule(tf.Module):
     self.item_tags = tf.Variable(
         [r.CATEGORY_SEPARATOR.join(t) for t in items[r.TAGS]],
         trainable=False, dtype=tf.string)
+    # When each item became new (trainer/freshness.py); kept in the
+    # refresh state (items_added_at) so a refresh does not renew it.
+    known_added_at = (dict(zip(items[r.ITEM_ID], items[freshness_lib.ADDED_AT]))
+                      if freshness_lib.ADDED_AT in items else None)
+    self.items_added_at = freshness_lib.added_at(
+        items[r.ITEM_ID],
+        [i.decode() for i in tft_output.vocabulary_by_name(F.ITEM_ID_VOCAB)],
+        known_added_at, int(time.time()))
+    self.item_added_at = tf.Variable(self.items_added_at, trainable=False)
+    self.freshness = dict(freshness) if freshness else None
+    # Each item's categories by index, for `explain`'s interests.
+    names, values, splits = explain_lib.category_table(items[r.CATEGORIES])
+    self.category_names = tf.Variable(names or [""], trainable=False,
+                                      dtype=tf.string)
+    self.num_categories = max(len(names), 1)
+    self.item_category_values = tf.Variable(values, trainable=False,
+                                            dtype=tf.int64)
+    self.item_category_splits = tf.Variable(splits, trainable=False)
     self._text = bool(getattr(model.candidate_tower, "has_text", False))
     if self._text:
       vectors, has_text = align_item_text(items[r.ITEM_ID], item_text)
@@ -208,6 +239,7 @@ class ServingModule(tf.Module):
     user_ids = profile_ids + sorted(
         (set(histories) | set(vocabulary)) - set(row_of))
     self._table_user_ids = user_ids
+    self.unknown_user_row = len(user_ids)  # the last, empty row
     # A table needs a key: without users, one that maps to the empty row.
     keys = user_ids or ["\x00"]
     self.user_rows = tf.lookup.StaticHashTable(
@@ -416,6 +448,26 @@ class ServingModule(tf.Module):
             "values": values, "fused": fused,
             "contributions": contributions}
 
+  def retrieval_scores(self, query: tf.Tensor) -> tf.Tensor:
+    """[n, items]: every catalog item's retrieval score for each query,
+    with the freshness policy's bonus when one is configured."""
+    scores = tf.matmul(query, self.index_by_dim)
+    if self.freshness and self.freshness["bonus"] > 0:
+      scores += freshness_lib.bonus(self.item_added_at, self._now(1)[0],
+                                    self.freshness)[None, :]
+    return scores
+
+  def serve_ranking(self, raw: Mapping[str, tf.Tensor]
+                    ) -> dict[str, tf.Tensor]:
+    """Raw ranking head outputs -> what a client receives, by output name."""
+    return {output: self._serve[task](raw[task])
+            for task, output, kind in self._tasks if kind in _RANKING_KINDS}
+
+  def item_categories_ragged(self) -> tf.RaggedTensor:
+    """[items, (categories)]: each catalog item's category indices."""
+    return tf.RaggedTensor.from_row_splits(
+        self.item_category_values, self.item_category_splits, validate=False)
+
   def exclude(self, scores: tf.Tensor, exclude_item_ids: tf.Tensor
               ) -> tf.Tensor:
     """scores [n, items] with -inf at each row's excluded items ([n, m]
@@ -430,7 +482,7 @@ class ServingModule(tf.Module):
     n = tf.shape(user_id)[0]
     hour, weekday = time_features.hour_and_weekday(self._now(1))
     query = self._query(user_id, hour, weekday)
-    scores = tf.matmul(query, self.index_by_dim)
+    scores = self.retrieval_scores(query)
     if exclude_item_ids is not None:
       scores = self.exclude(scores, exclude_item_ids)
     stage = self.fused_stage(
@@ -443,8 +495,8 @@ class ServingModule(tf.Module):
     def pick(values):
       return tf.gather(values, top.indices, batch_dims=1)
 
-    out = {output: pick(self._serve[task](stage["raw"][task]))
-           for task, output, kind in self._tasks if kind in _RANKING_KINDS}
+    out = {output: pick(value)
+           for output, value in self.serve_ranking(stage["raw"]).items()}
     for i, task in enumerate(self.fusion_spec.tasks):
       out[f"contribution_{task}"] = pick(stage["contributions"][..., i])
     out.update(
@@ -479,6 +531,12 @@ class ServingModule(tf.Module):
     weights = fusion_lib.check_weights(fusion_weights, tf.shape(user_id)[0],
                                        self.fusion_spec)
     return self._recommend(user_id, k, exclude_item_ids, weights)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None], tf.string, name="item_id")])
+  def explain(self, user_id, item_id):
+    return explain_lib.explain(self, user_id, item_id)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id")])
@@ -546,7 +604,7 @@ def align_item_text(item_ids: Sequence[str],
 
 
 SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
-              "recommend_weighted", "fusion", "predict_examples",
+              "recommend_weighted", "fusion", "explain", "predict_examples",
               "embed_user", "embed_item")
 
 

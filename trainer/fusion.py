@@ -132,22 +132,29 @@ def build_spec(tasks: Sequence[Any], fusion: Mapping[str, float],
 
 
 def task_values(spec: FusionSpec, retrieval_scores: tf.Tensor,
-                head_outputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+                head_outputs: Mapping[str, tf.Tensor],
+                reference: Optional[tf.Tensor] = None) -> tf.Tensor:
   """[B, C, T]: each term's comparable value for every candidate.
 
   Args:
     retrieval_scores: [B, C] dot products, -inf for candidates that may not
       be served (excluded items when the catalog runs short).
     head_outputs: task name -> [B, C] raw head output (logit or value).
+    reference: [B, C'] the retrieval scores whose mean and deviation
+      standardize retrieval_scores (default: retrieval_scores themselves):
+      an item scored beside a user's candidates (trainer/explain.py).
   """
-  valid = tf.math.is_finite(retrieval_scores)
+  reference = retrieval_scores if reference is None else reference
+  valid = tf.math.is_finite(reference)
   count = tf.maximum(tf.reduce_sum(tf.cast(valid, tf.float32), axis=1,
                                    keepdims=True), 1.0)
-  finite = tf.where(valid, retrieval_scores, 0.0)
+  finite = tf.where(valid, reference, 0.0)
   mean = tf.reduce_sum(finite, axis=1, keepdims=True) / count
-  deviation = tf.where(valid, retrieval_scores - mean, 0.0)
-  std = tf.sqrt(tf.reduce_sum(tf.square(deviation), axis=1,
-                              keepdims=True) / count)
+  std = tf.sqrt(tf.reduce_sum(
+      tf.square(tf.where(valid, reference - mean, 0.0)), axis=1,
+      keepdims=True) / count)
+  deviation = tf.where(tf.math.is_finite(retrieval_scores),
+                       retrieval_scores - mean, 0.0)
   values = []
   for name, kind, centre, scale in zip(spec.tasks, spec.kinds, spec.centres,
                                        spec.scales):

@@ -45,15 +45,29 @@ class RankingHeads(tf.keras.layers.Layer):
             bias_initializer=tf.keras.initializers.Constant(b))
         for t, b in output_biases.items()}
 
-  def call(self, query: tf.Tensor, candidate: tf.Tensor, hour: tf.Tensor,
-           weekday: tf.Tensor) -> dict[str, tf.Tensor]:
+  def pair_inputs(self, query: tf.Tensor, candidate: tf.Tensor,
+                  hour: tf.Tensor, weekday: tf.Tensor) -> tf.Tensor:
+    """What the shared layers read for a (query, candidate, time) row."""
     dtype = self.hour_embedding.compute_dtype
     query = tf.cast(query, dtype)
     candidate = tf.cast(candidate, dtype)
-    x = tf.concat([query, candidate, query * candidate,
-                   self.hour_embedding(hour), self.weekday_embedding(weekday)],
-                  axis=-1)
-    shared = self.shared(x)
+    return tf.concat([query, candidate, query * candidate,
+                      self.hour_embedding(hour),
+                      self.weekday_embedding(weekday)], axis=-1)
+
+  def gate_weights(self, query: tf.Tensor, candidate: tf.Tensor,
+                   hour: tf.Tensor, weekday: tf.Tensor
+                   ) -> dict[str, tf.Tensor]:
+    """Each task's [B, experts] mixture weights (MMoE, PLE's last level);
+    {} for a shared bottom, which has no gates."""
+    if not hasattr(self.shared, "gate_weights"):
+      return {}
+    return self.shared.gate_weights(
+        self.pair_inputs(query, candidate, hour, weekday))
+
+  def call(self, query: tf.Tensor, candidate: tf.Tensor, hour: tf.Tensor,
+           weekday: tf.Tensor) -> dict[str, tf.Tensor]:
+    shared = self.shared(self.pair_inputs(query, candidate, hour, weekday))
     return {t: tf.squeeze(self.output_layers[t](self.towers[t](shared[t])), -1)
             for t in self.task_names}
 

@@ -102,3 +102,21 @@ def discover(feature_spec: Mapping[str, Any],
       item_vectors=tuple(vectors),
       has_history=F.HISTORY in feature_spec,
   )
+
+
+def trained_range(schema: Any, feature: str = F.YEAR_CLIPPED
+                  ) -> tuple[int, int] | None:
+  """[min, max] a bounded feature was clipped to in training.
+
+  Args:
+    schema: the transformed schema (tft_output.transformed_metadata.schema),
+      where the transform records the range as the feature's int domain.
+    feature: the bounded feature.
+
+  Returns:
+    The range; None for a graph written before features were bounded.
+  """
+  for f in schema.feature:
+    if f.name == feature and f.HasField("int_domain"):
+      return int(f.int_domain.min), int(f.int_domain.max)
+  return None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import trainer  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -38,6 +39,7 @@ import tensorflow_transform as tft
 from contracts import features as F
 from contracts import records as r
 from trainer import export
+from trainer import freshness as freshness_lib
 from trainer import fusion as fusion_lib
 from trainer import inputs as inputs_lib
 from trainer import refresh_state
@@ -115,6 +117,8 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
       row[item[r.ITEM_ID]] = len(items[r.ITEM_ID])
       for k in refresh_state.ITEM_COLUMNS:
         items[k].append(item[k])
+      if freshness_lib.ADDED_AT in items:  # new from now on
+        items[freshness_lib.ADDED_AT].append(int(time.time()))
       added += 1
     else:
       for k in refresh_state.ITEM_COLUMNS:
@@ -139,6 +143,12 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
                  "has_text": np.array([old[i][1] for i in ids], np.int64)}
 
   tft_output = tft.TFTransformOutput(state["transform_graph"])
+  outside = years_outside_trained_range(
+      new_items, inputs_lib.trained_range(
+          tft_output.transformed_metadata.schema))
+  for item_id, year, (low, high) in outside:
+    log(f"item {item_id}: year {year} is outside the trained range "
+        f"{low}-{high}; the model reads it as {min(max(year, low), high)}")
   feature_spec = tft_output.transformed_feature_spec()
   inputs = inputs_lib.discover(feature_spec,
                                tft_output.vocabulary_size_by_name,
@@ -171,13 +181,16 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
             if state.get("fusion") else None)
   module = export.ServingModule(model, tft_output, items, users,
                                 state["user_features"], state["top_k"],
-                                state["max_k"], histories, item_text, fusion)
+                                state["max_k"], histories, item_text, fusion,
+                                state.get("freshness"))
   export.save(module, export_dir)
   warm_start_lib.save_state(model, vocab_files, export_dir)
-  refresh_state.save_state(export_dir, state["transform_graph"], config,
-             state["user_features"], stats, items, users, histories,
-             item_text, state["text"], state["top_k"], state["max_k"],
-             module.fusion_spec)
+  refresh_state.save_state(
+      export_dir, state["transform_graph"], config, state["user_features"],
+      stats, dict(items, **{
+          freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
+      users, histories, item_text, state["text"], state["top_k"],
+      state["max_k"], module.fusion_spec, module.freshness)
   top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   export.write_warmup_requests(
       export_dir, model_name, user_ids=[top_user, "__unknown_user__"],
@@ -185,4 +198,17 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
   log(f"rebuilt with {len(items[r.ITEM_ID])} items: {added} added, "
       f"{updated} updated")
   return {"added": added, "updated": updated,
-          "catalog_items": len(items[r.ITEM_ID])}
+          "catalog_items": len(items[r.ITEM_ID]),
+          "years_outside_trained_range": {i: y for i, y, _ in outside}}
+
+
+def years_outside_trained_range(
+    items: Sequence[Mapping[str, Any]], trained: Optional[tuple[int, int]]
+) -> list[tuple[str, int, tuple[int, int]]]:
+  """(item id, year, trained range) of each item whose known year the
+  transform will clip; nothing when the graph records no range."""
+  if trained is None:
+    return []
+  low, high = trained
+  return [(i[r.ITEM_ID], i[r.YEAR], trained) for i in items
+          if i[r.YEAR] > 0 and not low <= i[r.YEAR] <= high]

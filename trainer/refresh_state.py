@@ -28,6 +28,9 @@ _USERS_FILE = "users.json"
 _ARRAYS_FILE = "arrays.npz"
 _TRANSFORM_DIR = "transform_graph"
 ITEM_COLUMNS = (r.ITEM_ID, r.TITLE, r.CATEGORIES, r.YEAR, r.TAGS)
+# When an item became new (trainer/freshness.py, which cannot be imported
+# here: it needs TensorFlow); absent in states written before it.
+ADDED_AT = "added_at"
 
 
 def save_state(export_dir: str, transform_graph_uri: str, config: Any,
@@ -37,8 +40,13 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
                histories: Mapping[str, Sequence[str]],
                item_text: Optional[Mapping[str, Any]],
                text_settings: Optional[Mapping[str, Any]], top_k: int,
-               max_k: int, fusion: Optional[Any] = None) -> None:
-  """Writes what `refresh` needs next to the SavedModel (see module doc)."""
+               max_k: int, fusion: Optional[Any] = None,
+               freshness: Optional[Mapping[str, float]] = None) -> None:
+  """Writes what `refresh` needs next to the SavedModel (see module doc).
+
+  `items` may carry ADDED_AT (trainer/freshness.py), kept with the other
+  catalog columns; `freshness` is the serving policy's settings.
+  """
   state = os.path.join(export_dir, STATE_DIR)
   os.makedirs(state, exist_ok=True)
   shutil.copytree(transform_graph_uri, os.path.join(state, _TRANSFORM_DIR),
@@ -53,9 +61,11 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
         # trainer.fusion.FusionSpec: the chosen weights survive a refresh.
         "fusion": fusion.to_json() if fusion is not None else None,
         "text": dict(text_settings) if text_settings else None,
+        "freshness": dict(freshness) if freshness else None,
     }, f, indent=1, sort_keys=True)
   with open(os.path.join(state, _CATALOG_FILE), "w") as f:
-    json.dump({k: list(items[k]) for k in ITEM_COLUMNS}, f)
+    json.dump({k: list(items[k]) for k in ITEM_COLUMNS + (ADDED_AT,)
+               if k in items}, f)
   with open(os.path.join(state, _USERS_FILE), "w") as f:
     json.dump({"users": {k: list(v) for k, v in users.items()},
                "histories": {u: list(h) for u, h in histories.items()}}, f)

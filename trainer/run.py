@@ -31,6 +31,7 @@ from contracts import artifacts
 from contracts import features as F
 from contracts import model_layout
 from contracts import records as r
+from trainer.config import FreshnessConfig
 from trainer.config import RankingConfig
 from trainer.config import TrainerConfig
 
@@ -38,6 +39,7 @@ from trainer import callbacks as callbacks_lib
 from trainer import data
 from trainer import distribution
 from trainer import export
+from trainer import freshness as freshness_lib
 from trainer import fusion as fusion_lib
 from trainer import fusion_search
 from trainer import heads as heads_lib
@@ -280,6 +282,7 @@ def run_trainer(
     warm_start_from: Optional[str] = None,
     item_features_uri: Optional[str] = None,
     ranking: Optional[RankingConfig] = None,
+    freshness: Optional[FreshnessConfig] = None,
 ) -> dict[str, Any]:
   """Trains and publishes the Model artifact; returns its summary.
 
@@ -290,8 +293,11 @@ def run_trainer(
       candidate tower then adapts and gates the items' LM text embeddings.
     ranking: serving.ranking: the fused second stage of `recommend` and the
       search of its weights (None: the defaults).
+    freshness: serving.freshness: the new-item policy of `recommend`
+      (None: off).
   """
   ranking = ranking or RankingConfig()
+  freshness = freshness or FreshnessConfig()
   strategy = distribution.choose_strategy(num_cpu_devices)
   mixed = distribution.use_mixed_precision(config.mixed_precision)
   log(f"strategy: {distribution.describe(strategy)}"
@@ -340,12 +346,14 @@ def run_trainer(
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
-                    scratch, item_features_uri, ranking, choice)
+                    scratch, item_features_uri, ranking, choice,
+                    freshness)
 
 
 def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
                     examples_uri: str, config: TrainerConfig, top_k: int,
-                    max_k: int, ranking: RankingConfig
+                    max_k: int, ranking: RankingConfig,
+                    freshness: Optional[FreshnessConfig] = None
                     ) -> tuple[export.ServingModule, dict, dict, dict]:
   """(module, items, users, histories): the export's module for a trained
   model, fused as the config says, and the tables it holds."""
@@ -359,7 +367,8 @@ def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
   return export.ServingModule(
       trained["model"], trained["tft_output"], items, users,
       trained["user_features"], top_k, max_k, histories,
-      trained["item_text"], spec), items, users, histories
+      trained["item_text"], spec,
+      freshness.model_dump() if freshness else None), items, users, histories
 
 
 def _search_fusion(trained: Mapping[str, Any],
@@ -387,7 +396,8 @@ def _search_fusion(trained: Mapping[str, Any],
 def _publish(trained, transform_graph_uri, transformed_examples_uri,
              examples_uri, catalog_uri, model_uri, run_id, config, model_name,
              top_k, max_k, strategy, mixed, parameters, scratch,
-             item_features_uri=None, ranking=None, fusion_choice=None):
+             item_features_uri=None, ranking=None, fusion_choice=None,
+             freshness=None):
   """Exports the SavedModel and writes the Model artifact.
 
   Args:
@@ -409,14 +419,17 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
     module, items, users, histories = _serving_module(
-        trained, catalog_uri, examples_uri, config, top_k, max_k, ranking)
+        trained, catalog_uri, examples_uri, config, top_k, max_k, ranking,
+        freshness)
     if fusion_choice is not None:
       module.set_fusion_weights(*fusion_choice)
     export.save(module, export_dir)
     refresh_state.save_state(
         export_dir, transform_graph_uri, config, trained["user_features"],
-        trained["stats"], items, users, histories, trained["item_text"],
-        text_settings, top_k, max_k, module.fusion_spec)
+        trained["stats"], dict(items, **{
+            freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
+        users, histories, trained["item_text"], text_settings, top_k, max_k,
+        module.fusion_spec, module.freshness)
     warm_start_lib.save_state(
         model, _vocabulary_files(tft_output, trained["inputs"]), export_dir)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()

@@ -230,6 +230,17 @@ class CandidateTower(tf.keras.layers.Layer):
     if training and self.id_dropout > 0:
       drop = tf.random.uniform(tf.shape(ids)) < self.id_dropout
       ids = tf.where(drop, tf.cast(self._oov, ids.dtype), ids)
+    id_vec, content, gate = self._gated(ids, features)
+    return gate * id_vec + (1.0 - gate) * content
+
+  def id_gate(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """[B, dim]: how much of each dimension of the item's embedding is its
+    id's (the rest is its content's). Only with LM text (has_text)."""
+    return self._gated(features[F.ITEM_ID], features)[2]
+
+  def _gated(self, ids: tf.Tensor, features: Mapping[str, tf.Tensor]
+             ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(id embedding, content embedding, gate) of rows with LM text."""
     id_vec = tf.cast(self.item_embedding(ids), tf.float32)
     has_text = tf.cast(features[F.ITEM_HAS_TEXT], tf.float32)[:, None]
     text = self.text_adapter(features[F.ITEM_TEXT_EMBEDDING]) * has_text
@@ -238,4 +249,4 @@ class CandidateTower(tf.keras.layers.Layer):
     content = self.content_projection(tf.concat(parts + [text], axis=-1))
     known = tf.cast(ids < self._oov, tf.float32)[:, None]
     gate = self.gate(tf.concat([id_vec, content, known, has_text], axis=-1))
-    return gate * id_vec + (1.0 - gate) * content
+    return id_vec, content, gate

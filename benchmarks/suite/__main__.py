@@ -17,6 +17,10 @@ Sections (all by default):
               under static / uncertainty weights, and the retrieval-only
               against the fused order, on ml-latest-small and synthetic
               impressions, over --seeds (benchmarks/suite/multitask.py).
+  cold_start  cold items in the whole catalog, the franchise check and the
+              freshness policy, over --seeds (benchmarks/suite/
+              cold_items.py; needs the `text` extra; --size full only
+              unless named in --sections).
 
 --size full: ml-latest-small (../shared/data) for the protocols, scale
 sizes 100k, 1M, 5M, end-to-end run on. --size small: synthetic data small
@@ -41,7 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.suite import common  # noqa: E402
 
-SECTIONS = ("protocol1", "protocol2", "scale", "multitask")
+SECTIONS = ("protocol1", "protocol2", "scale", "multitask", "cold_start")
 SIZES = {
     "full": {
         "data": {"format": "movielens_latest",
@@ -74,7 +78,8 @@ def main(argv=None) -> int:
       prog="python -m benchmarks.suite", description=__doc__.split("\n")[0])
   parser.add_argument("--size", choices=sorted(SIZES), default="full")
   parser.add_argument("--sections", nargs="+", choices=SECTIONS,
-                      default=list(SECTIONS))
+                      default=None, help="default: all (all but cold_start "
+                      "for --size small)")
   parser.add_argument("--data-format", default=None,
                       help="reader format for the protocols (any MovieLens "
                            "format the readers support, or synthetic)")
@@ -103,16 +108,22 @@ def main(argv=None) -> int:
   parser.add_argument("--merge-multitask", default=None,
                       help="take the multitask section from this suite.json "
                            "(a separately run --sections multitask)")
+  parser.add_argument("--merge-cold-start", default=None,
+                      help="take the cold_start section from this suite.json "
+                           "(a separately run --sections cold_start)")
   parser.add_argument("--merge-serving-soak", default=None,
                       help="add the figures of benchmarks/serving_soak.py "
                            "(its --output JSON) as the serving section")
   parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
-                      help="seeds of the multitask section")
+                      help="seeds of the multitask and cold_start sections")
   parser.add_argument("--note", action="append", default=[],
                       help="a remark about the run for the report's Notes "
                            "(e.g. what else the machine was doing)")
   args = parser.parse_args(argv)
   size = SIZES[args.size]
+  if args.sections is None:
+    args.sections = [s for s in SECTIONS
+                     if args.size == "full" or s != "cold_start"]
   data = dict(size["data"])
   if args.data_format:
     data = {"format": args.data_format,
@@ -176,6 +187,17 @@ def main(argv=None) -> int:
       seeds, only = args.seeds[:1], ("click only", "default")
     results["multitask"] = multitask.run(
         os.path.join(work_dir, "multitask"), seeds, epochs, datasets, only)
+  if args.merge_cold_start:
+    with open(args.merge_cold_start) as f:
+      merged = json.load(f)
+    results["cold_start"] = dict(merged["cold_start"], note=(
+        f"Measured in a separate run of `--sections cold_start` on the same "
+        f"machine ({merged['started_at']} → {merged['finished_at']}), "
+        f"merged with `--merge-cold-start`."))
+  elif "cold_start" in sections:
+    from benchmarks.suite import cold_items  # pylint: disable=g-import-not-at-top
+    results["cold_start"] = cold_items.run(
+        os.path.join(work_dir, "cold_start"), args.seeds)
   if args.merge_serving_soak:
     with open(args.merge_serving_soak) as f:
       results["serving_soak"] = json.load(f)

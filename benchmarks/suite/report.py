@@ -271,6 +271,14 @@ COMMANDS = """\
     --render benchmarks/suite/results/suite.json \\
     --merge-scale /tmp/mtrec_scale/suite.json
 
+# The cold items (3 seeds, about 15 minutes; needs the `text` extra),
+# merged into this page:
+.venv/bin/python -m benchmarks.suite --size full --sections cold_start \
+    --output-dir /tmp/mtrec_cold --markdown /tmp/mtrec_cold/cold.md
+.venv/bin/python -m benchmarks.suite --size full \
+    --render benchmarks/suite/results/suite.json \
+    --merge-cold-start /tmp/mtrec_cold/suite.json
+
 # Protocol 1 on another MovieLens format the readers support
 # (movielens_latest, movielens_100k, movielens_1m):
 .venv/bin/python -m benchmarks.suite --size full --sections protocol1 \\
@@ -352,6 +360,63 @@ def _multitask(section: Mapping[str, Any]) -> list[str]:
   return lines
 
 
+_COLD_COLUMNS = {
+    "cold_recall_at_20": "cold R@20 (cold only)",
+    "warm_recall_at_20": "warm R@20 (warm only)",
+    "cold_in_all_recall_at_20": "cold R@20 (whole catalog)",
+    "warm_in_all_recall_at_20": "warm R@20 (whole catalog)",
+    "warm_in_all_ndcg_at_20": "warm NDCG@20 (whole catalog)",
+    "franchise_top_50": "franchise: share in top 50",
+    "franchise_median_rank": "franchise: median rank",
+}
+
+
+def _cold_start(section: Mapping[str, Any]) -> list[str]:
+  summary = section["summary"]
+  lines = [
+      "## Cold items",
+      "",
+      f"`benchmarks/cold_start.py` (via `benchmarks/suite/cold_items.py`), "
+      f"`{section['config']}`, seeds {', '.join(map(str, section['seeds']))}"
+      f": the latest-appearing {section['cold_share']:.0%} of the items and "
+      f"the newest part of each of {section['series']} series found by "
+      f"title are cold ({section['cold_items']:,} of "
+      f"{section['catalog_items']:,} catalog items): no training "
+      "interaction, indexed through their content as `mtrec catalog "
+      "refresh` indexes a new item. Cold positives: the users' interactions "
+      "with cold items; warm: eval positives not seen in training. Ranked "
+      "among their own kind, or in the whole catalog (training items "
+      "excluded). Franchise: the held-out newest part's rank in the whole "
+      "catalog for each user who rated two or more earlier parts 4 or "
+      "higher. Mean ± standard deviation over the seeds.",
+      ""]
+  if section.get("note"):
+    lines += [section["note"], ""]
+  body = [[name] + [_mean_sd(row.get(k)) if k != "franchise_median_rank"
+                    else (f"{row[k][0]:.0f}" if k in row else "—")
+                    for k in _COLD_COLUMNS]
+          for name, row in summary.items()]
+  lines += _table(["model"] + list(_COLD_COLUMNS.values()), body)
+  lm = summary.get("lm", {})
+  if lm.get("freshness"):
+    lines += ["", "The serving freshness policy (`serving.freshness`, off "
+              "by default) on the lm model's scores: every cold item is new "
+              "(age 0) and gets the bonus on its retrieval score. Exposure "
+              "of new items bought with the warm ranking's quality:", ""]
+    rows = [["0 (off)", _mean_sd(lm.get("cold_in_all_recall_at_20")),
+             _mean_sd(lm.get("warm_in_all_recall_at_20")),
+             _mean_sd(lm.get("franchise_top_50"))]]
+    for bonus, m in lm["freshness"].items():
+      rows.append([bonus, _mean_sd(m.get("cold_in_all_recall_at_20")),
+                   _mean_sd(m.get("warm_in_all_recall_at_20")),
+                   _mean_sd(m.get("franchise_top_50"))])
+    lines += _table(["bonus", "cold R@20 (whole catalog)",
+                     "warm R@20 (whole catalog)",
+                     "franchise: share in top 50"], rows)
+  lines.append("")
+  return lines
+
+
 def _serving_soak(section: Mapping[str, Any]) -> list[str]:
   swap, soak = section["swap"], section["soak"]
   load = section.get("machine", {})
@@ -418,7 +483,8 @@ def markdown(results: Mapping[str, Any]) -> str:
       "",
       "Timings are noisy: this machine's 2 cores are shared with other jobs, "
       "so compare figures within one run (ratios), not across runs. Quality "
-      "figures are from one seed, except the multitask section's.",
+      "figures are from one seed, except the multitask and cold-item "
+      "sections'.",
       ""]
   if "protocol1" in results:
     lines += _protocol1(results["protocol1"])
@@ -429,6 +495,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     lines += _scale(results["scale"], results["machine"])
   if "multitask" in results:
     lines += _multitask(results["multitask"])
+  if "cold_start" in results:
+    lines += _cold_start(results["cold_start"])
   if "serving_soak" in results:
     lines += _serving_soak(results["serving_soak"])
   if results.get("notes"):

@@ -53,7 +53,7 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
       max_k=serving.max_k, num_cpu_devices=num_cpu_devices, log=log,
       warm_start_from=warm_start_from if config.warm_start else None,
       item_features_uri=uris.item_features if with_item_text else None,
-      ranking=serving.ranking)
+      ranking=serving.ranking, freshness=serving.freshness)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 

@@ -1,0 +1,107 @@
+"""benchmarks/cold_start.py's franchise check and the cold-item section of
+the suite, on hand-made catalogs: which titles form a series, whose part is
+held out, which users are its fans, and how ranks and means come out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import cold_start
+from benchmarks.suite import cold_items
+from benchmarks.suite import report
+
+
+@pytest.mark.parametrize("title,key", [
+    ("Toy Story (1995)", ("toy story", 1)),
+    ("Toy Story 3 (2010)", ("toy story", 3)),
+    ("Rocky IV (1985)", ("rocky", 4)),
+    ("Pocahontas II: Journey to a New World (1998) ", ("pocahontas", 2)),
+    ("Fox and the Hound, The (1981)", ("the fox and the hound", 1)),
+    ("The Fox and the Hound 2 (2006)", ("the fox and the hound", 2)),
+    ("Highlander III: The Sorcerer (a.k.a. Highlander: The Final "
+     "Dimension) (1994)", ("highlander", 3)),
+    # A number that is the title, not a part: "2001" is four digits.
+    ("2001: A Space Odyssey (1968)", ("2001: a space odyssey", 1)),
+    ("Se7en (1995)", ("se7en", 1)),
+])
+def test_series_key_reads_the_stem_and_the_part(title, key):
+  assert cold_start.series_key(title) == key
+
+
+def test_a_series_needs_its_first_part_and_distinct_numbers():
+  ids = ["a1", "a2", "a3", "b2", "b3", "c1", "c1x", "d1"]
+  titles = ["Alpha (1990)", "Alpha 2 (1992)", "Alpha III (1995)",
+            "Beta 2 (2001)", "Beta 3 (2003)",  # no part 1: no series
+            "Gamma (1980)", "Gamma (2015)",  # a remake: two part 1s
+            "Delta (1999)"]  # alone
+  assert cold_start.find_series(ids, titles) == [["a1", "a2", "a3"]]
+
+
+def test_fans_rated_two_earlier_parts_four_or_higher():
+  series = [["a1", "a2", "a3"]]
+  train = [("u1", "a1", 1, 1, 4.0), ("u1", "a2", 2, 1, 5.0),  # fan
+           ("u2", "a1", 1, 1, 5.0), ("u2", "a2", 2, 1, 3.5),  # one liked
+           ("u3", "a1", 1, 1, 4.0), ("u3", "a3", 2, 1, 5.0),  # a3 is new
+           ("u4", "a1", 1, 1, 4.5), ("u4", "a2", 2, 1, -1.0),  # unrated
+           ("u5", "a2", 1, 1, 4.0), ("u5", "a1", 2, 1, 4.0)]  # fan
+  assert cold_start.franchise_fans(series, train) == [("a3", "u1"),
+                                                      ("a3", "u5")]
+
+
+def _judge(scores_by_user):
+  """A Judge over items a1, a2, a3, w (warm), without a pipeline."""
+  judge = cold_start.Judge.__new__(cold_start.Judge)
+  judge.ids = ["a1", "a2", "a3", "w"]
+  judge.row = {i: n for n, i in enumerate(judge.ids)}
+  judge.ks = [20]
+  judge.cold_mask = np.array([False, False, True, False])
+  judge.users = sorted(scores_by_user)
+  judge.seen = {"u1": {0, 1}, "u2": {0}}
+  judge.cold_pos = {"u1": set(), "u2": set()}
+  judge.warm_pos = {"u1": set(), "u2": set()}
+  judge.fans = [("a3", "u1"), ("a3", "u2")]
+  return judge, np.array([scores_by_user[u] for u in judge.users])
+
+
+def test_the_franchise_rank_excludes_seen_items_and_counts_from_one():
+  judge, scores = _judge({"u1": [9.0, 8.0, 1.0, 2.0],  # a3 behind w only
+                          "u2": [0.0, 5.0, 4.0, 3.0]})  # behind a2 only
+  got = judge._franchise(scores)
+  assert got["franchise_pairs"] == 2 and got["franchise_series"] == 1
+  assert got["franchise_median_rank"] == 2.0
+  assert got["franchise_top_50"] == 1.0
+
+
+def test_the_freshness_bonus_lifts_cold_items_only():
+  judge, scores = _judge({"u1": [9.0, 8.0, 1.0, 2.0],
+                          "u2": [0.0, 5.0, 4.0, 3.0]})
+  fresh = judge.freshness_metrics(scores, [1.5])["1.5"]
+  # a3 (cold) + 1.5 overtakes w for u1 and a2 for u2: rank 1 both.
+  assert fresh["franchise_top_50"] == 1.0
+  base = judge._franchise(scores + np.where(judge.cold_mask, 1.5, 0)[None])
+  assert base["franchise_median_rank"] == 1.0
+
+
+def test_the_section_summarizes_seeds_and_renders():
+  def one(value):
+    return {"results": {"lm": {"cold_in_all_recall_at_20": value,
+                               "warm_in_all_recall_at_20": 0.2,
+                               "franchise_top_50": 0.5,
+                               "franchise_median_rank": 40.0,
+                               "freshness": {"1": {
+                                   "cold_in_all_recall_at_20": value + 0.1,
+                                   "warm_in_all_recall_at_20": 0.1,
+                                   "franchise_top_50": 0.9}}}}}
+  summary = cold_items.summarize([one(0.1), one(0.3)])
+  assert summary["lm"]["cold_in_all_recall_at_20"] == pytest.approx(
+      [0.2, 0.1])
+  assert summary["lm"]["freshness"]["1"]["cold_in_all_recall_at_20"] == (
+      pytest.approx([0.3, 0.1]))
+  text = "\n".join(report._cold_start({
+      "config": "configs/x.yaml", "seeds": [1, 2], "cold_share": 0.1,
+      "series": 3, "cold_items": 10, "catalog_items": 100,
+      "summary": summary}))
+  assert "## Cold items" in text
+  assert "| lm | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
+  assert "| 1 | 0.3000 ± 0.1000 | 0.1000 ± 0.0000 |" in text
