@@ -333,6 +333,9 @@ class EvaluatorConfig(_Strict):
   must_beat_popularity: list[str] = ["recall_at_20"]
   # Evaluate at most this many eval users (None = all); sampled with a seed.
   max_eval_users: Optional[pydantic.PositiveInt] = None
+  # Eval users whose first recommended item the report explains (the
+  # model's `explain` signature, components/explanations.py); 0: none.
+  explained_users: int = pydantic.Field(3, ge=0)
   # Training-interaction counts that bound the user activity slices.
   activity_boundaries: list[pydantic.PositiveInt] = [5, 20, 100]
   # Infra validation: p95 latency budget of each warmup request.

@@ -36,6 +36,7 @@ from components import blessing as blessing_lib
 from components import artifact_readers
 from components import confidence
 from components import example_validator
+from components import explanations
 from components import infra_validator
 from contracts import evaluation_files
 from contracts import records as r
@@ -266,6 +267,18 @@ def run_evaluator(
             notes.append(f"serving model's ranking slices not computed: "
                          f"{type(e).__name__}: {str(e)[:300]}")
 
+      # What the report shows of the candidate's reasons; informative
+      # only, so a failure is a note, not a failed check.
+      explained: list[dict[str, Any]] = []
+      if config.explained_users:
+        try:
+          explained = explanations.explain_examples(
+              model_dir, explanations.sample_users(
+                  examples_uri, config.explained_users, seed))
+        except Exception as e:  # pylint: disable=broad-except
+          notes.append(f"example explanations not computed: "
+                       f"{type(e).__name__}: {str(e)[:300]}")
+
       infra = pending_infra.result()
 
       overall = {}
@@ -309,6 +322,7 @@ def run_evaluator(
           "fusion": _fusion(card),
           "retrieval_order_weights": retrieval_only,
           "infra": infra, "serving_baseline": serving_model_dir, "notes": notes,
+          "explanations": explained,
           "stage_errors": stage_errors,
           # Overall only: {model: {metric: [low, high]}} and {baseline:
           # {metric: {difference, interval, units}}} of candidate − baseline.
@@ -339,7 +353,8 @@ def run_evaluator(
             fusion=result["fusion"], intervals=intervals,
             differences=differences, bootstrap=result["bootstrap"],
             calibration_min_count=config.calibration_min_count,
-            data_section=data_section)
+            data_section=data_section,
+            explanation_section=explanations.html_section(explained))
         if pipeline_root:
           report.write_history(os.path.join(w.uri, HISTORY_FILE), pipeline_root,
                                result)

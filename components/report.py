@@ -306,6 +306,7 @@ tr.fail td{background:#fdecea} .charts{display:flex;flex-wrap:wrap;gap:16px}
 <div class="charts"><div class="chart">{{ loss_svg|safe }}</div></div>
 <h2>Infra validation</h2>
 <p>{{ infra_desc }}</p>
+{{ explanation_section|safe }}
 {{ data_section|safe }}
 </body></html>
 """)
@@ -505,7 +506,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
                   = None,
                   bootstrap: Optional[Mapping[str, Any]] = None,
                   calibration_min_count: float = 1,
-                  data_section: str = ""
+                  data_section: str = "",
+                  explanation_section: str = ""
                   ) -> dict[str, str]:
   """Writes report.html and summary.md into `directory`; returns paths.
 
@@ -523,6 +525,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       neighbour (components.metrics.merge_sparse_buckets).
     data_section: the ExampleValidator's HTML fragment (components/
       data_report.py), placed after the checks; "" for none.
+    explanation_section: example explanations (components/
+      explanations.py); "" for none.
   """
   intervals = intervals or {}
   differences = differences or {}
@@ -620,7 +624,7 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       calibrations=calibrations,
       loss_svg=loss_chart(history) if history else "",
       infra_desc=infra_desc, serving_desc=serving_desc,
-      data_section=data_section,
+      data_section=data_section, explanation_section=explanation_section,
       generated=datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"))
   paths = {"html": os.path.join(directory, evaluation_files.REPORT_HTML),

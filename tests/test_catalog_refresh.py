@@ -210,3 +210,14 @@ print(json.dumps({{"torch": "torch" in sys.modules,
   fresh = json.loads(proc.stdout.strip().splitlines()[-1])
   assert fresh["torch"] is False and fresh["unknown"] == []
   assert fresh["items"] == rows[1]
+  # `explain` says what the model knows of each item: the new one is cold,
+  # all content; a trained one mixes its id and its content.
+  trained = catalog[0]
+  why = model.signatures["explain"](
+      user_id=tf.constant(["space-fan-0", "space-fan-0"]),
+      item_id=tf.constant([NEW_ITEM["item_id"], trained]))
+  assert why["item_known"].numpy().tolist() == [False, True]
+  share = why["item_content_share"].numpy()
+  assert share[0] == 1.0 and 0.0 < share[1] < 1.0
+  history = set(h.decode() for h in why["history_item_ids"].numpy()[0] if h)
+  assert history and all(h.startswith("space-") for h in history)

@@ -123,3 +123,46 @@ def test_unknown_users_and_items_say_so(served):
   assert np.isfinite(got["score"]).all()
   # Without LM text the tower has no gate between id and content.
   assert got["item_content_share"].tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_the_validation_report_explains_a_few_eval_users(small_run):
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  evaluation = small_run.artifacts.evaluation
+  with open(os.path.join(evaluation, "metrics.json")) as f:
+    examples = json.load(f)["explanations"]
+  assert len(examples) == 3  # evaluator.explained_users' default
+  assert len({e["user"] for e in examples}) == 3
+  for e in examples:
+    answer = e["answer"]
+    assert answer["rank"] == 1  # the first item `recommend` returned
+    terms = [v for k, v in answer.items() if k.startswith("contribution_")]
+    assert sum(terms) == pytest.approx(answer["score"], abs=1e-5)
+  with open(os.path.join(evaluation, "report.html")) as f:
+    html = f.read()
+  assert "<h2>Why these items</h2>" in html
+  for e in examples:
+    assert f'<td class="l">{e["item_id"]} ' in html
+
+
+def test_an_explanation_row_reads_as_text_and_is_escaped():
+  from components import explanations  # pylint: disable=g-import-not-at-top
+  example = {"user": "u<1>", "item_id": "i9", "title": "Heat & Ice",
+             "answer": {"score": 1.5, "contribution_retrieval": 1.0,
+                        "contribution_like": 0.5, "rank": 1,
+                        "user_known": True, "item_known": False,
+                        "item_content_share": 1.0,
+                        "history_item_ids": ["i2", ""],
+                        "history_similarities": [0.912, 0.0],
+                        "interest_categories": ["Drama", ""],
+                        "interest_shares": [0.5, 0.0],
+                        "gate_like": [0.25, 0.75]}}
+  (row,) = explanations.rows([example])
+  assert row == {"user": "u<1>", "item": "i9 Heat & Ice",
+                 "score": "1.500 = like 0.500 + retrieval 1.000",
+                 "history": "i2 (0.91)", "interests": "Drama (50%)",
+                 "item_side": "cold, 100% content",
+                 "experts": "like: 0.25 0.75"}
+  html = explanations.html_section([example])
+  assert "u&lt;1&gt;" in html and "Heat &amp; Ice" in html
+  assert explanations.html_section([]) == ""
