@@ -102,3 +102,66 @@ TEXT_ITEMS = [
     {"item_id": "e", "title": "Galaxy Voyage", "categories": ["Sci-Fi"],
      "tags": ["space"]},
 ]
+
+
+# Two evaluations of the same model, trained twice: equal up to what float
+# summation order in TensorFlow's threads can move.
+
+
+def _metric_numbers(value, path=""):
+  """Every number in a metrics document, by path; timings left out."""
+  if isinstance(value, dict):
+    out = {}
+    for k, v in value.items():
+      if not ("seconds" in k or k.endswith("_ms") or
+              k in ("created_at", "latency_ms")):
+        out.update(_metric_numbers(v, f"{path}/{k}"))
+    return out
+  if isinstance(value, list):
+    out = {}
+    for i, v in enumerate(value):
+      out.update(_metric_numbers(v, f"{path}/{i}"))
+    return out
+  return {path: value} if isinstance(value, (int, float)) else {}
+
+
+def _calibration_totals(calibration):
+  """Per head: (examples, observed positive rate, mean prediction)."""
+  totals = {}
+  for head, buckets in calibration.items():
+    count = sum(b["count"] for b in buckets)
+    totals[head] = (
+        count,
+        sum(b["count"] * b["observed_rate"] for b in buckets) / count,
+        sum(b["count"] * b["mean_predicted"] for b in buckets) / count)
+  return totals
+
+
+def assert_same_evaluation(got, expected):
+  """Two metrics.json documents of the Evaluator agree.
+
+  A calibration bucket's count moves when a prediction near its edge moves
+  by a float rounding; what cannot move is each head's example count, its
+  observed positive rate, and (to tolerance) its mean prediction. The
+  report's example explanations name the first item of a list, which a
+  near-tie can change: left out. Every other number is equal up to a
+  near-tie flipped in a top-k list: one hit among ~200 eval users moves a
+  recall by about 0.005, a metric over the ~120 users with a liked item
+  (or its paired difference) by about 0.0085.
+  """
+  got, expected = dict(got), dict(expected)
+  for document in (got, expected):
+    document.pop("explanations", None)
+  got_calibration = _calibration_totals(got.pop("calibration"))
+  expected_calibration = _calibration_totals(expected.pop("calibration"))
+  assert got_calibration.keys() == expected_calibration.keys()
+  for head, (count, rate, predicted) in expected_calibration.items():
+    got_count, got_rate, got_predicted = got_calibration[head]
+    assert got_count == count, head
+    assert got_rate == pytest.approx(rate, rel=1e-6), head
+    assert got_predicted == pytest.approx(predicted, abs=1e-2), head
+  got, expected = _metric_numbers(got), _metric_numbers(expected)
+  assert got.keys() == expected.keys()
+  differ = {key: (got[key], value) for key, value in expected.items()
+            if got[key] != pytest.approx(value, rel=1e-3, abs=1e-2)}
+  assert not differ

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from components import pusher
+from conftest import assert_same_evaluation
 from contracts import serving_layout
 from serving import apis
 from serving import client as client_lib
@@ -323,35 +324,6 @@ def _kill_run_during(step, command, runs, settle_seconds):
   return os.path.join(runs, new)
 
 
-def _numbers(value, path=""):
-  """Every number in a metrics document, by path; timings left out."""
-  if isinstance(value, dict):
-    out = {}
-    for k, v in value.items():
-      if not ("seconds" in k or k.endswith("_ms") or
-              k in ("created_at", "latency_ms")):
-        out.update(_numbers(v, f"{path}/{k}"))
-    return out
-  if isinstance(value, list):
-    out = {}
-    for i, v in enumerate(value):
-      out.update(_numbers(v, f"{path}/{i}"))
-    return out
-  return {path: value} if isinstance(value, (int, float)) else {}
-
-
-def _calibration_totals(calibration):
-  """Per head: (examples, observed positive rate, mean prediction)."""
-  totals = {}
-  for head, buckets in calibration.items():
-    count = sum(b["count"] for b in buckets)
-    totals[head] = (
-        count,
-        sum(b["count"] * b["observed_rate"] for b in buckets) / count,
-        sum(b["count"] * b["mean_predicted"] for b in buckets) / count)
-  return totals
-
-
 @pytest.mark.slow
 def test_steps_killed_mid_run_resume_to_an_uninterrupted_runs_artifacts(
     small_run, tmp_path):
@@ -399,30 +371,8 @@ def test_steps_killed_mid_run_resume_to_an_uninterrupted_runs_artifacts(
         small_run.artifacts.examples, split)
   with open(os.path.join(runs, final, "Evaluator", "evaluation",
                          "metrics.json")) as f:
-    resumed_metrics = json.load(f)
+    resumed = json.load(f)
   with open(os.path.join(small_run.artifacts.evaluation,
                          "metrics.json")) as f:
-    uninterrupted_metrics = json.load(f)
-  # A calibration bucket's count moves when a prediction near its edge moves
-  # by a float rounding; what cannot move is each head's example count, its
-  # observed positive rate, and (to tolerance) its mean prediction.
-  resumed_calibration = _calibration_totals(
-      resumed_metrics.pop("calibration"))
-  uninterrupted_calibration = _calibration_totals(
-      uninterrupted_metrics.pop("calibration"))
-  assert resumed_calibration.keys() == uninterrupted_calibration.keys()
-  for head, (count, rate, predicted) in uninterrupted_calibration.items():
-    resumed_count, resumed_rate, resumed_predicted = resumed_calibration[head]
-    assert resumed_count == count, head
-    assert resumed_rate == pytest.approx(rate, rel=1e-6), head
-    assert resumed_predicted == pytest.approx(predicted, abs=1e-2), head
-  resumed = _numbers(resumed_metrics)
-  uninterrupted = _numbers(uninterrupted_metrics)
-  assert resumed.keys() == uninterrupted.keys()
-  # Equal up to float summation order in TensorFlow's threads, which can
-  # flip a near-tie in a top-k list: one hit among this run's ~200 eval
-  # users moves a recall by about 0.005, and a metric over the ~120 users
-  # with a liked item (or its paired difference) by about 0.0085.
-  differ = {key: (resumed[key], value) for key, value in uninterrupted.items()
-            if resumed[key] != pytest.approx(value, rel=1e-3, abs=1e-2)}
-  assert not differ
+    uninterrupted = json.load(f)
+  assert_same_evaluation(resumed, uninterrupted)
