@@ -73,6 +73,17 @@ def _now() -> str:
       timespec="seconds")
 
 
+def _merged_section(path: str, section: str) -> dict:
+  """`section` of another suite.json, noting where it was measured."""
+  with open(path) as f:
+    merged = json.load(f)
+  flag = "--merge-" + section.replace("_", "-")
+  return dict(merged[section], note=(
+      f"Measured in a separate run of `--sections {section}` on the same "
+      f"machine ({merged['started_at']} → {merged['finished_at']}), "
+      f"merged with `{flag}`."))
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m benchmarks.suite", description=__doc__.split("\n")[0])
@@ -172,12 +183,7 @@ def main(argv=None) -> int:
     results["scale"] = scale.run(args.scale_sizes or size["scale_sizes"],
                                  os.path.join(work_dir, "scale"))
   if args.merge_multitask:
-    with open(args.merge_multitask) as f:
-      merged = json.load(f)
-    results["multitask"] = dict(merged["multitask"], note=(
-        f"Measured in a separate run of `--sections multitask` on the same "
-        f"machine ({merged['started_at']} → {merged['finished_at']}), "
-        f"merged with `--merge-multitask`."))
+    results["multitask"] = _merged_section(args.merge_multitask, "multitask")
   elif "multitask" in sections:
     from benchmarks.suite import multitask  # pylint: disable=g-import-not-at-top
     datasets, seeds, only = multitask.DATASETS, args.seeds, ()
@@ -188,12 +194,8 @@ def main(argv=None) -> int:
     results["multitask"] = multitask.run(
         os.path.join(work_dir, "multitask"), seeds, epochs, datasets, only)
   if args.merge_cold_start:
-    with open(args.merge_cold_start) as f:
-      merged = json.load(f)
-    results["cold_start"] = dict(merged["cold_start"], note=(
-        f"Measured in a separate run of `--sections cold_start` on the same "
-        f"machine ({merged['started_at']} → {merged['finished_at']}), "
-        f"merged with `--merge-cold-start`."))
+    results["cold_start"] = _merged_section(args.merge_cold_start,
+                                            "cold_start")
   elif "cold_start" in sections:
     from benchmarks.suite import cold_items  # pylint: disable=g-import-not-at-top
     results["cold_start"] = cold_items.run(
