@@ -125,6 +125,7 @@ def _demo(argv: list[str]) -> int:
   import tensorflow_transform as tft
   from contracts import features as F
   from pipeline import runner
+  from serving import client as client_lib
   from serving import client_cli
   from serving import model_server
   # pylint: enable=g-import-not-at-top
@@ -150,6 +151,15 @@ def _demo(argv: list[str]) -> int:
     status = client_cli.recommend_main(
         ["--user", user, "--server", target, "--model_name",
          config.model_name])
+    if status == 0:  # and why the first item
+      with client_lib.PredictionClient(target) as client:
+        item = client_lib.recommend(client, config.model_name, user)[0][
+            "item_id"]
+      print(f"\n$ mtrec explain --user {user} --item {item} --server "
+            f"{target} --model_name {config.model_name}")
+      status = client_cli.explain_main(
+          ["--user", user, "--item", item, "--server", target,
+           "--model_name", config.model_name])
   print(f"\nTo serve it yourself: mtrec serve --port 8500 --model_name "
         f"{config.model_name} --model_base_path {base_path}")
   return status
