@@ -147,7 +147,9 @@ def assert_same_evaluation(got, expected):
   near-tie can change: left out. Every other number is equal up to a
   near-tie flipped in a top-k list: one hit among ~200 eval users moves a
   recall by about 0.005, a metric over the ~120 users with a liked item
-  (or its paired difference) by about 0.0085.
+  (or its paired difference) by about 0.0085; in a slice (a category, an
+  activity bucket, cold items) of 20 to 50 users or items, by up to 0.05
+  (seen: cold-item recall 0.179 against 0.143, one item of 28).
   """
   got, expected = dict(got), dict(expected)
   for document in (got, expected):
@@ -162,6 +164,14 @@ def assert_same_evaluation(got, expected):
     assert got_predicted == pytest.approx(predicted, abs=1e-2), head
   got, expected = _metric_numbers(got), _metric_numbers(expected)
   assert got.keys() == expected.keys()
+
+  def tolerance(key):
+    # /retrieval|ranking/<model>/<slice>/<metric>: a slice other than all.
+    parts = key.split("/")
+    if parts[1] in ("retrieval", "ranking") and len(parts) > 3 and (
+        parts[3] != "all"):
+      return {"rel": 2e-2, "abs": 5e-2}
+    return {"rel": 1e-3, "abs": 1e-2}
   differ = {key: (got[key], value) for key, value in expected.items()
-            if got[key] != pytest.approx(value, rel=1e-3, abs=1e-2)}
+            if got[key] != pytest.approx(value, **tolerance(key))}
   assert not differ
