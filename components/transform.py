@@ -53,7 +53,10 @@ def bounded_year(raw_year: tf.Tensor) -> dict[str, tf.Tensor]:
   the refresh reads it to say which new items fall outside
   (trainer.inputs.trained_range).
   """
-  year = tf.cast(raw_year, tf.float32)
+  # float64: summed in float32, 60k years near 2000 lose the mean's low bits
+  # in an order that depends on the runner's bundling, so the same data gave
+  # z-scores 1e-5 apart on two runners. In float64 both round to one float32.
+  year = tf.cast(raw_year, tf.float64)
   known = year > 0
   known_years = tf.boolean_mask(year, known)
   low, high = tft.min(known_years), tft.max(known_years)
@@ -64,8 +67,8 @@ def bounded_year(raw_year: tf.Tensor) -> dict[str, tf.Tensor]:
                          tf.int64)
   tft.schema_inference.set_tensor_schema_override(
       year_clipped, tf.cast(low, tf.int64), tf.cast(high, tf.int64))
-  return {F.YEAR_Z: tf.where(known, (clipped - mean) / std,
-                             tf.zeros_like(year)),
+  year_z = tf.where(known, (clipped - mean) / std, tf.zeros_like(year))
+  return {F.YEAR_Z: tf.cast(year_z, tf.float32),
           F.YEAR_KNOWN: tf.cast(known, tf.float32),
           F.YEAR_CLIPPED: year_clipped}
 
