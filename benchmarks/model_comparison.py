@@ -387,14 +387,21 @@ def verdict(summary: Mapping[str, dict], candidate: str = "default") -> str:
   return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_arguments(parser: argparse.ArgumentParser,
+                      work_dir_name: str) -> None:
+  """--config (ml-latest-small's), --work-dir (reused: ExampleGen and
+  Transform run once there) and --seeds (1 2 3)."""
   parser.add_argument("--config", default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
       "configs", "movielens_latest_small.yaml"))
   parser.add_argument("--work-dir", default=os.path.join(
-      tempfile.gettempdir(), "mtrec_model_comparison"))
+      tempfile.gettempdir(), work_dir_name))
   parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  add_run_arguments(parser, "mtrec_model_comparison")
   parser.add_argument("--only", nargs="*", default=[],
                       help="variant names to run (default: all)")
   parser.add_argument("--epochs", type=int, default=0,

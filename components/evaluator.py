@@ -39,6 +39,7 @@ from components import example_validator
 from components import explanations
 from components import infra_validator
 from contracts import evaluation_files
+from contracts import model_layout
 from contracts import records as r
 from components import report
 from components import retrieval_eval
@@ -54,6 +55,8 @@ TRAINING_HISTORY_FILE = evaluation_files.TRAINING_HISTORY_FILE
 CANDIDATE = "candidate"  # the served (fused) order: what is blessed
 CANDIDATE_RETRIEVAL_ORDER = "candidate" + retrieval_eval.RETRIEVAL_ORDER_SUFFIX
 SERVING = "serving"
+TEACHER = report.TEACHER
+UNDISTILLED = report.UNDISTILLED
 
 
 def _signatures(model_dir: str) -> set[str]:
@@ -101,6 +104,19 @@ def _fusion(card: dict[str, Any]) -> dict[str, Any]:
   ranking = card.get("ranking") or {}
   return {k: ranking[k] for k in ("fusion_tasks", "fusion_weights", "search")
           if k in ranking}
+
+
+def distillation_models(model_uri: str) -> dict[str, str]:
+  """{TEACHER, UNDISTILLED: SavedModel dir} of a distilled candidate, as
+  its Model artifact records them (empty for a model without a teacher)."""
+  out = {}
+  inputs = artifacts.read_metadata(model_uri).get("inputs", {})
+  if "teacher_model" in inputs:
+    out[TEACHER] = inputs["teacher_model"]["uri"]
+  undistilled = model_layout.undistilled_model_dir(model_uri)
+  if model_layout.is_saved_model(undistilled):
+    out[UNDISTILLED] = undistilled
+  return out
 
 
 def _stage_error(stage: str, e: BaseException) -> dict[str, Any]:
@@ -183,6 +199,16 @@ def run_evaluator(
       notes.append(f"task {t.name}: the serving model's {t.label} "
                    "vocabulary differs; not compared")
   retrieval_only = retrieval_eval.retrieval_order_weights(card)
+  # Informative rows (not checks): a distilled candidate beside its teacher
+  # and beside itself trained without one.
+  compared: dict[str, tuple[str, list[Any]]] = {}
+  try:
+    for name, directory in distillation_models(model_uri).items():
+      compared[name] = (directory, ranking_eval.eval_tasks(
+          ranking_eval.read_model_card(directory)))
+  except Exception as e:  # pylint: disable=broad-except
+    notes.append(f"distillation comparison not measured: "
+                 f"{type(e).__name__}: {str(e)[:300]}")
 
   # Infra validation runs in its own process: start it first, collect last.
   pending_infra = infra_validator.start(model_dir, config.latency_budget_ms)
@@ -211,6 +237,7 @@ def run_evaluator(
             model_dir, retrieval_only)
       if serving_model_dir:
         models[SERVING] = serving_model_dir
+      models.update({name: d for name, (d, _) in compared.items()})
       try:
         retrieval = retrieval_eval.evaluate_retrieval(
             models, examples_uri, items[r.ITEM_ID], items[r.CATEGORIES], ks,
@@ -267,6 +294,18 @@ def run_evaluator(
             notes.append(f"serving model's ranking slices not computed: "
                          f"{type(e).__name__}: {str(e)[:300]}")
 
+      for name, (directory, model_tasks) in compared.items():
+        if not candidate_ranked:
+          break
+        try:
+          sliced, head_intervals = ranking_eval.slice_metrics_and_intervals(
+              {name: directory}, labeled, {name: model_tasks}, bootstrap)
+          _add_slices(ranking["metrics"], sliced)
+          _merge_intervals(intervals, head_intervals)
+        except Exception as e:  # pylint: disable=broad-except
+          notes.append(f"{name}'s ranking metrics not computed: "
+                       f"{type(e).__name__}: {str(e)[:300]}")
+
       # What the report shows of the candidate's reasons; informative
       # only, so a failure is a note, not a failed check.
       explained: list[dict[str, Any]] = []
@@ -283,7 +322,7 @@ def run_evaluator(
 
       overall = {}
       for name in (CANDIDATE, CANDIDATE_RETRIEVAL_ORDER, SERVING,
-                   retrieval_eval.POPULARITY):
+                   *compared, retrieval_eval.POPULARITY):
         m = dict(retrieval.get(name, {}).get(retrieval_eval.ALL, {}))
         m.update(ranking["metrics"].get(name, {}).get(retrieval_eval.ALL, {}))
         if m:
@@ -323,6 +362,7 @@ def run_evaluator(
           "retrieval_order_weights": retrieval_only,
           "infra": infra, "serving_baseline": serving_model_dir, "notes": notes,
           "explanations": explained,
+          "distillation": {name: d for name, (d, _) in compared.items()},
           "stage_errors": stage_errors,
           # Overall only: {model: {metric: [low, high]}} and {baseline:
           # {metric: {difference, interval, units}}} of candidate − baseline.

@@ -42,9 +42,15 @@ from contracts import run_record
 
 CANDIDATE = "candidate"
 RETRIEVAL_ORDER = "candidate_retrieval_order"
+# A distilled candidate's comparisons (trainer.distillation): the model it
+# learned from, and itself trained without it.
+TEACHER = "teacher"
+UNDISTILLED = "undistilled_student"
 COLORS = {CANDIDATE: "#1f77b4", "serving": "#ff7f0e",
-          "popularity": "#7f7f7f", RETRIEVAL_ORDER: "#17becf"}
-MODEL_ORDER = (CANDIDATE, RETRIEVAL_ORDER, "serving", "popularity")
+          "popularity": "#7f7f7f", RETRIEVAL_ORDER: "#17becf",
+          TEACHER: "#2ca02c", UNDISTILLED: "#9467bd"}
+MODEL_ORDER = (CANDIDATE, RETRIEVAL_ORDER, "serving", TEACHER, UNDISTILLED,
+               "popularity")
 # The tasks of a model exported before model cards.
 LEGACY_TASKS = ({"name": "rating", "kind": "regression"},
                 {"name": "like", "kind": "binary"})
@@ -268,6 +274,7 @@ tr.fail td{background:#fdecea} .charts{display:flex;flex-wrap:wrap;gap:16px}
 {% for metric in overall_metrics %}<tr><td class="l">{{ metric }}</td>{% for m in model_names %}<td>{{ cell(overall[m].get(metric, ''), intervals.get(m, {}).get(metric)) }}</td>{% endfor %}</tr>{% endfor %}
 </table>
 {% if alias_note %}<p>{{ alias_note }}</p>{% endif %}
+{% if distillation_note %}<p id="distillation">{{ distillation_note }}</p>{% endif %}
 {% if difference_rows %}<h3>Paired differences: candidate − baseline</h3>
 <p>Each resample draws the same eval users for the candidate and the baseline ({{ level }} percentile intervals). "clear" means the whole interval is on one side of zero.</p>
 <table id="differences"><tr><th class="l">metric</th><th class="l">baseline</th><th>difference</th><th>interval</th><th>users</th><th class="l">better</th><th class="l">outcome</th></tr>
@@ -490,6 +497,18 @@ def _ranking_charts(tasks: Sequence[Mapping[str, Any]],
           for title, group in direction_groups(names)]
 
 
+def distillation_note(model_names: Sequence[str]) -> str:
+  """What the distillation columns are, when the candidate has them."""
+  if TEACHER not in model_names and UNDISTILLED not in model_names:
+    return ""
+  return (f"Distillation: the candidate was trained on the soft targets of "
+          f"`{TEACHER}` (a bigger model of the same tasks) as well as its "
+          f"labels; `{UNDISTILLED}` is the same candidate trained on labels "
+          "only, with the same seed and fusion weights. The difference "
+          "between the two is what distillation did; both serve at the "
+          "same cost. Informative: no check reads these columns.")
+
+
 def write_reports(directory: str, *, run_id: str, model_uri: str,
                   verdict: str, checks: Sequence[Mapping[str, Any]],
                   overall: Mapping[str, Mapping[str, float]],
@@ -559,7 +578,8 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
     charts.append(bar_chart(
         "Value-aware retrieval: liked 2, consumed 1 (higher is better)",
         graded, baselines, intervals))
-  ranking_models = [m for m in (CANDIDATE, "serving") if overall.get(m)]
+  ranking_models = [m for m in (CANDIDATE, "serving", TEACHER, UNDISTILLED)
+                    if overall.get(m)]
   ranking_charts = _ranking_charts(
       tasks, {m: overall[m] for m in ranking_models}, intervals)
   order_rows = _order_rows(overall, ks, differences)
@@ -611,6 +631,7 @@ def write_reports(directory: str, *, run_id: str, model_uri: str,
       failed=[f"{c['metric']} ({c['check']})" for c in checks
               if not c["passed"]],
       overall=overall, model_names=model_names,
+      distillation_note=distillation_note(model_names),
       overall_metrics=overall_metrics, comparison_charts=charts,
       alias_note=alias_note, order_rows=order_rows, order_svg=order_svg,
       fusion_desc=fusion_desc, search=search, search_grid=search_grid,

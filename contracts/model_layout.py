@@ -40,6 +40,16 @@ def saved_model_dir(model_uri: str) -> str:
   return os.path.join(model_uri, SERVING_MODEL_DIR)
 
 
+# A distilled model's artifact also holds the same student trained without
+# distillation (trainer.distillation.compare_undistilled), for the report.
+UNDISTILLED_MODEL_DIR = "Comparison-undistilled"
+
+
+def undistilled_model_dir(model_uri: str) -> str:
+  """The undistilled student's SavedModel directory in a Model artifact."""
+  return os.path.join(model_uri, UNDISTILLED_MODEL_DIR)
+
+
 def warmup_path(saved_model: str) -> str:
   """The warmup records file of a SavedModel directory."""
   return os.path.join(saved_model, WARMUP_FILE)

@@ -23,7 +23,7 @@ string annotations, so postponed annotations would hide the artifact types.
 """
 
 import dataclasses
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 from kfp import dsl
 from kfp.dsl import HTML
@@ -193,6 +193,7 @@ def trainer_with_text(
     catalog: Input[Dataset],
     item_features: Input[Dataset],
     model: Output[Model],
+    teacher_model: Optional[Input[Model]] = None,
 ) -> str:
   """Trainer with the TextEmbedder's item features (see `trainer`).
 
@@ -209,7 +210,9 @@ def trainer_with_text(
       ArtifactUris(transform_graph=transform_graph.path,
                    transformed_examples=transformed_examples.path,
                    examples=examples.path, catalog=catalog.path,
-                   item_features=item_features.path, model=model.path),
+                   item_features=item_features.path, model=model.path,
+                   teacher_model=(teacher_model.path if teacher_model
+                                  else None)),
       num_cpu_devices)
   task_io.describe(model)
   return message
@@ -228,6 +231,7 @@ def trainer(
     examples: Input[Dataset],
     catalog: Input[Dataset],
     model: Output[Model],
+    teacher_model: Optional[Input[Model]] = None,
 ) -> str:
   """Trainer (Keras TFRS): the multi-task model, exported for TF Serving.
 
@@ -236,6 +240,9 @@ def trainer(
   logical CPUs, the same code path on a machine without one. With
   trainer.warm_start it starts from the version served now under
   `serving_root` (resolved when the task runs, not when it was compiled).
+  `teacher_model` (the Teacher's, when trainer.distillation trains one):
+  its predictions become soft targets (an optional input: a KFP 2 input
+  the DAG may leave unconnected).
   """
   from pipeline import task_io  # pylint: disable=g-import-not-at-top
   from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
@@ -246,9 +253,50 @@ def trainer(
       ArtifactUris(transform_graph=transform_graph.path,
                    transformed_examples=transformed_examples.path,
                    examples=examples.path, catalog=catalog.path,
-                   model=model.path),
+                   model=model.path,
+                   teacher_model=(teacher_model.path if teacher_model
+                                  else None)),
       num_cpu_devices)
   task_io.describe(model)
+  return message
+
+
+def teacher(
+    teacher_config: str,
+    serving_config: str,
+    model_name: str,
+    run_id: str,
+    code_version: str,
+    num_cpu_devices: int,
+    transform_graph: Input[Model],
+    transformed_examples: Input[Dataset],
+    examples: Input[Dataset],
+    catalog: Input[Dataset],
+    teacher_model: Output[Model],
+    item_features: Optional[Input[Dataset]] = None,
+) -> str:
+  """Teacher: the bigger model a distilled Trainer learns from.
+
+  Trains `teacher_config` (the trainer section with
+  trainer.distillation.teacher merged over it, its own parameter so that
+  student settings keep the teacher cached) on the Trainer's inputs (item
+  features when the run embeds item text), and exports it as a model the
+  Evaluator can measure.
+  """
+  from pipeline import task_io  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import ArtifactUris  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import teacher as step  # pylint: disable=g-import-not-at-top
+  del code_version  # a cache key only
+  message = step.run_task(
+      teacher_config, serving_config, model_name, run_id,
+      ArtifactUris(transform_graph=transform_graph.path,
+                   transformed_examples=transformed_examples.path,
+                   examples=examples.path, catalog=catalog.path,
+                   item_features=(item_features.path if item_features
+                                  else None),
+                   teacher_model=teacher_model.path),
+      num_cpu_devices)
+  task_io.describe(teacher_model)
   return message
 
 
@@ -339,6 +387,7 @@ class Components:
   pusher: Callable[..., Any]
   text_embedder: Callable[..., Any]
   trainer_with_text: Callable[..., Any]
+  teacher: Callable[..., Any]
 
 
 def build(image: str) -> Components:
@@ -352,4 +401,4 @@ def build(image: str) -> Components:
   return Components(make(example_gen), make(statistics_gen),
                     make(example_validator), make(transform), make(trainer),
                     make(evaluator), make(pusher), make(text_embedder),
-                    make(trainer_with_text))
+                    make(trainer_with_text), make(teacher))

@@ -3,6 +3,8 @@
   ExampleGen ─► Transform ─► Trainer (GPU) ─► Evaluator ─► Pusher
       │  └──────────────┴──────────┴──────────────┘  (examples, catalog, graph)
       ├─► TextEmbedder (item text → LM vectors) ─┘  when text_embedder.enabled
+      │   Transform ─► Teacher (GPU) ─► Trainer    when trainer.distillation
+      │                                            trains its teacher
       └─► StatisticsGen ─► ExampleValidator ─────► Evaluator  (anomalies:
                                   a blocking one blesses nothing)
 
@@ -75,6 +77,10 @@ def section_arguments(config: config_lib.PipelineConfig) -> Dict[str, Any]:
       "transform_config": encode_section(config.transform),
       "text_embedder_config": encode_section(config.text_embedder),
       "trainer_config": encode_section(config.trainer),
+      # The Teacher's own section (trainer.teacher_config()), so a student
+      # setting leaves the teacher's cache entry as it was ("" : none).
+      "teacher_config": (encode_section(config.trainer.teacher_config())
+                         if config.trainer.trains_teacher() else ""),
       "serving_config": encode_section(config.serving),
       "evaluator_config": encode_section(config.evaluator),
       "data_validation_config": encode_section(config.data_validation),
@@ -92,8 +98,8 @@ def code_versions() -> Dict[str, str]:
       kfp_components.example_gen, kfp_components.statistics_gen,
       kfp_components.example_validator, kfp_components.transform,
       kfp_components.text_embedder, kfp_components.trainer,
-      kfp_components.trainer_with_text, kfp_components.evaluator,
-      kfp_components.pusher)}
+      kfp_components.trainer_with_text, kfp_components.teacher,
+      kfp_components.evaluator, kfp_components.pusher)}
 
 
 def build_pipeline(config: config_lib.PipelineConfig,
@@ -114,6 +120,7 @@ def build_pipeline(config: config_lib.PipelineConfig,
                      transform_config: str = d["transform_config"],
                      text_embedder_config: str = d["text_embedder_config"],
                      trainer_config: str = d["trainer_config"],
+                     teacher_config: str = d["teacher_config"],
                      serving_config: str = d["serving_config"],
                      evaluator_config: str = d["evaluator_config"],
                      data_validation_config: str = d[
@@ -156,6 +163,7 @@ def build_pipeline(config: config_lib.PipelineConfig,
         transformed_examples=transform.outputs["transformed_examples"],
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"])
+    text_inputs = {}
     if config.text_embedder.enabled:
       text_embedder = c.text_embedder(
           text_embedder_config=text_embedder_config,
@@ -163,16 +171,27 @@ def build_pipeline(config: config_lib.PipelineConfig,
           code_version=code["text_embedder"],
           catalog=example_gen.outputs["catalog"]
       ).set_display_name("TextEmbedder")
+      text_inputs = {"item_features": text_embedder.outputs["item_features"]}
+    training_tasks = []
+    if config.trainer.trains_teacher():
+      teacher = c.teacher(
+          teacher_config=teacher_config, code_version=code["teacher"],
+          **text_inputs, **{k: v for k, v in trainer_inputs.items()
+                            if k not in ("serving_root", "trainer_config")}
+      ).set_display_name("Teacher")
+      trainer_inputs["teacher_model"] = teacher.outputs["teacher_model"]
+      training_tasks.append(teacher)
+    if text_inputs:
       trainer = c.trainer_with_text(
-          item_features=text_embedder.outputs["item_features"],
-          code_version=code["trainer_with_text"],
+          code_version=code["trainer_with_text"], **text_inputs,
           **trainer_inputs).set_display_name("Trainer")
     else:
       trainer = c.trainer(code_version=code["trainer"],
                           **trainer_inputs).set_display_name("Trainer")
-    if settings.gpus:
-      trainer.set_accelerator_type(settings.accelerator)
-      trainer.set_accelerator_limit(settings.gpus)
+    training_tasks.append(trainer)
+    for task in training_tasks if settings.gpus else ():
+      task.set_accelerator_type(settings.accelerator)
+      task.set_accelerator_limit(settings.gpus)
     evaluator = c.evaluator(
         evaluator_config=evaluator_config, model_name=model_name,
         serving_root=serving_root, pipeline_root=history_root,

@@ -136,6 +136,31 @@ class TextAdapterConfig(_Strict):
   user_history: bool = True
 
 
+class DistillationConfig(_Strict):
+  """Train the served model on a teacher's predictions too (trainer/distillation.py).
+
+  The teacher is a bigger model of the same tasks: either trained by the
+  pipeline's Teacher step from this trainer section with `teacher` merged
+  over it (e.g. {embedding_dim: 128, epochs: 10}), or an existing mtrec
+  export (`teacher_model`, e.g. the version served now), whose own trainer
+  section says how to rebuild it. The student keeps its hard-label losses
+  and adds, per task, `weights[task]` times a soft-target loss (a task not
+  listed weighs as much as its hard loss; 0 turns its distillation off).
+  """
+
+  # Overrides of this trainer section for the teacher (validated as one).
+  teacher: dict[str, Any] = {}
+  # An exported mtrec SavedModel directory to distill from instead of
+  # training a teacher ("" : train one).
+  teacher_model: str = ""
+  # Softens the retrieval softmax and the binary heads' probabilities.
+  temperature: float = pydantic.Field(2.0, gt=0.0)
+  weights: dict[str, pydantic.NonNegativeFloat] = {}
+  # Also train the student without distillation (same seed), so the
+  # validation report shows student, teacher and plain student side by side.
+  compare_undistilled: bool = True
+
+
 class TrainerConfig(_Strict):
   """The model (trainer/) and how it is trained.
 
@@ -176,6 +201,8 @@ class TrainerConfig(_Strict):
   item_content_features: bool = True
   # Used when the TextEmbedder ran (text_embedder.enabled).
   text_adapter: TextAdapterConfig = TextAdapterConfig()
+  # None: no teacher.
+  distillation: Optional[DistillationConfig] = None
 
   @pydantic.model_validator(mode="before")
   @classmethod
@@ -208,7 +235,60 @@ class TrainerConfig(_Strict):
       raise ValueError(
           f"early_stopping.monitor: {self.early_stopping.monitor!r} is not "
           f"logged; one of {sorted(monitors)}")
+    if self.distillation is not None:
+      self._check_distillation(names)
     return self
+
+  def _check_distillation(self, names: list[str]) -> None:
+    d = self.distillation
+    for task in d.weights:
+      if task not in names:
+        raise ValueError(f"distillation.weights: {task!r} is not a task; "
+                         f"one of {names}")
+    if d.teacher_model and d.teacher:
+      raise ValueError("distillation.teacher: give either teacher overrides "
+                       "or teacher_model, not both")
+    if d.teacher_model:
+      return
+    if "distillation" in d.teacher:
+      raise ValueError("distillation.teacher.distillation: a teacher has no "
+                       "teacher of its own")
+    try:
+      teacher = self.teacher_config()
+    except pydantic.ValidationError as e:
+      raise ValueError(f"distillation.teacher: {e}") from None
+    kinds = {t.name: t.kind for t in teacher.tasks}
+    for t in self.tasks:
+      if self.distillation_weight(t) > 0 and kinds.get(t.name) != t.kind:
+        raise ValueError(
+            f"distillation.teacher.tasks: the teacher has no {t.kind} task "
+            f"{t.name!r} to give its soft targets")
+
+  def distillation_weight(self, task: Any) -> float:
+    """The weight of a task's soft-target loss (0 without distillation)."""
+    if self.distillation is None:
+      return 0.0
+    return self.distillation.weights.get(task.name, task.weight)
+
+  def teacher_config(self) -> "TrainerConfig":
+    """The teacher the Teacher step trains: this section, no
+    distillation, no warm start, with distillation.teacher merged over it."""
+    raw = self.model_dump(mode="json", exclude={"distillation"})
+    raw.update(warm_start=False)
+    overrides = self.distillation.teacher if self.distillation else {}
+    for key, value in overrides.items():
+      raw[key] = (dict(raw[key], **value) if isinstance(value, dict) and
+                  isinstance(raw.get(key), dict) else value)
+    return TrainerConfig.model_validate(raw)
+
+  def trains_teacher(self) -> bool:
+    """Does the pipeline need a Teacher step (distillation without an
+    existing teacher_model)?"""
+    return self.distillation is not None and not (
+        self.distillation.teacher_model)
+
+  def without_distillation(self) -> "TrainerConfig":
+    return self.model_copy(update={"distillation": None})
 
   def tasks_of_kind(self, *kinds: str) -> list[Any]:
     return [t for t in self.tasks if t.kind in kinds]

@@ -52,7 +52,10 @@ class MultiTaskModel(tfrs.Model):
                ranking_heads: Optional[heads_lib.RankingHeads],
                query_heads: Optional[heads_lib.QueryHeads],
                tasks: Sequence[tasks_lib.Task],
-               weighting: tf.keras.layers.Layer):
+               weighting: tf.keras.layers.Layer,
+               distillation: Optional[tf.keras.layers.Layer] = None):
+    """distillation: a trainer.distillation.SoftTargets whose losses add to
+    the tasks', weighted by its own weights (None: hard labels only)."""
     super().__init__()
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
@@ -63,6 +66,10 @@ class MultiTaskModel(tfrs.Model):
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.task_losses = {t.task_name: tf.keras.metrics.Mean(
         name=f"{t.task_name}_loss") for t in self.tasks}
+    self.distillation = distillation
+    self.distillation_losses = {} if distillation is None else {
+        name: tf.keras.metrics.Mean(name=f"{name}_distillation_loss")
+        for name in distillation.weights_by_task}
 
   def call(self, features: Mapping[str, tf.Tensor],
            training: bool = False) -> dict[str, tf.Tensor]:
@@ -87,6 +94,12 @@ class MultiTaskModel(tfrs.Model):
     total = self.weighting(losses)
     for name, loss in losses.items():
       self.task_losses[name].update_state(loss * replicas)
+    if self.distillation is not None:
+      soft = self.distillation(features, outputs)
+      for name, loss in soft.items():
+        loss /= global_batch
+        self.distillation_losses[name].update_state(loss * replicas)
+        total += self.distillation.weights_by_task[name] * loss
     self.loss_tracker.update_state(total * replicas)
     return total
 

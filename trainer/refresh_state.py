@@ -104,3 +104,9 @@ def text_settings(export_dir: str) -> Optional[dict[str, Any]]:
   """
   with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
     return json.load(f)["text"]
+
+
+def trainer_section(export_dir: str) -> dict[str, Any]:
+  """The trainer config section a model was trained with, as JSON."""
+  with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
+    return json.load(f)["trainer"]

@@ -37,6 +37,7 @@ from trainer.config import TrainerConfig
 
 from trainer import callbacks as callbacks_lib
 from trainer import data
+from trainer import distillation
 from trainer import distribution
 from trainer import export
 from trainer import freshness as freshness_lib
@@ -67,13 +68,16 @@ def _initial_bias(task: Any, stats: Mapping[str, Any]) -> float:
 
 def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
                 stats: Mapping[str, Any],
-                text_table: Optional[np.ndarray] = None
+                text_table: Optional[np.ndarray] = None,
+                teacher: Optional[model_lib.MultiTaskModel] = None
                 ) -> model_lib.MultiTaskModel:
   """The model the config describes, over the features the transform made.
 
   Args:
     text_table: LM vectors by item vocabulary index (OOV row last), when the
       run has item text (inputs.item_text_dim > 0).
+    teacher: a trained model whose predictions become soft targets, weighted
+      by config.distillation (trainer/distillation.py).
   """
   dim = config.embedding_dim
   adapter = config.text_adapter
@@ -105,8 +109,36 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
   weighting = loss_weighting.build(
       config.loss_weighting, {t.name: t.weight for t in config.tasks},
       {t.name: t.kind for t in config.tasks})
+  soft_targets = None
+  if teacher is not None:
+    soft_targets = distillation.SoftTargets(
+        teacher, tasks,
+        {t.name: config.distillation_weight(t) for t in config.tasks},
+        config.distillation.temperature)
   return model_lib.MultiTaskModel(query, candidate, ranking_heads,
-                                  query_heads, tasks, weighting)
+                                  query_heads, tasks, weighting, soft_targets)
+
+
+def load_teacher(export_dir: str, inputs: inputs_lib.ModelInputs,
+                 stats: Mapping[str, Any], text_table: Optional[np.ndarray],
+                 vocabulary_files: Mapping[str, str],
+                 sample: Mapping[str, tf.Tensor]
+                 ) -> model_lib.MultiTaskModel:
+  """A trained mtrec export, rebuilt as a Keras model over this run's
+  features: its own trainer section says what to build, its warm-start
+  state holds the weights (id rows matched through the vocabularies, so the
+  model served now can teach a model of newer data)."""
+  config = TrainerConfig.model_validate(
+      refresh_state.trainer_section(export_dir))
+  teacher = build_model(inputs, config, stats, text_table)
+  teacher(sample)
+  restored = warm_start_lib.restore(teacher, export_dir, vocabulary_files)
+  if restored["fresh"]:
+    raise ValueError(
+        f"teacher {export_dir}: {len(restored['fresh'])} of its variables do "
+        f"not fit this run's features (e.g. {restored['fresh'][:3]}); a "
+        "teacher must read the features its student reads")
+  return teacher
 
 
 def _optimizer(config: TrainerConfig):
@@ -169,13 +201,16 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
         warm_start_from: Optional[str] = None,
         log: Callable[[str], None] = print,
         item_features_uri: Optional[str] = None,
-        held_out: Optional[validation_lib.ValidationSlice] = None
+        held_out: Optional[validation_lib.ValidationSlice] = None,
+        teacher_dir: Optional[str] = None
         ) -> dict[str, Any]:
   """Builds and trains the model; returns it with what training measured.
 
   Args:
     held_out: a validation slice whose (user, item) rows are left out of
       training (trainer/validation_slice.py).
+    teacher_dir: an exported model to distill from, as config.distillation
+      says (None: hard labels only).
   """
   tf.keras.utils.set_random_seed(config.seed)  # weights, shuffles, dropout
   tft_output = tft.TFTransformOutput(transform_graph_uri)
@@ -224,9 +259,19 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
                          config.batch_size, shuffle=False)
 
   with strategy.scope():
-    model = build_model(inputs, config, stats, text_table)
-    model(next(iter(dataset(
-        transformed_examples_uri, "train", feature_spec, 8, shuffle=False))))
+    sample = next(iter(dataset(
+        transformed_examples_uri, "train", feature_spec, 8, shuffle=False)))
+    teacher = None
+    if teacher_dir:
+      teacher = load_teacher(teacher_dir, inputs, stats, text_table,
+                             _vocabulary_files(tft_output, inputs), sample)
+      log(f"distilling from {teacher_dir} at temperature "
+          f"{config.distillation.temperature}")
+    # The student starts from the same initial weights with or without a
+    # teacher (building one drew from the seeded generator).
+    tf.keras.utils.set_random_seed(config.seed)
+    model = build_model(inputs, config, stats, text_table, teacher)
+    model(sample)
     warm = None
     if warm_start_from and warm_start_lib.has_state(warm_start_from):
       warm = warm_start_lib.restore(model, warm_start_from,
@@ -283,6 +328,7 @@ def run_trainer(
     item_features_uri: Optional[str] = None,
     ranking: Optional[RankingConfig] = None,
     freshness: Optional[FreshnessConfig] = None,
+    teacher_model_dir: Optional[str] = None,
 ) -> dict[str, Any]:
   """Trains and publishes the Model artifact; returns its summary.
 
@@ -295,6 +341,10 @@ def run_trainer(
       search of its weights (None: the defaults).
     freshness: serving.freshness: the new-item policy of `recommend`
       (None: off).
+    teacher_model_dir: with config.distillation, the teacher's export (the
+      Teacher step's, or distillation.teacher_model); with
+      compare_undistilled the artifact also holds the student trained
+      without it (model_layout.undistilled_model_dir).
   """
   ranking = ranking or RankingConfig()
   freshness = freshness or FreshnessConfig()
@@ -303,15 +353,19 @@ def run_trainer(
   log(f"strategy: {distribution.describe(strategy)}"
       f"{', mixed precision' if mixed else ''}")
   with artifacts.scratch_dir(model_uri) as scratch:
-    def train(held_out=None, log_dir=LOG_DIR):
+    distilling = config.distillation is not None and bool(teacher_model_dir)
+
+    def train(held_out=None, log_dir=LOG_DIR, distill=distilling):
       previous_policy = tf.keras.mixed_precision.global_policy()
       if mixed:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
       try:
         return fit(transform_graph_uri, transformed_examples_uri,
-                   examples_uri, config, os.path.join(scratch, log_dir),
-                   strategy, warm_start_from, log, item_features_uri,
-                   held_out)
+                   examples_uri,
+                   config if distill else config.without_distillation(),
+                   os.path.join(scratch, log_dir), strategy, warm_start_from,
+                   log, item_features_uri, held_out,
+                   teacher_model_dir if distill else None)
       finally:
         # The layers keep the policy they were built with; what is built
         # outside training (the TFT layer of the validation slice, of the
@@ -343,11 +397,16 @@ def run_trainer(
         trained = train()
     else:
       trained = train()
+    undistilled = None
+    if distilling and config.distillation.compare_undistilled:
+      log("the same student without distillation, for the report")
+      undistilled = train(log_dir="undistilled_logs", distill=False)
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
                     scratch, item_features_uri, ranking, choice,
-                    freshness)
+                    freshness, teacher_model_dir if distilling else None,
+                    undistilled)
 
 
 def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
@@ -397,12 +456,15 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
              examples_uri, catalog_uri, model_uri, run_id, config, model_name,
              top_k, max_k, strategy, mixed, parameters, scratch,
              item_features_uri=None, ranking=None, fusion_choice=None,
-             freshness=None):
+             freshness=None, teacher_dir=None, undistilled=None):
   """Exports the SavedModel and writes the Model artifact.
 
   Args:
     fusion_choice: (weights, search info) the fusion search chose, or None
       for the config's weights.
+    teacher_dir: the export the model was distilled from (an input).
+    undistilled: the same model trained without the teacher (fit's
+      result), exported beside it with the same fusion weights.
   """
   ranking = ranking or RankingConfig()
   model = trained["model"]
@@ -415,6 +477,8 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   if item_features_uri:
     inputs["item_features"] = item_features_uri
     text_settings = artifacts.read_metadata(item_features_uri)["parameters"]
+  if teacher_dir:
+    inputs["teacher_model"] = teacher_dir
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
@@ -424,6 +488,12 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
     if fusion_choice is not None:
       module.set_fusion_weights(*fusion_choice)
     export.save(module, export_dir)
+    if undistilled is not None:
+      plain = _serving_module(undistilled, catalog_uri, examples_uri, config,
+                              top_k, max_k, ranking, freshness)[0]
+      if fusion_choice is not None:
+        plain.set_fusion_weights(*fusion_choice)
+      export.save(plain, model_layout.undistilled_model_dir(w.uri))
     refresh_state.save_state(
         export_dir, transform_graph_uri, config, trained["user_features"],
         trained["stats"], dict(items, **{
@@ -460,5 +530,13 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                            if k != "curve"} if module.fusion_spec.search
                           else None),
         "item_text": bool(item_features_uri),
+        "distillation": None if teacher_dir is None else {
+            "teacher": teacher_dir,
+            "final_losses": {
+                k[:-len("_distillation_loss")]: v[-1]
+                for k, v in per_epoch.items()
+                if k.endswith("_distillation_loss") and
+                not k.startswith("val_")},
+            "undistilled": undistilled is not None},
     }
   return w.summary

@@ -110,6 +110,12 @@ class RetrievalTask(Task):
         batch_metrics=batch_metrics, temperature=config.temperature,
         remove_accidental_hits=config.remove_accidental_hits))
 
+  def log_sampling_probability(self, ids: tf.Tensor) -> Optional[tf.Tensor]:
+    """log Q of candidate ids, what the logits lose (None: no correction)."""
+    if not self._log_q:
+      return None
+    return tf.math.log(tf.gather(self._item_probabilities, ids))
+
   def call(self, features, outputs, training=False):
     query = tf.cast(outputs["query"], tf.float32)
     candidate = tf.cast(outputs["candidate"], tf.float32)

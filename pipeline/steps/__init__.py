@@ -28,11 +28,13 @@ OUTPUTS = (
     ("ExampleGen", "quarantine"), ("StatisticsGen", "statistics"),
     ("ExampleValidator", "anomalies"), ("TextEmbedder", "item_features"),
     ("Transform", "transform_graph"),
-    ("Transform", "transformed_examples"), ("Trainer", "model"),
+    ("Transform", "transformed_examples"), ("Teacher", "teacher_model"),
+    ("Trainer", "model"),
     ("Evaluator", "evaluation"), ("Evaluator", "blessing"),
     ("Pusher", "pushed_model"),
 )
-# The TextEmbedder runs only when the config enables it (text_embedder).
+# The TextEmbedder runs only when the config enables it (text_embedder), the
+# Teacher only when the trainer distills from a teacher it trains.
 STEP_NAMES = ("ExampleGen", "StatisticsGen", "ExampleValidator", "Transform",
               "Trainer", "Evaluator", "Pusher")
 
@@ -58,6 +60,7 @@ class ArtifactUris:
   item_features: Optional[str] = None
   transform_graph: Optional[str] = None
   transformed_examples: Optional[str] = None
+  teacher_model: Optional[str] = None
   model: Optional[str] = None
   evaluation: Optional[str] = None
   blessing: Optional[str] = None

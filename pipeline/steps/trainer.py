@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from contracts import model_layout
 from contracts import serving_layout
 from contracts.config import parse_section
 from pipeline.steps import ArtifactUris
@@ -24,6 +25,18 @@ def warm_start_source(config: TrainerConfig, serving_root: str,
   return serving_layout.served_model_dir(serving_root, model_name)
 
 
+def teacher_source(config: TrainerConfig, uris: ArtifactUris
+                   ) -> Optional[str]:
+  """The export to distill from: distillation.teacher_model, else the
+  Teacher step's (None: no distillation)."""
+  if config.distillation is None:
+    return None
+  if config.distillation.teacher_model:
+    return config.distillation.teacher_model
+  uris.require("Trainer (distilling)", "teacher_model")
+  return model_layout.saved_model_dir(uris.teacher_model)
+
+
 def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
         run_id: str, uris: ArtifactUris, *, with_item_text: bool,
         warm_start_from: Optional[str] = None, num_cpu_devices: int = 1,
@@ -37,7 +50,8 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
     run_id: the pipeline run.
     uris: the artifact URIs; it reads the transform graph, transformed
       examples, examples, catalog (and with_item_text the item features)
-      and writes the model.
+      and writes the model; with trainer.distillation and no
+      teacher_model, also the Teacher step's teacher_model.
     with_item_text: read the TextEmbedder's item features.
     warm_start_from: the SavedModel to start from (`warm_start_source`);
       None trains from scratch.
@@ -53,7 +67,8 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
       max_k=serving.max_k, num_cpu_devices=num_cpu_devices, log=log,
       warm_start_from=warm_start_from if config.warm_start else None,
       item_features_uri=uris.item_features if with_item_text else None,
-      ranking=serving.ranking, freshness=serving.freshness)
+      ranking=serving.ranking, freshness=serving.freshness,
+      teacher_model_dir=teacher_source(config, uris))
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 
@@ -63,7 +78,7 @@ def run_task(trainer_config: str, serving_config: str, model_name: str,
              num_cpu_devices: int) -> str:
   """`run` from a KFP task's parameters: sections as JSON, the warm start
   resolved now (the version served when the task runs), item text when the
-  task was given item features."""
+  task was given item features, a teacher when it was given one."""
   config = parse_section(TrainerConfig, trainer_config, "trainer")
   return run(config, parse_section(ServingConfig, serving_config, "serving"),
              model_name, run_id, uris,

@@ -1,0 +1,190 @@
+"""Distillation: teacher, student, and the student trained on the teacher.
+
+Runs ExampleGen and Transform once (the config's split; the temporal_user
+split of ml-latest-small by default), then per seed trains
+- the teacher: the config's trainer section with `--teacher` merged over it
+  (by default wider embeddings, twice the experts, wider MLPs, more epochs);
+- the student: the config's trainer section as it is;
+- the distilled student: the same, with trainer.distillation pointing at
+  that seed's teacher (`--temperature`, `--weights`);
+each exported by the pipeline's own trainer and measured as
+benchmarks/model_comparison.py measures (Recall@20 / NDCG@20 over the full
+catalog with training items excluded, RMSE and like AUC on the eval split),
+plus the median latency of one `recommend` call in process.
+
+The verdict checks the issue's bar: the distilled student at least as good
+as the student on every metric, and at least half the teacher-student gap
+recovered on Recall@20 and on RMSE.
+
+  .venv/bin/python benchmarks/distillation.py --seeds 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from typing import Any, Mapping
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import trainer  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import model_comparison as mc  # noqa: E402
+from contracts import model_layout  # noqa: E402
+from pipeline import config as config_lib  # noqa: E402
+from trainer import run as trainer_run  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
+
+DEFAULT_TEACHER = {"embedding_dim": 128, "hidden_units": [256, 128],
+                   "epochs": 8, "shared_layers": {"num_experts": 8}}
+ROWS = ("teacher", "student", "distilled student")
+# (metric, lower is better)
+BAR = (("recall_at_20", False), ("ndcg_at_20", False), ("rmse", True),
+       ("auc", False))
+
+
+def recommend_latency_ms(model_dir: str, users: list[str],
+                         calls: int = 200) -> float:
+  """Median wall time of one single-user `recommend` call, in process."""
+  fn = tf.saved_model.load(model_dir).signatures["recommend"]
+  times = []
+  for i in range(calls + 20):
+    start = time.perf_counter()
+    fn(user_id=tf.constant([users[i % len(users)]]))
+    if i >= 20:  # the first calls trace and warm caches
+      times.append(time.perf_counter() - start)
+  return 1000 * statistics.median(times)
+
+
+def run(config_path: str, work_dir: str, seeds: list[int],
+        teacher: Mapping[str, Any], temperature: float,
+        weights: Mapping[str, float]) -> dict:
+  config = config_lib.load_config(config_path)
+  os.makedirs(work_dir, exist_ok=True)
+  uris = dict(mc.prepare(config, work_dir), work_dir=work_dir)
+  evaluation = mc.Evaluation(uris, mc.eval_tasks(config.trainer.tasks))
+  users = [user for user, _, _ in evaluation.users[:50]]
+  student = config.trainer
+  # The teacher serves nobody: no fusion search (as the Teacher step).
+  ranking = config.serving.ranking
+  teacher_ranking = ranking.model_copy(update={
+      "search": ranking.search.model_copy(update={"enabled": False})})
+  distilled_raw = student.model_dump(mode="json")
+  results: dict[str, list] = {name: [] for name in ROWS}
+  for seed in seeds:
+    teacher_cfg = TrainerConfig.model_validate(dict(
+        distilled_raw, seed=seed, distillation={"teacher": dict(teacher)})
+    ).teacher_config()
+    configs = {
+        "teacher": teacher_cfg,
+        "student": student.model_copy(update={"seed": seed}),
+        "distilled student": TrainerConfig.model_validate(dict(
+            distilled_raw, seed=seed, distillation={
+                "teacher_model": "<this seed's teacher>",
+                "temperature": temperature, "weights": dict(weights),
+                "compare_undistilled": False})),
+    }
+    teacher_dir = None
+    for name in ROWS:
+      model_uri = os.path.join(work_dir, f"model-{seed}-{name[:4]}")
+      shutil.rmtree(model_uri, ignore_errors=True)
+      start = time.time()
+      summary = trainer_run.run_trainer(
+          uris["graph"], uris["transformed"], uris["examples"],
+          uris["catalog"], model_uri, "benchmark", configs[name],
+          config.model_name, config.serving.top_k,
+          max_k=max(mc.K, config.serving.max_k), log=lambda m: None,
+          ranking=teacher_ranking if name == "teacher" else ranking,
+          teacher_model_dir=(teacher_dir if name == "distilled student"
+                             else None))
+      model_dir = model_layout.saved_model_dir(model_uri)
+      metrics = evaluation(model_dir, True)
+      metrics.update(train_seconds=summary["train_seconds"],
+                     latency_ms=recommend_latency_ms(model_dir, users))
+      results[name].append(metrics)
+      print(f"{name} seed {seed}: " + ", ".join(
+          f"{m} {metrics[m]:.4f}" for m, _ in BAR if m in metrics) +
+            f", recommend p50 {metrics['latency_ms']:.2f} ms "
+            f"({time.time() - start:.0f}s)", flush=True)
+      if name == "teacher":
+        teacher_dir = model_dir
+      tf.keras.backend.clear_session()
+    for name in ROWS:  # the next seed trains its own
+      shutil.rmtree(os.path.join(work_dir, f"model-{seed}-{name[:4]}"),
+                    ignore_errors=True)
+  return {"config": os.path.abspath(config_path), "seeds": seeds,
+          "teacher": dict(teacher), "temperature": temperature,
+          "weights": dict(weights), "results": results}
+
+
+def summarize(results: Mapping[str, list]) -> dict[str, dict]:
+  out = {}
+  for name, runs in results.items():
+    out[name] = {m: (float(np.mean([x[m] for x in runs])),
+                     float(np.std([x[m] for x in runs])))
+                 for m in [m for m, _ in BAR] + ["latency_ms",
+                                                 "train_seconds"]
+                 if all(m in x for x in runs)}
+  return out
+
+
+def table(summary: Mapping[str, dict]) -> str:
+  lines = ["| model | Recall@20 | NDCG@20 | RMSE | like AUC | "
+           "recommend p50 ms | train s |", "|---|---|---|---|---|---|---|"]
+  for name, row in summary.items():
+    cells = [f"{row[m][0]:.4f} ± {row[m][1]:.4f}" for m, _ in BAR]
+    lines.append(f"| {name} | " + " | ".join(cells) +
+                 f" | {row['latency_ms'][0]:.2f} | "
+                 f"{row['train_seconds'][0]:.0f} |")
+  return "\n".join(lines)
+
+
+def verdict(summary: Mapping[str, dict]) -> str:
+  t, s, d = (summary[name] for name in ROWS)
+  lines, ok = [], True
+  for m, lower in BAR:
+    better = d[m][0] <= s[m][0] if lower else d[m][0] >= s[m][0]
+    ok &= better
+    gap = t[m][0] - s[m][0]
+    recovered = (d[m][0] - s[m][0]) / gap if gap else float("nan")
+    lines.append(f"{m}: distilled {d[m][0]:.4f} vs student {s[m][0]:.4f} "
+                 f"({'not worse' if better else 'WORSE'}), teacher "
+                 f"{t[m][0]:.4f}: {recovered:.0%} of the gap recovered")
+    if m in ("recall_at_20", "rmse"):
+      ok &= gap != 0 and recovered >= 0.5
+  lines.append("DONE-WHEN HOLDS" if ok else "DONE-WHEN FAILS")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  mc.add_run_arguments(parser, "mtrec_distillation")
+  parser.add_argument("--teacher", default=json.dumps(DEFAULT_TEACHER),
+                      help="JSON overrides of the trainer section")
+  parser.add_argument("--temperature", type=float, default=2.0)
+  parser.add_argument("--weights", default="{}",
+                      help="JSON task -> soft-target weight")
+  parser.add_argument("--output", default="")
+  args = parser.parse_args(argv)
+  out = run(args.config, args.work_dir, args.seeds, json.loads(args.teacher),
+            args.temperature, json.loads(args.weights))
+  summary = summarize(out["results"])
+  print()
+  print(table(summary))
+  print()
+  print(verdict(summary))
+  if args.output:
+    with open(args.output, "w") as f:
+      json.dump(dict(out, summary=summary), f, indent=2)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

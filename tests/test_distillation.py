@@ -1,0 +1,237 @@
+"""Distillation: soft-target losses on hand-computed cases, the config, and
+training against a teacher (the small run's exported model)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import trainer  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from trainer import distillation
+from trainer.config import TrainerConfig
+
+
+def _kl(p, q):
+  return float(sum(a * math.log(a / b) for a, b in zip(p, q) if a > 0))
+
+
+def _softmax(x):
+  e = np.exp(np.asarray(x, np.float64) - max(x))
+  return list(e / e.sum())
+
+
+def test_retrieval_kl_hand_computed():
+  """Teacher logits [1, 0] against a student's [0, 0], at T = 1 and 2; a
+  masked candidate and a row that is no query change nothing."""
+  tq = tf.constant([[1.0, 0.0], [5.0, 5.0]])
+  tc = tf.constant([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]])
+  sq = tf.constant([[0.0, 0.0], [1.0, 1.0]])
+  sc = tf.constant([[1.0, 0.0], [0.0, 1.0], [-9.0, 9.0]])
+  weight = tf.constant([1.0, 0.0])  # row 2 is no query
+  mask = tf.constant([True, True, False])  # candidate 3 is no candidate
+  for t in (1.0, 2.0):
+    got = float(distillation.retrieval_kl(tq, tc, sq, sc, weight, mask,
+                                          None, t))
+    expected = t ** 2 * _kl(_softmax([1 / t, 0.0]), [0.5, 0.5])
+    assert got == pytest.approx(expected, rel=1e-5)
+  assert float(distillation.retrieval_kl(tq, tc, sq, sc, weight, mask, None,
+                                         1.0)) == pytest.approx(0.1109441,
+                                                                rel=1e-5)
+  # logQ correction applies to both: teacher [1, 0] - log q, student -log q.
+  log_q = tf.math.log(tf.constant([0.5, 0.25, 0.25]))
+  got = float(distillation.retrieval_kl(tq, tc, sq, sc, weight, mask, log_q,
+                                        1.0))
+  p = _softmax([1 - math.log(0.5), -math.log(0.25)])
+  q = _softmax([-math.log(0.5), -math.log(0.25)])
+  assert got == pytest.approx(_kl(p, q), rel=1e-5)
+
+
+def test_bernoulli_kl_is_zero_on_agreement_and_matches_by_hand():
+  same = distillation._bernoulli_kl(tf.constant([2.0, -1.0]),
+                                    tf.constant([2.0, -1.0]), 2.0)
+  np.testing.assert_allclose(same.numpy(), [0.0, 0.0], atol=1e-6)
+  # Teacher p = sigmoid(0) = 0.5, student q = sigmoid(2 / 2).
+  q = 1 / (1 + math.exp(-1.0))
+  expected = 0.5 * math.log(0.5 / q) + 0.5 * math.log(0.5 / (1 - q))
+  got = float(distillation._bernoulli_kl(tf.constant([0.0]),
+                                         tf.constant([2.0]), 2.0)[0])
+  assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_distillation_config_is_validated_at_load():
+  ok = TrainerConfig.model_validate({"distillation": {
+      "teacher": {"embedding_dim": 64, "shared_layers": {"num_experts": 8}},
+      "weights": {"rating": 0.5}}})
+  teacher = ok.teacher_config()
+  assert (teacher.embedding_dim, teacher.shared_layers.num_experts,
+          teacher.shared_layers.kind) == (64, 8, "mmoe")
+  assert teacher.distillation is None and ok.trains_teacher()
+  # Unlisted tasks weigh as much as their hard loss.
+  assert [ok.distillation_weight(t) for t in ok.tasks] == [1.0, 0.5, 0.1]
+  bad = {
+      "'ratng' is not a task": {"weights": {"ratng": 1.0}},
+      "embedding_dimm": {"teacher": {"embedding_dimm": 64}},
+      "no regression task 'rating'": {"teacher": {"tasks": [
+          {"name": "retrieval", "kind": "retrieval"}]}},
+      "either teacher overrides or teacher_model": {
+          "teacher": {"epochs": 9}, "teacher_model": "/m"},
+      "temperature": {"temperature": 0},
+  }
+  for message, section in bad.items():
+    with pytest.raises(ValueError, match=message):
+      TrainerConfig.model_validate({"distillation": section})
+  served = TrainerConfig.model_validate(
+      {"distillation": {"teacher_model": "/serving/mtrec/3"}})
+  assert not served.trains_teacher()
+
+
+def _fit(small_run, config, tmp_path, name, teacher_dir=None):
+  from trainer import run  # pylint: disable=g-import-not-at-top
+  u = small_run.artifacts
+  return run.fit(u.transform_graph, u.transformed_examples, u.examples,
+                 config, str(tmp_path / name), tf.distribute.get_strategy(),
+                 log=lambda m: None, teacher_dir=teacher_dir)
+
+
+@pytest.mark.slow
+def test_a_student_learns_its_teachers_predictions(small_run, tmp_path):
+  """The small run's exported model (what the pipeline would serve) teaches
+  a fresh student of the same section: with weight 0 training is exactly
+  plain training; with weights, the student ends closer to the teacher on
+  every task than the same student trained on labels alone."""
+  from contracts import model_layout  # pylint: disable=g-import-not-at-top
+  from trainer import refresh_state  # pylint: disable=g-import-not-at-top
+  teacher_dir = model_layout.saved_model_dir(small_run.artifacts.model)
+  raw = refresh_state.trainer_section(teacher_dir)
+  raw.update(epochs=1, distillation=None)
+  plain_config = TrainerConfig.model_validate(raw)
+  zero = TrainerConfig.model_validate(dict(raw, distillation={
+      "teacher_model": teacher_dir,
+      "weights": {t.name: 0.0 for t in plain_config.tasks}}))
+  strong = TrainerConfig.model_validate(dict(raw, distillation={
+      "teacher_model": teacher_dir, "temperature": 1.0,
+      "weights": {t.name: 5.0 for t in plain_config.tasks}}))
+
+  plain = _fit(small_run, plain_config, tmp_path, "plain")
+  zeroed = _fit(small_run, zero, tmp_path, "zero", teacher_dir)
+  for key, values in plain["history"].items():
+    assert zeroed["history"][key] == pytest.approx(values, rel=1e-5), key
+  distilled = _fit(small_run, strong, tmp_path, "distilled", teacher_dir)
+  assert {f"{t.name}_distillation_loss" for t in plain_config.tasks} <= set(
+      distilled["history"])
+
+  # How far each student is from the teacher, measured with the soft-target
+  # losses themselves on eval batches.
+  from trainer import data  # pylint: disable=g-import-not-at-top
+  from trainer import run  # pylint: disable=g-import-not-at-top
+  u = small_run.artifacts
+  spec = distilled["tft_output"].transformed_feature_spec()
+  batches = list(data.make_dataset(u.transformed_examples, "eval", spec, 512,
+                                   shuffle=False).take(4))
+  soft = distilled["model"].distillation
+
+  def distance(model):
+    totals = {}
+    for batch in batches:
+      for name, loss in soft(batch, model(batch)).items():
+        totals[name] = totals.get(name, 0.0) + float(loss)
+    return totals
+
+  far, near = distance(plain["model"]), distance(distilled["model"])
+  assert set(far) == {t.name for t in plain_config.tasks}
+  for name in far:
+    assert near[name] < far[name], (name, near, far)
+  del run
+
+
+@pytest.mark.slow
+def test_the_pipeline_trains_a_teacher_and_reports_student_beside_it(
+    tmp_path):
+  """trainer.distillation adds a cached Teacher step; the Trainer records
+  the teacher as an input and exports the undistilled student beside the
+  model; the Evaluator measures all three, and the report says which is
+  which. A second run with another student temperature reuses the
+  teacher."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from conftest import small_config  # pylint: disable=g-import-not-at-top
+  from contracts import artifacts  # pylint: disable=g-import-not-at-top
+  from contracts import model_layout  # pylint: disable=g-import-not-at-top
+  from pipeline import runner  # pylint: disable=g-import-not-at-top
+
+  def run(temperature):
+    trainer_section = {"epochs": 1, "batch_size": 256, "embedding_dim": 8,
+                       "distillation": {
+                           "teacher": {"embedding_dim": 16, "epochs": 2},
+                           "temperature": temperature}}
+    lines = []
+    result = runner.run_pipeline(
+        small_config(trainer=trainer_section),
+        output_dir=str(tmp_path / "runs"),
+        serving_root=str(tmp_path / "serving"), log=lines.append)
+    return result, lines
+
+  first, _ = run(2.0)
+  assert first.status == "succeeded"
+  steps = [s["name"] for s in first.steps]
+  assert steps.index("Transform") < steps.index("Teacher") < steps.index(
+      "Trainer")
+  teacher_uri = first.artifacts.teacher_model
+  model_meta = artifacts.read_metadata(first.artifacts.model)
+  assert model_meta["inputs"]["teacher_model"]["uri"] == (
+      model_layout.saved_model_dir(teacher_uri))
+  assert artifacts.read_metadata(teacher_uri)["parameters"][
+      "embedding_dim"] == 16
+  assert model_meta["summary"]["distillation"]["undistilled"]
+  assert model_layout.is_saved_model(
+      model_layout.undistilled_model_dir(first.artifacts.model))
+  with open(os.path.join(first.artifacts.evaluation, "metrics.json")) as f:
+    metrics = json.load(f)
+  for name in ("candidate", "teacher", "undistilled_student"):
+    assert {"recall_at_20", "rmse"} <= set(metrics["overall"][name]), name
+  # Same architecture, different training: the two students differ.
+  assert metrics["overall"]["candidate"] != metrics["overall"][
+      "undistilled_student"]
+  with open(os.path.join(first.artifacts.evaluation, "report.html")) as f:
+    assert 'id="distillation"' in f.read()
+
+  second, lines = run(4.0)
+  assert any("Teacher ... cached" in line for line in lines), lines
+  assert not any(line.endswith("Trainer ... cached") for line in lines)
+
+
+def test_the_compiled_pipeline_has_a_teacher_only_when_one_is_trained():
+  """The Teacher task feeds the Trainer's optional teacher_model input and
+  reads only its own section; an existing teacher_model needs no step."""
+  import json  # pylint: disable=g-import-not-at-top
+  from conftest import small_config  # pylint: disable=g-import-not-at-top
+  from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
+
+  def dag(distillation):
+    trainer_section = {"epochs": 1, "distillation": distillation}
+    spec = kfp_pipeline.pipeline_spec(small_config(trainer=trainer_section))
+    return spec, spec["root"]["dag"]["tasks"]
+
+  spec, tasks = dag({"teacher": {"embedding_dim": 64}})
+  assert tasks["trainer"]["inputs"]["artifacts"]["teacher_model"][
+      "taskOutputArtifact"] == {"producerTask": "teacher",
+                                "outputArtifactKey": "teacher_model"}
+  teacher_params = tasks["teacher"]["inputs"]["parameters"]
+  assert "trainer_config" not in teacher_params
+  assert teacher_params["teacher_config"]["componentInputParameter"] == (
+      "teacher_config")
+  default = spec["root"]["inputDefinitions"]["parameters"]["teacher_config"][
+      "defaultValue"]
+  assert json.loads(default)["embedding_dim"] == 64
+  assert json.loads(default)["epochs"] == 1
+  assert "distillation" not in json.loads(default) or json.loads(
+      default)["distillation"] is None
+
+  _, tasks = dag({"teacher_model": "/serving/mtrec/3"})
+  assert "teacher" not in tasks
+  assert "teacher_model" not in tasks["trainer"]["inputs"].get(
+      "artifacts", {})
+  _, tasks = dag(None)
+  assert "teacher" not in tasks
