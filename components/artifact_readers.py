@@ -30,7 +30,16 @@ def read_examples(artifact_uri: str, split: str) -> Iterable[bytes]:
 
 def read_catalog(catalog_uri: str,
                  user_features: Sequence[str] = ()) -> tuple[dict, dict]:
-  """Loads the item catalog and user profiles as column lists (small tables)."""
+  """Loads the item catalog and user profiles as column lists (small
+  tables), sorted by id.
+
+  Sorted because Beam writes rows in whatever order its bundles finished:
+  two runs on the same data (one on a busier machine) wrote the catalog in
+  different orders, and the row order decides which of two equally scored
+  items top-k returns first (cold items share the out-of-vocabulary id
+  embedding, and popularity ties are common), so the same model recommended
+  differently. Sorted, equal artifacts read back equal.
+  """
 
   def columns(split: str, spec: Mapping[str, Any]) -> dict[str, list]:
     out = {k: [] for k in spec}
@@ -51,7 +60,12 @@ def read_catalog(catalog_uri: str,
   users = columns(artifacts.USERS, schema.user_feature_spec(user_features))
   for name in user_features:
     users[name] = users.pop(schema.user_feature_key(name))
-  return items, users
+  return _sorted_by(items, r.ITEM_ID), _sorted_by(users, r.USER_ID)
+
+
+def _sorted_by(table: Mapping[str, list], key: str) -> dict[str, list]:
+  order = sorted(range(len(table[key])), key=table[key].__getitem__)
+  return {k: [column[i] for i in order] for k, column in table.items()}
 
 
 def read_item_features(uri: str) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -235,3 +235,37 @@ def test_the_compiled_pipeline_has_a_teacher_only_when_one_is_trained():
       "artifacts", {})
   _, tasks = dag(None)
   assert "teacher" not in tasks
+
+
+def test_the_benchmark_verdict_measures_the_recovered_gap():
+  """Half the teacher-student gap on Recall@20 and RMSE, nothing worse."""
+  from benchmarks import distillation as bench  # pylint: disable=g-import-not-at-top
+  from benchmarks.suite import report  # pylint: disable=g-import-not-at-top
+
+  def row(recall, ndcg, rmse, auc):
+    return {"recall_at_20": (recall, 0.001), "ndcg_at_20": (ndcg, 0.001),
+            "rmse": (rmse, 0.002), "auc": (auc, 0.003),
+            "latency_ms": (1.0, 0.1), "train_seconds": (60.0, 1.0)}
+
+  summary = {"teacher": row(0.160, 0.17, 0.860, 0.79),
+             "student": row(0.140, 0.15, 0.900, 0.77),
+             "distilled student": row(0.151, 0.15, 0.880, 0.78)}
+  text = bench.verdict(summary)
+  assert "recall_at_20: distilled 0.1510 vs student 0.1400 (not worse)" in (
+      text)
+  assert "55% of the gap recovered" in text  # (0.151 - 0.14) / 0.02
+  assert "rmse: distilled 0.8800 vs student 0.9000 (not worse), teacher " \
+         "0.8600: 50% of the gap recovered" in text
+  assert text.endswith("DONE-WHEN HOLDS")
+  summary["distilled student"] = row(0.151, 0.149, 0.880, 0.78)  # NDCG worse
+  assert bench.verdict(summary).endswith("DONE-WHEN FAILS")
+  summary["distilled student"] = row(0.149, 0.15, 0.880, 0.78)  # 45%
+  assert bench.verdict(summary).endswith("DONE-WHEN FAILS")
+
+  lines = report._distillation({  # pylint: disable=protected-access
+      "config": "configs/x.yaml", "seeds": [1, 2, 3],
+      "teacher": {"embedding_dim": 128}, "temperature": 2.0, "weights": {},
+      "summary": summary, "verdict": "DONE-WHEN FAILS"})
+  assert lines[0] == "## Distillation"
+  assert ("| distilled student | 0.1490 ± 0.0010 | 0.1500 ± 0.0010 | "
+          "0.8800 ± 0.0020 | 0.7800 ± 0.0030 | 1.0000 ± 0.1000 |") in lines

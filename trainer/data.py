@@ -138,7 +138,9 @@ def latest_histories(examples_uri: str, length: int
       events[u.decode()].append((int(t), i.decode()))
   if length <= 0:
     return {}
-  return {u: [i for _, i in sorted(e)[-length:]] for u, e in events.items()}
+  # By user, so the export does not depend on the order Beam wrote rows in.
+  return {u: [i for _, i in sorted(e)[-length:]]
+          for u, e in sorted(events.items())}
 
 
 def scalar_labels(task_configs: Sequence[Any]) -> dict[str, tuple[str, Any]]:

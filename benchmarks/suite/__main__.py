@@ -127,6 +127,9 @@ def main(argv=None) -> int:
                            "(its --output JSON) as the serving section")
   parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                       help="seeds of the multitask and cold_start sections")
+  parser.add_argument("--merge-distillation", default=None,
+                      help="the JSON of `benchmarks/distillation.py "
+                           "--output` for the Distillation section")
   parser.add_argument("--note", action="append", default=[],
                       help="a remark about the run for the report's Notes "
                            "(e.g. what else the machine was doing)")
@@ -200,6 +203,9 @@ def main(argv=None) -> int:
     from benchmarks.suite import cold_items  # pylint: disable=g-import-not-at-top
     results["cold_start"] = cold_items.run(
         os.path.join(work_dir, "cold_start"), args.seeds)
+  if args.merge_distillation:
+    with open(args.merge_distillation) as f:
+      results["distillation"] = json.load(f)
   if args.merge_serving_soak:
     with open(args.merge_serving_soak) as f:
       results["serving_soak"] = json.load(f)

@@ -6,6 +6,7 @@ are always the ones the JSON next to them holds.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping, Optional
 
@@ -417,6 +418,39 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
   return lines
 
 
+_DISTILLATION_COLUMNS = {"recall_at_20": "Recall@20", "ndcg_at_20": "NDCG@20",
+                         "rmse": "rating RMSE", "auc": "like AUC",
+                         "latency_ms": "recommend p50 ms (in process)"}
+
+
+def _distillation(section: Mapping[str, Any]) -> list[str]:
+  summary = section["summary"]
+  lines = [
+      "## Distillation",
+      "",
+      f"`benchmarks/distillation.py`, `{section['config']}` (its temporal "
+      "split; without the TextEmbedder, as the multi-task ablation), seeds "
+      f"{', '.join(map(str, section['seeds']))}: per seed a teacher "
+      f"(the trainer section with `{json.dumps(section['teacher'])}` merged "
+      "over it), the student (the section as shipped) and the same student "
+      "distilled from that seed's teacher (`trainer.distillation`, "
+      f"temperature {section['temperature']}, soft-target weights "
+      f"{json.dumps(section['weights']) if section['weights'] else 'as the tasks'}"
+      "). Measured as the multi-task ablation is; the latency is the median "
+      "of 200 single-user `recommend` calls in process. Mean ± standard "
+      "deviation over the seeds.",
+      ""]
+  if section.get("note"):
+    lines += [section["note"], ""]
+  body = [[name] + [_mean_sd(row.get(k)) for k in _DISTILLATION_COLUMNS]
+          for name, row in summary.items()]
+  lines += _table(["model"] + list(_DISTILLATION_COLUMNS.values()), body)
+  lines.append("")
+  if section.get("verdict"):
+    lines += ["```", section["verdict"], "```", ""]
+  return lines
+
+
 def _serving_soak(section: Mapping[str, Any]) -> list[str]:
   swap, soak = section["swap"], section["soak"]
   load = section.get("machine", {})
@@ -497,6 +531,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     lines += _multitask(results["multitask"])
   if "cold_start" in results:
     lines += _cold_start(results["cold_start"])
+  if "distillation" in results:
+    lines += _distillation(results["distillation"])
   if "serving_soak" in results:
     lines += _serving_soak(results["serving_soak"])
   if results.get("notes"):
