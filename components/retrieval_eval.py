@@ -55,6 +55,10 @@ POPULARITY = "popularity"
 ALL = "all"
 SIGNATURE = "recommend_excluding"
 WEIGHTED_SIGNATURE = "recommend_weighted"
+# As of a given time: a user is ranked with the hour and weekday of their
+# first eval event, so metrics do not depend on when the evaluation runs
+# (exports without it are ranked as of now, as before).
+AT_SIGNATURE = "recommend_at"
 # The row of the candidate's retrieval order (the fused one is `candidate`).
 RETRIEVAL_ORDER_SUFFIX = "_retrieval_order"
 # Scratch files of each user's overall metrics under every model.
@@ -114,8 +118,24 @@ def _parse_event(record: bytes):
     yield user, item
 
 
+def _timestamp(feature) -> int:
+  """An event's timestamp (0 when the record has none)."""
+  values = feature[r.TIMESTAMP].int64_list.value if r.TIMESTAMP in feature \
+      else ()
+  return int(values[0]) if values else 0
+
+
+def _parse_eval_event(record: bytes):
+  """(user, (item, None, timestamp)) of a consumed eval event."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  f = tf.train.Example.FromString(record).features.feature
+  for user, item in _parse_event(record):
+    yield user, (item, None, _timestamp(f))
+
+
 def _parse_labeled_event(record: bytes):
-  """(user, (item, gain)) of a consumed event of the labeled eval file.
+  """(user, (item, gain, timestamp)) of a consumed event of the labeled
+  eval file.
 
   Consumed and liked as the transform graph labels them: the retrieval
   weight (click > 0) and like_label where like_weight says it is known.
@@ -130,7 +150,7 @@ def _parse_labeled_event(record: bytes):
     liked = value(F.LIKE) > 0.5 and value(F.LIKE_WEIGHT) > 0
     yield (f[r.USER_ID].bytes_list.value[0].decode(),
            (f[r.ITEM_ID].bytes_list.value[0].decode(),
-            M.LIKED_GAIN if liked else M.CONSUMED_GAIN))
+            M.LIKED_GAIN if liked else M.CONSUMED_GAIN, _timestamp(f)))
 
 
 def _read_positives(p, label: str, pattern: str):
@@ -141,10 +161,13 @@ def _read_positives(p, label: str, pattern: str):
 
 
 def _read_graded(p, labeled_path: Optional[str], pattern: str):
-  """(user, (item, gain)) of the eval events; gain None when ungraded."""
+  """(user, (item, gain, timestamp)) of the eval events; gain None when
+  ungraded."""
   if labeled_path is None:
-    return (_read_positives(p, "Eval", pattern)
-            | "Ungraded" >> beam.Map(lambda ui: (ui[0], (ui[1], None))))
+    return (p
+            | "ReadEval" >> beam.io.ReadFromTFRecord(
+                pattern, compression_type=CompressionTypes.GZIP)
+            | "ParseEval" >> beam.FlatMap(_parse_eval_event))
   return (p
           | "ReadEval" >> beam.io.ReadFromTFRecord(
               labeled_path, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -175,12 +198,17 @@ class _ScoreUsers(beam.DoFn):
     for ranker in self._rankers.values():
       if ranker.model_dir not in loaded:
         loaded[ranker.model_dir] = tf.saved_model.load(ranker.model_dir)
-    self._models = {
-        name: (loaded[ranker.model_dir].signatures[
+    self._models = {}
+    for name, ranker in self._rankers.items():
+      model = loaded[ranker.model_dir]
+      if AT_SIGNATURE in model.signatures:
+        weights = ranker.fusion_weights or tuple(
+            float(w) for w in model.fusion_weights.numpy())
+        self._models[name] = (model.signatures[AT_SIGNATURE], weights, True)
+      else:
+        self._models[name] = (model.signatures[
             SIGNATURE if ranker.fusion_weights is None
-            else WEIGHTED_SIGNATURE], ranker.fusion_weights)
-        for name, ranker in self._rankers.items()
-    }
+            else WEIGHTED_SIGNATURE], ranker.fusion_weights, False)
     self._category_of = dict(zip(self._catalog, self._categories))
 
   def _rank_popularity(self, order: Sequence[str], seen: set,
@@ -196,25 +224,28 @@ class _ScoreUsers(beam.DoFn):
   def process(self, batch, popularity):
     tf = self._tf
     kmax = max(self._ks)
-    users = [u for u, _, _ in batch]
-    seen = [sorted(s) for _, s, _ in batch]
+    users = [u for u, _, _, _ in batch]
+    seen = [sorted(s) for _, s, _, _ in batch]
+    timestamps = tf.constant([t for _, _, _, t in batch], tf.int64)
     width = max(1, max(len(s) for s in seen))
     exclude = np.array([s + [""] * (width - len(s)) for s in seen], dtype=object)
     ranked = {}
-    for name, (fn, weights) in self._models.items():
+    for name, (fn, weights, timed) in self._models.items():
       inputs = dict(user_id=tf.constant(users),
                     exclude_item_ids=tf.constant(exclude),
                     k=tf.constant(kmax, tf.int32))
       if weights is not None:
         inputs["fusion_weights"] = tf.constant([weights] * len(users),
                                                tf.float32)
+      if timed:
+        inputs["timestamp"] = timestamps
       out = fn(**inputs)
       ranked[name] = [[x.decode() for x in row]
                       for row in out["item_ids"].numpy()]
     counts, order = popularity["counts"], popularity["order"]
     ranked[POPULARITY] = [self._rank_popularity(order, set(s), kmax)
                           for s in seen]
-    for i, (user, seen_items, gains) in enumerate(batch):
+    for i, (user, seen_items, gains, _) in enumerate(batch):
       relevant = set(gains)
       graded = all(g is not None for g in gains.values())
       # Slice names match the TFMA slices of the ranking evaluation.
@@ -289,17 +320,20 @@ class _MeanOfDicts(beam.CombineFn):
 
 
 def _join_user(element, fraction: float, seed: int):
-  """(user, training items, {relevant item: gain}) of a kept eval user."""
+  """(user, training items, {relevant item: gain}, time of their first
+  eval event) of a kept eval user."""
   user, groups = element
   seen = set(groups["seen"])
   gains: dict[str, Optional[float]] = {}
-  for item, gain in groups["relevant"]:
+  relevant = list(groups["relevant"])
+  at = min((t for _, _, t in relevant), default=0)
+  for item, gain, _ in relevant:
     if item in seen:
       continue
     # An item consumed twice counts once, liked if either event was.
     gains[item] = None if gain is None else max(gains.get(item) or 0.0, gain)
   if gains and (fraction >= 1.0 or _keep(user, seed, fraction)):
-    yield user, seen, gains
+    yield user, seen, gains, at
 
 
 def evaluate_retrieval(model_dirs: Mapping[str, Union[str, Ranker]],

@@ -151,7 +151,10 @@ def test_each_task_receives_only_its_own_config_sections(compiled):
               "serving", "evaluator", "data_validation"}
   assert set(params) == {f"{s}_config" for s in sections} | {
       "model_name", "serving_root", "text_cache_dir", "history_root",
-      "beam_args", "num_cpu_devices"}
+      "beam_args", "num_cpu_devices", "teacher_config"}
+  # The Teacher's own section: none without trainer.distillation
+  # (tests/test_distillation.py compiles one with it).
+  assert params["teacher_config"]["defaultValue"] == ""
   dumped = config.model_dump(mode="json")
   for section in sections:  # every default spelled out: values key caches
     assert json.loads(params[f"{section}_config"]["defaultValue"]) == dumped[

@@ -146,6 +146,9 @@ class DistillationConfig(_Strict):
   section says how to rebuild it. The student keeps its hard-label losses
   and adds, per task, `weights[task]` times a soft-target loss (a task not
   listed weighs as much as its hard loss; 0 turns its distillation off).
+  Distill only what the teacher does better: on ml-latest-small a 4x wider
+  teacher has better heads but retrieves worse than the tuned student, so
+  benchmarks/distillation.py sets {retrieval: 0} (docs/benchmarks.md).
   """
 
   # Overrides of this trainer section for the teacher (validated as one).

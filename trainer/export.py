@@ -38,6 +38,12 @@ Signatures (their names and outputs are the project's API):
       (else INVALID_ARGUMENT naming fusion_weights). A product team tunes
       the fusion without a new export; weights 1, 0, ..., 0 give the
       retrieval order.
+  recommend_at(user_id, exclude_item_ids, k, fusion_weights, timestamp) ->
+      recommend_weighted as of timestamp [B] (Unix seconds) rather than the
+      request's time: the hour and weekday the query tower and the ranking
+      heads read. What an offline evaluation asks (as of each user's first
+      eval event), so a model's metrics do not depend on the hour it is
+      evaluated at.
   explain(user_id, item_id) -> why the item ranks where it does for the
       user (trainer/explain.py): score and contribution_<task> (they add
       up), rank among the user's candidates, retrieval_score and the ranking
@@ -478,15 +484,23 @@ class ServingModule(tf.Module):
         scores, tf.stack([known[:, 0], tf.gather_nd(rows, known)], axis=1),
         tf.fill([tf.shape(known)[0]], tf.constant(-np.inf, scores.dtype)))
 
-  def _recommend(self, user_id, k, exclude_item_ids=None, weights=None):
+  def _recommend(self, user_id, k, exclude_item_ids=None, weights=None,
+                 timestamp=None):
+    """timestamp: [n] Unix seconds the context features are read from
+    (None: the request's time, one for the batch)."""
     n = tf.shape(user_id)[0]
-    hour, weekday = time_features.hour_and_weekday(self._now(1))
+    if timestamp is None:
+      hour, weekday = time_features.hour_and_weekday(self._now(1))
+      hours, weekdays = tf.fill([n], hour[0]), tf.fill([n], weekday[0])
+    else:
+      hour, weekday = time_features.hour_and_weekday(timestamp)
+      hours, weekdays = hour, weekday
     query = self._query(user_id, hour, weekday)
     scores = self.retrieval_scores(query)
     if exclude_item_ids is not None:
       scores = self.exclude(scores, exclude_item_ids)
     stage = self.fused_stage(
-        query, scores, tf.fill([n], hour[0]), tf.fill([n], weekday[0]),
+        query, scores, hours, weekdays,
         self.fusion_weights if weights is None else weights)
     # top_k keeps the lower position first among ties: the retrieval order.
     top = tf.math.top_k(stage["fused"], k)
@@ -531,6 +545,19 @@ class ServingModule(tf.Module):
     weights = fusion_lib.check_weights(fusion_weights, tf.shape(user_id)[0],
                                        self.fusion_spec)
     return self._recommend(user_id, k, exclude_item_ids, weights)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+      tf.TensorSpec([], tf.int32, name="k"),
+      tf.TensorSpec([None, None], tf.float32, name="fusion_weights"),
+      tf.TensorSpec([None], tf.int64, name="timestamp")])
+  def recommend_at(self, user_id, exclude_item_ids, k, fusion_weights,
+                   timestamp):
+    k = tf.clip_by_value(k, 1, self.max_k)
+    weights = fusion_lib.check_weights(fusion_weights, tf.shape(user_id)[0],
+                                       self.fusion_spec)
+    return self._recommend(user_id, k, exclude_item_ids, weights, timestamp)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id"),
@@ -604,7 +631,8 @@ def align_item_text(item_ids: Sequence[str],
 
 
 SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
-              "recommend_weighted", "fusion", "explain", "predict_examples",
+              "recommend_weighted", "recommend_at", "fusion", "explain",
+              "predict_examples",
               "embed_user", "embed_item")
 
 

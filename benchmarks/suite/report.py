@@ -274,11 +274,19 @@ COMMANDS = """\
 
 # The cold items (3 seeds, about 15 minutes; needs the `text` extra),
 # merged into this page:
-.venv/bin/python -m benchmarks.suite --size full --sections cold_start \
+.venv/bin/python -m benchmarks.suite --size full --sections cold_start \\
     --output-dir /tmp/mtrec_cold --markdown /tmp/mtrec_cold/cold.md
-.venv/bin/python -m benchmarks.suite --size full \
-    --render benchmarks/suite/results/suite.json \
+.venv/bin/python -m benchmarks.suite --size full \\
+    --render benchmarks/suite/results/suite.json \\
     --merge-cold-start /tmp/mtrec_cold/suite.json
+
+# Distillation (teacher, student, distilled student; 3 seeds, about 15
+# minutes), merged into this page:
+.venv/bin/python benchmarks/distillation.py --seeds 1 2 3 \\
+    --output /tmp/mtrec_distillation.json
+.venv/bin/python -m benchmarks.suite --size full \\
+    --render benchmarks/suite/results/suite.json \\
+    --merge-distillation /tmp/mtrec_distillation.json
 
 # Protocol 1 on another MovieLens format the readers support
 # (movielens_latest, movielens_100k, movielens_1m):
