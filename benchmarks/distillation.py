@@ -162,12 +162,15 @@ def verdict(summary: Mapping[str, dict]) -> str:
     better = d[m][0] <= s[m][0] if lower else d[m][0] >= s[m][0]
     ok &= better
     gap = t[m][0] - s[m][0]
-    recovered = (d[m][0] - s[m][0]) / gap if gap else float("nan")
-    lines.append(f"{m}: distilled {d[m][0]:.4f} vs student {s[m][0]:.4f} "
-                 f"({'not worse' if better else 'WORSE'}), teacher "
-                 f"{t[m][0]:.4f}: {recovered:.0%} of the gap recovered")
+    teacher_better = gap < 0 if lower else gap > 0
+    recovered = (d[m][0] - s[m][0]) / gap if teacher_better else None
+    lines.append(
+        f"{m}: distilled {d[m][0]:.4f} vs student {s[m][0]:.4f} "
+        f"({'not worse' if better else 'WORSE'}), teacher {t[m][0]:.4f}: " +
+        (f"{recovered:.0%} of the gap recovered" if teacher_better else
+         "the teacher is not better, no gap to recover"))
     if m in ("recall_at_20", "rmse"):
-      ok &= gap != 0 and recovered >= 0.5
+      ok &= teacher_better and recovered >= 0.5
   lines.append("DONE-WHEN HOLDS" if ok else "DONE-WHEN FAILS")
   return "\n".join(lines)
 
