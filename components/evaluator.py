@@ -110,7 +110,9 @@ def distillation_models(model_uri: str) -> dict[str, str]:
   """{TEACHER, UNDISTILLED: SavedModel dir} of a distilled candidate, as
   its Model artifact records them (empty for a model without a teacher)."""
   out = {}
-  inputs = artifacts.read_metadata(model_uri).get("inputs", {})
+  metadata_file = os.path.join(model_uri, artifacts.METADATA_FILE)
+  inputs = (artifacts.read_metadata(model_uri).get("inputs", {})
+            if os.path.exists(metadata_file) else {})
   if "teacher_model" in inputs:
     out[TEACHER] = inputs["teacher_model"]["uri"]
   undistilled = model_layout.undistilled_model_dir(model_uri)
