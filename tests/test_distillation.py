@@ -191,9 +191,16 @@ def test_the_pipeline_trains_a_teacher_and_reports_student_beside_it(
     metrics = json.load(f)
   for name in ("candidate", "teacher", "undistilled_student"):
     assert {"recall_at_20", "rmse"} <= set(metrics["overall"][name]), name
-  # Same architecture, different training: the two students differ.
+  # Same architecture, different training: the two students differ in
+  # their metrics but not in a variable's shape (the same serving cost).
   assert metrics["overall"]["candidate"] != metrics["overall"][
       "undistilled_student"]
+  shapes = [tf.train.load_checkpoint(os.path.join(
+      d, "variables", "variables")).get_variable_to_shape_map()
+            for d in (model_layout.saved_model_dir(first.artifacts.model),
+                      model_layout.undistilled_model_dir(
+                          first.artifacts.model))]
+  assert shapes[0] == shapes[1]
   with open(os.path.join(first.artifacts.evaluation, "report.html")) as f:
     assert 'id="distillation"' in f.read()
 
