@@ -147,66 +147,65 @@ def test_a_student_learns_its_teachers_predictions(small_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_pipeline_trains_a_teacher_and_reports_student_beside_it(
-    tmp_path):
-  """trainer.distillation adds a cached Teacher step; the Trainer records
-  the teacher as an input and exports the undistilled student beside the
-  model; the Evaluator measures all three, and the report says which is
-  which. A second run with another student temperature reuses the
-  teacher."""
+def test_teacher_and_trainer_steps_and_the_report_of_three_models(
+    small_run, tmp_path):
+  """The Teacher step trains the teacher section on the run's artifacts;
+  the Trainer step distills from it, records it as an input and exports
+  the undistilled twin beside the model (same variables: the same serving
+  cost); the Evaluator measures all three and the report says which is
+  which. (The DAG wiring: test_the_compiled_pipeline_has_a_teacher_...)"""
+  import dataclasses  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
-  from conftest import small_config  # pylint: disable=g-import-not-at-top
+  from components.config import EvaluatorConfig  # pylint: disable=g-import-not-at-top
   from contracts import artifacts  # pylint: disable=g-import-not-at-top
   from contracts import model_layout  # pylint: disable=g-import-not-at-top
-  from pipeline import runner  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import evaluator as evaluator_step  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import teacher as teacher_step  # pylint: disable=g-import-not-at-top
+  from pipeline.steps import trainer as trainer_step  # pylint: disable=g-import-not-at-top
+  from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
 
-  def run(temperature):
-    trainer_section = {"epochs": 1, "batch_size": 256, "embedding_dim": 8,
-                       "distillation": {
-                           "teacher": {"embedding_dim": 16, "epochs": 2},
-                           "temperature": temperature}}
-    lines = []
-    result = runner.run_pipeline(
-        small_config(trainer=trainer_section),
-        output_dir=str(tmp_path / "runs"),
-        serving_root=str(tmp_path / "serving"), log=lines.append)
-    return result, lines
+  config = TrainerConfig.model_validate({
+      "epochs": 1, "batch_size": 256, "embedding_dim": 8,
+      "distillation": {"teacher": {"embedding_dim": 16}}})
+  serving = ServingConfig.model_validate(
+      {"top_k": 5, "ranking": {"search": {"enabled": False}}})
+  uris = dataclasses.replace(
+      small_run.artifacts, teacher_model=str(tmp_path / "teacher"),
+      model=str(tmp_path / "model"), evaluation=str(tmp_path / "evaluation"),
+      blessing=str(tmp_path / "blessing"))
+  teacher_step.run(config.teacher_config(), serving, "mtrec", "r1", uris,
+                   with_item_text=False, log=lambda m: None)
+  trainer_step.run(config, serving, "mtrec", "r1", uris,
+                   with_item_text=False, log=lambda m: None)
 
-  first, _ = run(2.0)
-  assert first.status == "succeeded"
-  steps = [s["name"] for s in first.steps]
-  assert steps.index("Transform") < steps.index("Teacher") < steps.index(
-      "Trainer")
-  teacher_uri = first.artifacts.teacher_model
-  model_meta = artifacts.read_metadata(first.artifacts.model)
+  model_meta = artifacts.read_metadata(uris.model)
   assert model_meta["inputs"]["teacher_model"]["uri"] == (
-      model_layout.saved_model_dir(teacher_uri))
-  assert artifacts.read_metadata(teacher_uri)["parameters"][
+      model_layout.saved_model_dir(uris.teacher_model))
+  assert artifacts.read_metadata(uris.teacher_model)["parameters"][
       "embedding_dim"] == 16
   assert model_meta["summary"]["distillation"]["undistilled"]
-  assert model_layout.is_saved_model(
-      model_layout.undistilled_model_dir(first.artifacts.model))
-  with open(os.path.join(first.artifacts.evaluation, "metrics.json")) as f:
+  assert set(model_meta["summary"]["distillation"]["final_losses"]) == {
+      "retrieval", "rating", "like"}
+  shapes = [tf.train.load_checkpoint(os.path.join(
+      d, "variables", "variables")).get_variable_to_shape_map()
+            for d in (model_layout.saved_model_dir(uris.model),
+                      model_layout.undistilled_model_dir(uris.model))]
+  assert shapes[0] == shapes[1]
+
+  evaluator_step.run(
+      EvaluatorConfig.model_validate({"ks": [10, 20], "explained_users": 0,
+                                      "must_beat_popularity": []}),
+      "mtrec", str(tmp_path / "serving"), [], "r1", uris)
+  with open(os.path.join(uris.evaluation, "metrics.json")) as f:
     metrics = json.load(f)
   for name in ("candidate", "teacher", "undistilled_student"):
     assert {"recall_at_20", "rmse"} <= set(metrics["overall"][name]), name
-  # Same architecture, different training: the two students differ in
-  # their metrics but not in a variable's shape (the same serving cost).
+  # Same architecture, different training: different metrics.
   assert metrics["overall"]["candidate"] != metrics["overall"][
       "undistilled_student"]
-  shapes = [tf.train.load_checkpoint(os.path.join(
-      d, "variables", "variables")).get_variable_to_shape_map()
-            for d in (model_layout.saved_model_dir(first.artifacts.model),
-                      model_layout.undistilled_model_dir(
-                          first.artifacts.model))]
-  assert shapes[0] == shapes[1]
-  with open(os.path.join(first.artifacts.evaluation, "report.html")) as f:
+  with open(os.path.join(uris.evaluation, "report.html")) as f:
     assert 'id="distillation"' in f.read()
-
-  second, lines = run(4.0)
-  assert any("Teacher ... cached" in line for line in lines), lines
-  assert not any(line.endswith("Trainer ... cached") for line in lines)
 
 
 def test_the_compiled_pipeline_has_a_teacher_only_when_one_is_trained():
