@@ -107,15 +107,26 @@ def activity_bucket(n: int, boundaries: Sequence[int]) -> str:
   return f"{lo}+"
 
 
+def _features(record: bytes):
+  """The feature map of a serialized tf.Example."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.train.Example.FromString(record).features.feature
+
+
+def _consumed(f) -> Optional[tuple[str, str]]:
+  """(user, item) of a consumed event's features; None for a skipped one."""
+  click = f[r.CLICK].int64_list.value[0] if r.CLICK in f else 1
+  if click <= 0:
+    return None
+  return (f[r.USER_ID].bytes_list.value[0].decode(),
+          f[r.ITEM_ID].bytes_list.value[0].decode())
+
+
 def _parse_event(record: bytes):
   """(user, item) of a consumed event of the raw split."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  f = tf.train.Example.FromString(record).features.feature
-  user = f[r.USER_ID].bytes_list.value[0].decode()
-  item = f[r.ITEM_ID].bytes_list.value[0].decode()
-  click = f[r.CLICK].int64_list.value[0] if r.CLICK in f else 1
-  if click > 0:
-    yield user, item
+  consumed = _consumed(_features(record))
+  if consumed:
+    yield consumed
 
 
 def _timestamp(feature) -> int:
@@ -127,9 +138,10 @@ def _timestamp(feature) -> int:
 
 def _parse_eval_event(record: bytes):
   """(user, (item, None, timestamp)) of a consumed eval event."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  f = tf.train.Example.FromString(record).features.feature
-  for user, item in _parse_event(record):
+  f = _features(record)
+  consumed = _consumed(f)
+  if consumed:
+    user, item = consumed
     yield user, (item, None, _timestamp(f))
 
 
@@ -140,8 +152,7 @@ def _parse_labeled_event(record: bytes):
   Consumed and liked as the transform graph labels them: the retrieval
   weight (click > 0) and like_label where like_weight says it is known.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  f = tf.train.Example.FromString(record).features.feature
+  f = _features(record)
 
   def value(key: str) -> float:
     return f[key].float_list.value[0] if key in f else 0.0
