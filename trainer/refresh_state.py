@@ -102,11 +102,15 @@ def text_settings(export_dir: str) -> Optional[dict[str, Any]]:
   New items' texts must be embedded with exactly these (model, fields,
   max_tags) to land where the trained adapter expects them.
   """
-  with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
-    return json.load(f)["text"]
+  return _saved(export_dir, "text")
 
 
 def trainer_section(export_dir: str) -> dict[str, Any]:
   """The trainer config section a model was trained with, as JSON."""
+  return _saved(export_dir, "trainer")
+
+
+def _saved(export_dir: str, key: str) -> Any:
+  """One entry of the state file, without loading the rest of the state."""
   with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
-    return json.load(f)["trainer"]
+    return json.load(f)[key]
