@@ -207,6 +207,11 @@ def _compile(argv: list[str]) -> int:
   kfp_pipeline.compile_pipeline(config, args.output, settings)
   gpu = (f"{settings.gpus} x {settings.accelerator}" if settings.gpus else
          "no GPU")
+  workers = config.trainer.workers
+  if workers > 1:
+    tfjob = config.trainer.tfjob
+    gpu = (f"a TFJob of {workers} workers in namespace {tfjob.namespace}, "
+           f"{tfjob.gpus_per_worker} GPU(s) each")
   print(f"wrote {args.output} (pipeline {config.pipeline_name}, image "
         f"{settings.image}, trainer: {gpu})")
   return 0

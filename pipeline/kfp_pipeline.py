@@ -1,6 +1,7 @@
 """The KFP v2 pipeline: the only description of mtrec's DAG.
 
   ExampleGen ─► Transform ─► Trainer (GPU) ─► Evaluator ─► Pusher
+      │                        (trainer.workers > 1: a TFJob of N workers)
       │  └──────────────┴──────────┴──────────────┘  (examples, catalog, graph)
       ├─► TextEmbedder (item text → LM vectors) ─┘  when text_embedder.enabled
       │   Transform ─► Teacher (GPU) ─► Trainer    when trainer.distillation
@@ -36,10 +37,11 @@ import yaml
 from contracts.config import encode_section
 from pipeline import config as config_lib
 from pipeline import kfp_components
+from pipeline import multi_worker
 from pipeline import step_deps
 
 DEFAULT_IMAGE = "mtrec:latest"
-IMAGE_ENV = "MTREC_IMAGE"  # overrides DEFAULT_IMAGE when set
+IMAGE_ENV = multi_worker.IMAGE_ENV  # overrides DEFAULT_IMAGE when set
 DEFAULT_ACCELERATOR = "NVIDIA_TESLA_T4"
 
 
@@ -189,9 +191,14 @@ def build_pipeline(config: config_lib.PipelineConfig,
       trainer = c.trainer(code_version=code["trainer"],
                           **trainer_inputs).set_display_name("Trainer")
     training_tasks.append(trainer)
-    for task in training_tasks if settings.gpus else ():
-      task.set_accelerator_type(settings.accelerator)
-      task.set_accelerator_limit(settings.gpus)
+    for task in training_tasks:
+      # The image a multi-worker task's TFJob runs (pipeline/multi_worker.py).
+      task.set_env_variable(multi_worker.IMAGE_ENV, settings.image)
+      # With several workers the task only launches and waits: the GPUs go
+      # to the TFJob's workers (trainer.tfjob.gpus_per_worker).
+      if settings.gpus and config.trainer.workers == 1:
+        task.set_accelerator_type(settings.accelerator)
+        task.set_accelerator_limit(settings.gpus)
     evaluator = c.evaluator(
         evaluator_config=evaluator_config, model_name=model_name,
         serving_root=serving_root, pipeline_root=history_root,

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import kfp_local
+from pipeline import multi_worker
 from pipeline import step_deps
 
 # KFP artifact types that are single files the Kubeflow UI renders; locally
@@ -232,6 +233,8 @@ def launch(component_spec: pipeline_spec_pb2.ComponentSpec,
   env["PYTHONPATH"] = os.pathsep.join(
       p for p in (step_deps.PROJECT_ROOT, env.get("PYTHONPATH")) if p)
   env.setdefault("TF_USE_LEGACY_KERAS", "1")
+  # A multi-worker Trainer's workers are processes here, not a TFJob.
+  env.setdefault(multi_worker.LAUNCHER_ENV, "local")
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   env["PYTHONUNBUFFERED"] = "1"
   show = console_filter()

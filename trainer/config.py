@@ -164,6 +164,43 @@ class DistillationConfig(_Strict):
   compare_undistilled: bool = True
 
 
+class TFJobConfig(_Strict):
+  """How a Kubeflow run trains on several workers (`trainer.workers` > 1).
+
+  On a cluster the Trainer task launches a Kubeflow Training Operator TFJob
+  of `workers` replicas (the operator writes each pod's TF_CONFIG) and waits
+  for it, as TFX's cloud trainers hand training to a training service. The
+  workers read and write the task's artifact paths, so those paths must be
+  shared storage: mount it with `volume` at `mount_path` (a PVC, or the GCS
+  FUSE CSI volume behind a gs:// pipeline root's /gcs paths). Locally
+  (`mtrec run`) the workers are processes on localhost and none of this is
+  read.
+  """
+
+  namespace: str = "kubeflow"
+  # None: the image the pipeline was compiled with (the Trainer task's).
+  image: Optional[str] = None
+  gpus_per_worker: int = pydantic.Field(0, ge=0)
+  service_account: Optional[str] = None
+  # A Kubernetes Volume (e.g. {name: artifacts, persistentVolumeClaim:
+  # {claimName: mtrec}}) mounted in every worker at mount_path.
+  volume: Optional[dict[str, Any]] = None
+  mount_path: Optional[str] = None
+  poll_seconds: float = pydantic.Field(15.0, gt=0.0)
+  timeout_minutes: float = pydantic.Field(24 * 60.0, gt=0.0)
+
+  @pydantic.model_validator(mode="after")
+  def _check_volume(self) -> "TFJobConfig":
+    if self.volume is not None:
+      if not isinstance(self.volume.get("name"), str):
+        raise ValueError("volume.name: a Kubernetes volume needs a name")
+      if not (self.mount_path or "").startswith("/"):
+        raise ValueError("mount_path: an absolute path is needed with volume")
+    elif self.mount_path is not None:
+      raise ValueError("mount_path: set volume too (the volume to mount)")
+    return self
+
+
 class TrainerConfig(_Strict):
   """The model (trainer/) and how it is trained.
 
@@ -206,6 +243,12 @@ class TrainerConfig(_Strict):
   text_adapter: TextAdapterConfig = TextAdapterConfig()
   # None: no teacher.
   distillation: Optional[DistillationConfig] = None
+  # >1: MultiWorkerMirroredStrategy over that many workers, each taking its
+  # share of every global batch (batch_size stays the global batch), so the
+  # model trains as on one worker. `mtrec run` starts them as processes on
+  # localhost; on Kubeflow the Trainer launches a TFJob (`tfjob`).
+  workers: int = pydantic.Field(1, ge=1)
+  tfjob: TFJobConfig = TFJobConfig()
 
   @pydantic.model_validator(mode="before")
   @classmethod

@@ -13,8 +13,10 @@ it on exactly when training runs on GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from typing import ContextManager
 
 import tensorflow as tf
 
@@ -43,6 +45,24 @@ def choose_strategy(num_cpu_devices: int = 1) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(
         [f"/cpu:{i}" for i in range(num_cpu_devices)])
   return tf.distribute.get_strategy()
+
+
+def replica_device() -> ContextManager[object]:
+  """The device scope for a replica's values before a cross-replica gather.
+
+  MultiWorkerMirroredStrategy with one device per worker runs the step
+  without a device scope, so the step's inputs carry no device; an
+  all-gather sends each value to its tensor's device, and TensorFlow
+  rejects '' ("destinations can not be empty"). Under this scope a copy of
+  such a value gets the worker's device. Elsewhere (one replica; Mirrored,
+  which places each replica itself): no scope.
+  """
+  strategy = tf.distribute.get_strategy()
+  devices = strategy.extended.worker_devices
+  if (tf.distribute.in_cross_replica_context() or
+      strategy.num_replicas_in_sync == 1 or len(devices) != 1):
+    return contextlib.nullcontext()
+  return tf.device(devices[0])
 
 
 def use_mixed_precision(setting: str) -> bool:

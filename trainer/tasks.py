@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from contracts import features as F
+from trainer import distribution
 
 _SUM = tf.keras.losses.Reduction.SUM
 
@@ -150,6 +151,10 @@ def gather_replicas(*values: tf.Tensor) -> list[tf.Tensor]:
   ctx = tf.distribute.get_replica_context()
   if ctx is None or ctx.num_replicas_in_sync == 1:
     return list(values)
+  with distribution.replica_device():
+    # A step's inputs carry no device under MultiWorkerMirroredStrategy,
+    # which all_gather needs (distribution.replica_device).
+    values = tuple(v if v.device else tf.identity(v) for v in values)
   sizes = ctx.all_gather(tf.shape(values[0])[:1], axis=0)
   start = tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group])
   out = []

@@ -11,9 +11,11 @@ temperature, a smaller embedding) reuses the teacher.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from contracts.config import parse_section
+from pipeline import multi_worker
 from pipeline.steps import ArtifactUris
 from trainer import run as trainer_run
 from trainer.config import ServingConfig
@@ -46,9 +48,17 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
 
 def run_task(teacher_config: str, serving_config: str, model_name: str,
              run_id: str, uris: ArtifactUris, num_cpu_devices: int) -> str:
-  """`run` from a KFP task's parameters (sections as JSON)."""
-  return run(parse_section(TrainerConfig, teacher_config,
-                           "trainer.distillation.teacher"),
+  """`run` from a KFP task's parameters (sections as JSON); on
+  trainer.workers workers when that is > 1 (pipeline/multi_worker.py)."""
+  config = parse_section(TrainerConfig, teacher_config,
+                         "trainer.distillation.teacher")
+  if config.workers > 1 and not multi_worker.is_worker():
+    return multi_worker.launch(multi_worker.WorkerSpec(
+        "teacher", dict(teacher_config=teacher_config,
+                        serving_config=serving_config, model_name=model_name,
+                        run_id=run_id, num_cpu_devices=1),
+        dataclasses.asdict(uris)), config.workers, config.tfjob)
+  return run(config,
              parse_section(ServingConfig, serving_config, "serving"),
              model_name, run_id, uris,
              with_item_text=uris.item_features is not None,

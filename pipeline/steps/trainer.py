@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 from contracts import model_layout
 from contracts import serving_layout
 from contracts.config import parse_section
+from pipeline import multi_worker
 from pipeline.steps import ArtifactUris
 from trainer import run as trainer_run
 from trainer.config import ServingConfig
@@ -78,8 +80,17 @@ def run_task(trainer_config: str, serving_config: str, model_name: str,
              num_cpu_devices: int) -> str:
   """`run` from a KFP task's parameters: sections as JSON, the warm start
   resolved now (the version served when the task runs), item text when the
-  task was given item features, a teacher when it was given one."""
+  task was given item features, a teacher when it was given one. With
+  trainer.workers > 1 it launches that many workers, each running this
+  (pipeline/multi_worker.py)."""
   config = parse_section(TrainerConfig, trainer_config, "trainer")
+  if config.workers > 1 and not multi_worker.is_worker():
+    return multi_worker.launch(multi_worker.WorkerSpec(
+        "trainer", dict(trainer_config=trainer_config,
+                        serving_config=serving_config, model_name=model_name,
+                        serving_root=serving_root, run_id=run_id,
+                        num_cpu_devices=1),
+        dataclasses.asdict(uris)), config.workers, config.tfjob)
   return run(config, parse_section(ServingConfig, serving_config, "serving"),
              model_name, run_id, uris,
              with_item_text=uris.item_features is not None,
