@@ -196,7 +196,8 @@ def test_two_workers_on_localhost_train_the_demo_model_as_one_does(
                          "demo.yaml")) as f:
     demo = yaml.safe_load(f)["trainer"]
   section = dict(demo, epochs=2, batch_size=512)
-  serving = json.dumps({"top_k": 5})
+  # The fusion search would train each model twice (slice, then refit).
+  serving = json.dumps({"top_k": 5, "ranking": {"search": {"enabled": False}}})
   monkeypatch.setenv(multi_worker.LAUNCHER_ENV, "local")
   models = {}
   for workers in (1, 2):
