@@ -10,6 +10,10 @@ export, no evaluation: training only.
 
   .venv/bin/python benchmarks/train_throughput.py \\
       --config configs/movielens_latest_small.yaml --epochs 5
+
+`--workers 2` also trains with MultiWorkerMirroredStrategy on 2 worker
+processes on localhost (pipeline/multi_worker.py's TF_CONFIG and ports; the
+same global batch), then on 1 worker, and prints both and their ratio.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import model_comparison  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
+from pipeline import multi_worker  # noqa: E402
 from trainer import distribution  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
 
@@ -69,6 +75,23 @@ def measure(config_path: str, work_dir: str, epochs: int,
   }
 
 
+def measure_workers(config_path: str, work_dir: str, epochs: int,
+                    workers: int) -> dict:
+  """`measure` on `workers` processes on localhost; the chief's figures."""
+  model_comparison.prepare(config_lib.load_config(config_path), work_dir)
+  hosts = [f"localhost:{p}" for p in multi_worker._free_ports(workers)]  # pylint: disable=protected-access
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.abspath(__file__), "--config", config_path,
+       "--work-dir", work_dir, "--epochs", str(epochs)],
+      stdout=subprocess.PIPE, text=True,
+      env=dict(os.environ, TF_CONFIG=multi_worker.tf_config(hosts, i)))
+           for i in range(workers)]
+  outputs = [p.communicate()[0] for p in procs]
+  if any(p.returncode for p in procs):
+    raise RuntimeError(f"a worker failed: {[p.returncode for p in procs]}")
+  return json.loads(outputs[0])
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", default=os.path.join(
@@ -78,7 +101,24 @@ def main(argv=None) -> int:
       tempfile.gettempdir(), "mtrec_model_comparison"))
   parser.add_argument("--epochs", type=int, default=5)
   parser.add_argument("--num-cpu-devices", type=int, default=1)
+  parser.add_argument("--workers", type=int, default=1,
+                      help=">1: that many workers, then 1, in one run.")
+  parser.add_argument("--output", default=None,
+                      help="also write the figures to this JSON file (the "
+                      "suite's --merge-multi-worker reads --workers')")
   args = parser.parse_args(argv)
+  if args.workers > 1:
+    several = measure_workers(args.config, args.work_dir, args.epochs,
+                              args.workers)
+    one = measure(args.config, args.work_dir, args.epochs)
+    key = "examples_per_second_after_first_epoch"
+    figures = {"workers": args.workers, "several": several, "one": one,
+               "ratio": round(several[key] / one[key], 3)}
+    print(json.dumps(figures, indent=2))
+    if args.output:
+      with open(args.output, "w") as f:
+        json.dump(figures, f, indent=2)
+    return 0
   print(json.dumps(measure(args.config, args.work_dir, args.epochs,
                            args.num_cpu_devices), indent=2))
   return 0

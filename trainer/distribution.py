@@ -73,4 +73,8 @@ def use_mixed_precision(setting: str) -> bool:
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:
-  return f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)"
+  # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+  name = ("MultiWorkerMirroredStrategy"
+          if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          else type(strategy).__name__)
+  return f"{name} ({strategy.num_replicas_in_sync} replicas)"

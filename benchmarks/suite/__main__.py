@@ -130,6 +130,10 @@ def main(argv=None) -> int:
   parser.add_argument("--merge-distillation", default=None,
                       help="the JSON of `benchmarks/distillation.py "
                            "--output` for the Distillation section")
+  parser.add_argument("--merge-multi-worker", default=None,
+                      help="the JSON of `benchmarks/train_throughput.py "
+                           "--workers 2 --output` for the multi-worker "
+                           "figures")
   parser.add_argument("--note", action="append", default=[],
                       help="a remark about the run for the report's Notes "
                            "(e.g. what else the machine was doing)")
@@ -206,6 +210,9 @@ def main(argv=None) -> int:
   if args.merge_distillation:
     with open(args.merge_distillation) as f:
       results["distillation"] = json.load(f)
+  if args.merge_multi_worker:
+    with open(args.merge_multi_worker) as f:
+      results["multi_worker"] = json.load(f)
   if args.merge_serving_soak:
     with open(args.merge_serving_soak) as f:
       results["serving_soak"] = json.load(f)
