@@ -142,6 +142,12 @@ class ExampleGenConfig(_Strict):
   # eval. temporal_global: events after the (1 - eval_fraction) time quantile.
   # random: a seeded hash of the event.
   eval_fraction: float = pydantic.Field(0.2, gt=0.0, lt=1.0)
+  # > 0: a validation split for training-time choices (early stopping), so
+  # that only the Evaluator reads eval: each user's `validation_fraction`
+  # of interactions just before their eval ones (temporal_user), the events
+  # between the (1 - eval - validation) and (1 - eval) time quantiles
+  # (temporal_global), or a seeded hash band (random).
+  validation_fraction: float = pydantic.Field(0.0, ge=0.0, lt=1.0)
   seed: int = 42
   rating_min: float = 0.0
   rating_max: float = 5.0
@@ -152,6 +158,14 @@ class ExampleGenConfig(_Strict):
   # Fail the run when more than this share of interaction rows is bad.
   max_quarantine_fraction: float = pydantic.Field(0.25, ge=0.0, le=1.0)
   limits: InputLimitsConfig = InputLimitsConfig()
+
+  @pydantic.model_validator(mode="after")
+  def _leaves_training_data(self) -> "ExampleGenConfig":
+    if self.eval_fraction + self.validation_fraction >= 1.0:
+      raise ValueError(
+          f"validation_fraction: {self.validation_fraction:g} plus "
+          f"eval_fraction {self.eval_fraction:g} leaves no training data")
+    return self
 
 
 class TransformConfig(_Strict):

@@ -28,7 +28,8 @@ FRAGMENT_FILE = "data_section.html"
 CHART_MAX_UNIQUE = 30
 CHART_VALUES = 12
 PREVIOUS = "previous train"
-COLORS = {"train": "#1f77b4", "eval": "#ff7f0e", PREVIOUS: "#7f7f7f"}
+COLORS = {"train": "#1f77b4", "eval": "#ff7f0e", "validation": "#2ca02c",
+          PREVIOUS: "#7f7f7f"}
 
 _Datasets = Mapping[str, statistics_pb2.DatasetFeatureStatistics]
 

@@ -3,12 +3,20 @@
 Steps: read every unit of the source in parallel; parse and validate each row
 (components.parsing), sending bad rows with their reason to quarantine; join
 item and user side features; drop exact duplicate events; add to each event
-the user's earlier consumed items (its history); split train/eval; write
-gzip TFRecords of tf.Example per split, in TFX's `Split-<name>` layout.
+the user's earlier consumed items (its history); split train / validation /
+eval (validation only when `validation_fraction` > 0); write gzip TFRecords
+of tf.Example per split, in TFX's `Split-<name>` layout.
 
-Nothing is lost silently: every input row ends in exactly one of train, eval,
-quarantine or duplicates, and the counts written to metadata.json reconcile
-(`rows_in == train + eval + quarantined + duplicates_dropped`). A run whose
+The validation split is what training-time choices read (early stopping,
+tuning), so the eval split is read once, by the Evaluator. Its events sit
+between train and eval: just before each user's eval events
+(temporal_user), between two time cut-offs (temporal_global), or a seeded
+hash band (random).
+
+Nothing is lost silently: every input row ends in exactly one of train,
+validation, eval, quarantine or duplicates, and the counts written to
+metadata.json reconcile (`rows_in == train + validation + eval +
+quarantined + duplicates_dropped`). A run whose
 interactions are all bad, or more bad than the configured share, fails with
 the first reasons in the message, after the quarantine artifact is published
 so the bad rows can be inspected.
@@ -31,7 +39,7 @@ from components import schema
 from components.readers.base import Reader
 from contracts import artifacts
 from contracts import records as r
-from contracts.artifacts import EVAL, ITEMS, TRAIN, USERS  # split names
+from contracts.artifacts import EVAL, ITEMS, TRAIN, USERS, VALIDATION  # split names
 QUARANTINE_FILE_PREFIX = "quarantined"
 # Exact duplicate events: not bad rows (the event is kept once), but each
 # dropped copy is listed beside the quarantine with the row it repeats.
@@ -114,25 +122,37 @@ def _with_history(events: Sequence[Mapping[str, Any]],
 
 
 class _DedupeAndSplit(beam.DoFn):
-  """Per user: drop exact duplicates, add the history, assign train or eval."""
+  """Per user: drop exact duplicates, add the history, assign a split."""
 
-  def __init__(self, split: str, eval_fraction: float, seed: int):
+  def __init__(self, split: str, eval_fraction: float, seed: int,
+               validation_fraction: float = 0.0):
     self._split = split
     self._eval_fraction = eval_fraction
+    self._validation_fraction = validation_fraction
     self._seed = seed
 
   def _assign(self, events: Sequence[Mapping[str, Any]],
-              cutoff_ts: Optional[int]) -> list[str]:
+              cutoffs: Optional[tuple[int, int]]) -> list[str]:
+    n = len(events)
     if self._split == "temporal_user":
-      n_eval = max(1, int(len(events) * self._eval_fraction)) if len(
-          events) >= 2 else 0
-      return [EVAL if i >= len(events) - n_eval else TRAIN
-              for i in range(len(events))]
+      n_eval = max(1, int(n * self._eval_fraction)) if n >= 2 else 0
+      # At least one train event stays, as without validation.
+      n_val = (max(1, int(n * self._validation_fraction))
+               if self._validation_fraction > 0 and n - n_eval >= 2 else 0)
+      return [EVAL if i >= n - n_eval else
+              VALIDATION if i >= n - n_eval - n_val else TRAIN
+              for i in range(n)]
     if self._split == "temporal_global":
-      return [EVAL if row[r.TIMESTAMP] > cutoff_ts else TRAIN
+      validation_ts, eval_ts = cutoffs
+      return [EVAL if row[r.TIMESTAMP] > eval_ts else
+              VALIDATION if row[r.TIMESTAMP] > validation_ts else TRAIN
               for row in events]
-    return [EVAL if _hash_fraction(self._seed, row) < self._eval_fraction
-            else TRAIN for row in events]
+    out = []
+    for row in events:
+      h = _hash_fraction(self._seed, row)
+      out.append(EVAL if h < self._eval_fraction else VALIDATION if h < (
+          self._eval_fraction + self._validation_fraction) else TRAIN)
+    return out
 
   def process(self, element, cutoff_ts=None) -> Iterator[Any]:
     _, rows = element
@@ -158,8 +178,9 @@ class _DedupeAndSplit(beam.DoFn):
     # Under a temporal split every train event precedes the user's eval
     # events, so a history holds what was consumed before, as at serving
     # time. Under a random split an eval event can precede train events:
-    # only train events enter histories, or held-out interactions would be
-    # learned from (the training rows' histories) and served from.
+    # only train events enter histories, or held-out interactions (eval's
+    # or validation's) would be learned from (the training rows' histories)
+    # and served from.
     counted = ([s == TRAIN for s in splits] if self._split == "random"
                else None)
     for split, row in zip(splits, _with_history(unique, counted)):
@@ -223,7 +244,8 @@ def _read(p, label: str, units: list[str], read_fn):
 
 def build_pipeline(p: beam.Pipeline, reader: Reader,
                    rules: parsing.ValidationRules, split: str,
-                   eval_fraction: float, seed: int, out_dir: str) -> None:
+                   eval_fraction: float, seed: int, out_dir: str,
+                   validation_fraction: float = 0.0) -> None:
   """Adds ExampleGen's transforms to `p`, writing under `out_dir`."""
   user_features = tuple(reader.user_feature_names)
   has_catalog = bool(reader.item_units())
@@ -280,14 +302,16 @@ def build_pipeline(p: beam.Pipeline, reader: Reader,
         | "Timestamps" >> beam.Map(lambda x: x[r.TIMESTAMP])
         | "Quantiles" >> beam.transforms.stats.ApproximateQuantiles.Globally(
             101)
-        | "Cutoff" >> beam.Map(
-            lambda q: q[min(100, int(round((1 - eval_fraction) * 100)))]))
+        | "Cutoff" >> beam.Map(lambda q: tuple(  # (validation, eval)
+            q[min(100, int(round((1 - f) * 100)))] for f in (
+                eval_fraction + validation_fraction, eval_fraction))))
 
   split_rows = (parsed.ok
                 | "KeyByUser" >> beam.Map(lambda x: (x[r.USER_ID], x))
                 | "GroupByUser" >> beam.GroupByKey()
                 | "DedupeAndSplit" >> beam.ParDo(
-                    _DedupeAndSplit(split, eval_fraction, seed),
+                    _DedupeAndSplit(split, eval_fraction, seed,
+                                    validation_fraction),
                     cutoff).with_outputs("duplicates", main="rows"))
   counts.append(_count(split_rows.duplicates, "duplicates_dropped"))
   _ = (split_rows.duplicates
@@ -298,7 +322,7 @@ def build_pipeline(p: beam.Pipeline, reader: Reader,
 
   items_side = beam.pvalue.AsDict(items_by_id)
   users_side = beam.pvalue.AsDict(users_by_id)
-  for name in (TRAIN, EVAL):
+  for name in example_splits(validation_fraction):
     rows = split_rows.rows | f"Select{name}" >> beam.Filter(
         lambda kv, s=name: kv[0] == s)
     counts.append(_count(rows, f"interactions_{name}"))
@@ -349,6 +373,12 @@ def read_quarantine(quarantine_uri: str,
             yield json.loads(line)
 
 
+def example_splits(validation_fraction: float) -> tuple[str, ...]:
+  """The Examples artifact's splits: a validation split only when asked."""
+  return ((TRAIN, VALIDATION, EVAL) if validation_fraction > 0 else
+          (TRAIN, EVAL))
+
+
 def _reconcile(counts: dict[str, int]) -> dict[str, Any]:
   """Fills in zero counts and checks that every row is accounted for."""
   keys = ("interactions_in", "interactions_train", "interactions_eval",
@@ -356,7 +386,10 @@ def _reconcile(counts: dict[str, int]) -> dict[str, Any]:
           "items_written", "items_quarantined", "users_in", "users_written",
           "users_quarantined")
   c = {k: int(counts.get(k, 0)) for k in keys}
-  out_rows = (c["interactions_train"] + c["interactions_eval"] +
+  if "interactions_validation" in counts:
+    c["interactions_validation"] = int(counts["interactions_validation"])
+  out_rows = (c["interactions_train"] + c.get("interactions_validation", 0) +
+              c["interactions_eval"] +
               c["interactions_quarantined"] + c["duplicates_dropped"])
   if out_rows != c["interactions_in"]:
     raise AssertionError(f"ExampleGen lost rows: {c}")  # a bug, not bad data
@@ -376,6 +409,7 @@ def run_example_gen(
     max_quarantine_fraction: float = 0.25,
     beam_args: Sequence[str] = (),
     parameters: Optional[Mapping[str, Any]] = None,
+    validation_fraction: float = 0.0,
 ) -> dict[str, Any]:
   """Runs ExampleGen and publishes the examples, catalog and quarantine.
 
@@ -389,9 +423,12 @@ def run_example_gen(
   """
   params = dict(parameters or {}, split=split, eval_fraction=eval_fraction,
                 seed=seed)
+  if validation_fraction:
+    params["validation_fraction"] = validation_fraction
   with artifacts.scratch_dir(examples_uri) as scratch:
     with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
-      build_pipeline(p, reader, rules, split, eval_fraction, seed, scratch)
+      build_pipeline(p, reader, rules, split, eval_fraction, seed, scratch,
+                     validation_fraction)
     with open(os.path.join(scratch, "counts.json")) as f:
       counts = _reconcile(json.loads(f.read() or "{}"))
 
@@ -424,10 +461,11 @@ def run_example_gen(
     spec = schema.raw_feature_spec(reader.user_feature_names)
     with artifacts.write_artifact(examples_uri, "Examples", "ExampleGen",
                                   run_id, params) as w:
-      for s in (TRAIN, EVAL):
+      splits = example_splits(validation_fraction)
+      for s in splits:
         shutil.move(os.path.join(scratch, "examples", f"Split-{s}"), w.uri)
       schema.write_schema(w.uri, spec)
-      w.summary = dict(counts, splits=[TRAIN, EVAL],
+      w.summary = dict(counts, splits=list(splits),
                        user_features=list(reader.user_feature_names))
     with artifacts.write_artifact(catalog_uri, "Catalog", "ExampleGen",
                                   run_id, params) as w:

@@ -382,7 +382,14 @@ def evaluate_retrieval(model_dirs: Mapping[str, Union[str, Ranker]],
                       "counts": c,
                       "order": sorted(catalog, key=lambda x: (-c.get(x, 0), x)),
                   }))
-    users = ({"seen": train, "relevant": evals
+    # What a user consumed before eval is excluded from their list: the
+    # validation split's events too (the served histories hold them).
+    seen = train
+    if artifacts.VALIDATION in artifacts.split_names(examples_uri):
+      seen = (train, _read_positives(
+          p, "Validation", artifacts.split_pattern(
+              examples_uri, artifacts.VALIDATION))) | "Seen" >> beam.Flatten()
+    users = ({"seen": seen, "relevant": evals
               | "InCatalog" >> beam.Filter(
                   lambda ug: ug[1][0] in catalog_set)}
              | "ByUser" >> beam.CoGroupByKey())

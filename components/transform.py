@@ -175,12 +175,21 @@ def run_transform(
     beam_args: Sequence[str] = (),
     parameters: Optional[Mapping[str, Any]] = None,
 ) -> None:
-  """Analyzes the train split, transforms train and eval, publishes both."""
+  """Analyzes the train split, transforms every split, publishes them.
+
+  Only train reaches the analyzers (vocabularies, means, ranges), so the
+  validation and eval splits change nothing in the graph.
+  """
   raw_schema = schema.read_schema(examples_uri)
   preprocessing_fn = make_preprocessing_fn(like_threshold, max_title_tokens)
   params = dict(parameters or {}, like_threshold=like_threshold,
                 max_title_tokens=max_title_tokens)
   inputs = {"examples": examples_uri}
+  splits = artifacts.split_names(examples_uri)
+  if artifacts.TRAIN not in splits:
+    raise ValueError(f"Transform: {examples_uri} has no train split "
+                     f"(splits: {splits})")
+  others = [s for s in splits if s != artifacts.TRAIN]
   with artifacts.scratch_dir(transform_graph_uri) as scratch:
     with beam.Pipeline(options=beam_runtime.pipeline_options(beam_args)) as p:
       with tft_beam.Context(temp_dir=os.path.join(scratch, "tft_tmp")):
@@ -188,25 +197,27 @@ def run_transform(
             split: tfxio.TFExampleRecord(
                 file_pattern=artifacts.split_pattern(examples_uri, split),
                 schema=raw_schema, telemetry_descriptors=["mtrec", "Transform"])
-            for split in ("train", "eval")
+            for split in splits
         }
         train = p | "ReadTrain" >> sources["train"].BeamSource()
-        evals = p | "ReadEval" >> sources["eval"].BeamSource()
         adapter = sources["train"].TensorAdapterConfig()
         (train_out, metadata), transform_fn = (
             (train, adapter)
             | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
                 preprocessing_fn, output_record_batches=True))
-        eval_out, _ = (((evals, sources["eval"].TensorAdapterConfig()),
-                        transform_fn)
-                       | "TransformEval" >> tft_beam.TransformDataset(
-                           output_record_batches=True))
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
             os.path.join(scratch, "graph"))
         _write(train_out, metadata,
                os.path.join(scratch, "examples", "Split-train"), "Train")
-        _write(eval_out, metadata,
-               os.path.join(scratch, "examples", "Split-eval"), "Eval")
+        for split in others:
+          label = split.capitalize()
+          rows = p | f"Read{label}" >> sources[split].BeamSource()
+          out, _ = (((rows, sources[split].TensorAdapterConfig()),
+                     transform_fn)
+                    | f"Transform{label}" >> tft_beam.TransformDataset(
+                        output_record_batches=True))
+          _write(out, metadata,
+                 os.path.join(scratch, "examples", f"Split-{split}"), label)
 
     with artifacts.write_artifact(transform_graph_uri, "TransformGraph",
                                   "Transform", run_id, params, inputs) as w:
@@ -223,9 +234,9 @@ def run_transform(
       }
     with artifacts.write_artifact(transformed_examples_uri, "Examples",
                                   "Transform", run_id, params, inputs) as w:
-      for split in ("train", "eval"):
+      for split in splits:
         shutil.move(os.path.join(scratch, "examples", f"Split-{split}"), w.uri)
-      w.summary = {"splits": ["train", "eval"]}
+      w.summary = {"splits": [artifacts.TRAIN, *others]}
 
 
 def _vocab_names(tft_output: tft.TFTransformOutput) -> list[str]:

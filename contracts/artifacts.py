@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping, Optional
 METADATA_FILE = "metadata.json"
 # Split names: the Examples artifact's and the Catalog artifact's.
 TRAIN = "train"
+VALIDATION = "validation"  # training-time choices read it, never eval
 EVAL = "eval"
 ITEMS = "items"
 USERS = "users"

@@ -66,6 +66,16 @@ class PipelineConfig(_Strict):
       raise metric_name_error(
           [(("evaluator", *loc), problem) for loc, problem in problems],
           type(self).__name__)
+    stopping = [name for name, section in (
+        ("trainer", self.trainer),
+        ("trainer.distillation.teacher",
+         self.trainer.teacher_config() if self.trainer.trains_teacher()
+         else None)) if section is not None and section.early_stopping]
+    if stopping and not self.example_gen.validation_fraction:
+      raise ValueError(
+          f"{stopping[0]}.early_stopping: it watches the validation split; "
+          "set example_gen.validation_fraction > 0 (the eval split decides "
+          "blessing, so it must not choose the epoch too)")
     if self.evaluator.seed is None:  # frozen: completed once, here
       object.__setattr__(self, "evaluator", self.evaluator.model_copy(
           update={"seed": self.example_gen.seed}))

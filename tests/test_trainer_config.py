@@ -11,8 +11,9 @@ _DATA = {"format": "synthetic", "options": {"num_interactions": 100}}
 
 
 def _parse(trainer):
-  return C.parse_config({"data": _DATA, "trainer": trainer},
-                        source="x.yaml")
+  # A validation split, which trainer.early_stopping needs.
+  return C.parse_config({"data": _DATA, "trainer": trainer, "example_gen": {
+      "validation_fraction": 0.1}}, source="x.yaml")
 
 
 def test_tasks_are_declared_with_kind_label_weight_and_metrics():

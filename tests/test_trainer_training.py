@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -81,6 +82,13 @@ def test_mixed_precision_ple_uncertainty_and_warm_start(small_run, tmp_path):
   """A non-default model end to end: every task kind, PLE, learned weights,
   float16 compute, and a warm start from the model the pipeline exported."""
   graph, transformed, examples = _uris(small_run)
+  # Early stopping watches a validation split, which the small run has not:
+  # a copy of its transformed examples with one (its eval rows will do here).
+  with_validation = str(tmp_path / "transformed")
+  shutil.copytree(transformed, with_validation)
+  shutil.copytree(os.path.join(with_validation, "Split-eval"),
+                  os.path.join(with_validation, "Split-validation"))
+  transformed = with_validation
   base = os.path.join(small_run.artifacts.model, "Format-Serving")
   code = f"""
 import json, numpy as np, tensorflow as tf

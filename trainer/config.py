@@ -109,7 +109,11 @@ class SharedLayersConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
-  """Stop when a validation metric (on the eval split) stops improving."""
+  """Stop when a metric on the validation split stops improving.
+
+  The split comes from example_gen.validation_fraction (> 0 is required):
+  the eval split is the Evaluator's alone.
+  """
 
   # val_loss, val_<task>_loss or val_<task>_<metric>.
   monitor: str = "val_loss"
@@ -207,7 +211,7 @@ class TrainerConfig(_Strict):
   Towers read the features the transform produced; `tasks` say what is
   learned and how much each loss weighs (or where uncertainty weighting
   starts); `shared_layers` what the ranking tasks share. Early stopping
-  validates on the eval split, as TFX's Trainer does with its eval files.
+  watches the validation split, never eval (which decides blessing).
   """
 
   embedding_dim: int = pydantic.Field(32, gt=0)

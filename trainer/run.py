@@ -255,8 +255,16 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       drop_remainder=drop_remainder, drop_pairs=drop_pairs)
   validation = None
   if config.early_stopping:
-    validation = dataset(transformed_examples_uri, "eval", feature_spec,
-                         config.batch_size, shuffle=False)
+    # Never the eval split: the split that decides blessing must not also
+    # choose the epoch.
+    if artifacts.VALIDATION not in artifacts.split_names(
+        transformed_examples_uri):
+      raise ValueError(
+          "trainer.early_stopping watches the validation split, and "
+          f"{transformed_examples_uri} has none: set "
+          "example_gen.validation_fraction > 0")
+    validation = dataset(transformed_examples_uri, artifacts.VALIDATION,
+                         feature_spec, config.batch_size, shuffle=False)
 
   with strategy.scope():
     sample = next(iter(dataset(

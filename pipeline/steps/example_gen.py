@@ -38,9 +38,12 @@ def run(data: DataConfig, eg: ExampleGenConfig, beam_args: Sequence[str],
       eval_fraction=eg.eval_fraction, seed=eg.seed,
       max_quarantine_fraction=eg.max_quarantine_fraction,
       beam_args=list(beam_args),
-      parameters={"data": data.model_dump(mode="json")})
+      parameters={"data": data.model_dump(mode="json")},
+      validation_fraction=eg.validation_fraction)
+  validation = (f"{c['interactions_validation']:,} validation, "
+                if "interactions_validation" in c else "")
   return (f"{c['interactions_in']:,} rows in: {c['interactions_train']:,} "
-          f"train, {c['interactions_eval']:,} eval, "
+          f"train, {validation}{c['interactions_eval']:,} eval, "
           f"{c['interactions_quarantined']:,} quarantined, "
           f"{c['duplicates_dropped']:,} duplicates; "
           f"{c['items_written']:,} items, {c['users_written']:,} users")
