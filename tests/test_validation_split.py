@@ -155,5 +155,31 @@ def test_poisoned_eval_labels_change_nothing_before_the_evaluator(tmp_path):
     return {k: v for k, v in summaries[name]["fusion_search"].items()
             if k != "validation_model_seconds"}
   assert search("clean") == search("poisoned")
+  assert search("clean")["source"] == "validation split"
+  assert search("clean")["refit"] is False  # the served model was searched
+
+  # The search's users: histories from train, gains from validation.
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  from trainer import validation_slice  # pylint: disable=g-import-not-at-top
+  vslice = validation_slice.from_validation_split(
+      clean.examples, tft.TFTransformOutput(clean.transform_graph), 1.0,
+      10_000, 42, 20)
+
+  def consumed(split):
+    out = {}
+    for path in artifacts.split_files(clean.examples, split):
+      for raw in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+        f = tf.train.Example.FromString(raw.numpy()).features.feature
+        if f[r.CLICK].int64_list.value[0] > 0:
+          out.setdefault(f[r.USER_ID].bytes_list.value[0].decode(), set()).add(
+              f[r.ITEM_ID].bytes_list.value[0].decode())
+    return out
+
+  train, held = consumed(T), consumed(V)
+  assert len(vslice) > 0 and not vslice.held_out_pairs
+  for user, history, seen, gains in zip(vslice.user_ids, vslice.histories,
+                                        vslice.seen, vslice.gains):
+    assert set(history) <= train[user] and set(seen) == train[user]
+    assert gains and set(gains) <= held[user] - train[user]
   assert summaries["clean"]["fusion_weights"] == summaries["poisoned"][
       "fusion_weights"]

@@ -350,7 +350,10 @@ _RANKING_METRIC = r"^(recall|ndcg|liked_recall|graded_ndcg)_at_[1-9][0-9]*$"
 class FusionSearchConfig(_Strict):
   """How the fusion weights are chosen (trainer/fusion_search.py).
 
-  A validation slice is carved from the train split, never from eval: for a
+  With ExampleGen's validation split (example_gen.validation_fraction), the
+  search ranks a seeded share of its users (at most `max_users`) with the
+  model trained on train, and there is nothing to refit. Without one, a
+  validation slice is carved from the train split, never from eval: for a
   seeded share of the users (at most `max_users`), their latest
   `holdout_fraction` of training events are held out of training. After
   training, each of those users is ranked as of their first held-out event

@@ -386,19 +386,32 @@ def run_trainer(
     # Something to weigh against retrieval: a retrieval task and a head.
     if search.enabled and config.tasks_of_kind("retrieval") and (
         config.tasks_of_kind(*fusion_lib.FUSED_KINDS[1:])):
-      vslice = validation_lib.carve(
-          examples_uri, tft.TFTransformOutput(transform_graph_uri),
-          search.validation_users, search.holdout_fraction,
-          search.max_users, config.seed, config.history_length)
-      log(f"fusion search: validation slice {vslice.summary()}, "
-          f"{len(vslice.held_out_pairs)} (user, item) pairs held out of "
-          "training")
-      trained = train(vslice, "validation_model_logs" if search.refit
+      tft_output = tft.TFTransformOutput(transform_graph_uri)
+      has_split = artifacts.VALIDATION in artifacts.split_names(examples_uri)
+      if has_split:
+        # Held out by ExampleGen: the served model is the one searched with.
+        vslice = validation_lib.from_validation_split(
+            examples_uri, tft_output, search.validation_users,
+            search.max_users, config.seed, config.history_length)
+        log(f"fusion search: the validation split's {vslice.summary()}")
+      else:
+        vslice = validation_lib.carve(
+            examples_uri, tft_output, search.validation_users,
+            search.holdout_fraction, search.max_users, config.seed,
+            config.history_length)
+        log(f"fusion search: validation slice {vslice.summary()}, "
+            f"{len(vslice.held_out_pairs)} (user, item) pairs held out of "
+            "training")
+      refit = search.refit and not has_split
+      trained = train(vslice, "validation_model_logs" if refit
                       else LOG_DIR)
       choice = _search_fusion(trained, vslice, search, ranking,
                               catalog_uri, examples_uri, config, top_k,
                               max_k, log)
-      if search.refit:
+      choice[1]["source"] = ("validation split" if has_split else
+                             "carved from train")
+      choice[1]["refit"] = refit
+      if refit:
         log("refit on the whole train split with the chosen weights")
         choice[1]["validation_model_seconds"] = round(
             trained["train_seconds"], 2)
@@ -452,7 +465,7 @@ def _search_fusion(trained: Mapping[str, Any],
   weights, info = fusion_search.search(
       values, ids, vslice.gains, spec.tasks, spec.kinds, spec.weights,
       search.objective, search.grid, search.rounds)
-  info.update(vslice.summary(), refit=search.refit)
+  info.update(vslice.summary())
   log(f"fusion search on {len(vslice)} validation users: "
       f"{search.objective} {info['retrieval_only_objective']:.4f} "
       f"(retrieval order) -> {info['chosen_objective']:.4f} with "

@@ -1,6 +1,7 @@
-"""A validation slice carved from the train split, for choices made after
-training (the fusion weights), so that the eval split is read only by the
-Evaluator.
+"""A validation slice for choices made after training (the fusion weights),
+so that the eval split is read only by the Evaluator: ExampleGen's
+validation split when the run has one (`from_validation_split`), else one
+carved from the train split (`carve`, below).
 
 For a seeded share of the users (at most `max_users`: those whose seeded
 hash is lowest), their latest `holdout_fraction` of consumed training events
@@ -66,21 +67,20 @@ def _user_hash(user: str, seed: int) -> float:
   return int.from_bytes(h[:8], "big") / 2.0**64
 
 
-def carve(examples_uri: str, tft_output: tft.TFTransformOutput,
-          validation_users: float, holdout_fraction: float, max_users: int,
-          seed: int, history_length: int) -> ValidationSlice:
-  """The slice of the train split (see the module docstring)."""
-  raw_spec = schema.read_feature_spec(examples_uri)
-  files = artifacts.split_files(examples_uri, "train")
-  # Only the chosen users' consumed events are kept, with their records
-  # (the like label of the held-out ones comes from the TFT graph).
+def _consumed_events(examples_uri: str, split: str,
+                     chosen: "_Chosen", validation_users: float
+                     ) -> dict[str, list[tuple[int, str, bytes]]]:
+  """The chosen users' consumed events of one split, with their records
+  (the like label of the held-out ones comes from the TFT graph). A user is
+  chosen when their seeded hash (memoized in `chosen`) is below
+  `validation_users`."""
   events: dict[str, list[tuple[int, str, bytes]]] = collections.defaultdict(
       list)
   key_spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
               r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
               r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
               r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
-  chosen: dict[str, float] = {}
+  files = artifacts.split_files(examples_uri, split)
   for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
       8192):
     parsed = tf.io.parse_example(batch, key_spec)
@@ -91,22 +91,77 @@ def carve(examples_uri: str, tft_output: tft.TFTransformOutput,
       if c <= 0:
         continue
       user = u.decode()
-      if user not in chosen:
-        chosen[user] = _user_hash(user, seed)
       if chosen[user] < validation_users:
         events[user].append((int(t), i.decode(), records[n]))
+  return events
+
+
+def carve(examples_uri: str, tft_output: tft.TFTransformOutput,
+          validation_users: float, holdout_fraction: float, max_users: int,
+          seed: int, history_length: int) -> ValidationSlice:
+  """The slice of the train split (see the module docstring)."""
+  chosen = _Chosen(seed)
+  events = _consumed_events(examples_uri, artifacts.TRAIN, chosen,
+                            validation_users)
   users = sorted((u for u, e in events.items() if len(e) >= 2),
                  key=lambda u: (chosen[u], u))[:max_users]
+  split = {}
+  for user in users:
+    ordered = sorted(events[user], key=lambda e: (e[0], e[1]))
+    held = int(len(ordered) * holdout_fraction)
+    if 1 <= held < len(ordered):
+      split[user] = (ordered[:-held], ordered[-held:])
+  return _build(split, examples_uri, tft_output, history_length,
+                held_out_of_training=True)
 
+
+def from_validation_split(examples_uri: str,
+                          tft_output: tft.TFTransformOutput,
+                          validation_users: float, max_users: int, seed: int,
+                          history_length: int) -> ValidationSlice:
+  """The slice ExampleGen's validation split already holds out.
+
+  For the chosen users with consumed events in both splits: their train
+  events are what they had, their validation events what a good list
+  holds. Nothing leaves training (the split never entered it), so the
+  model the search ranks with is the one served, without a refit.
+  """
+  chosen = _Chosen(seed)
+  train = _consumed_events(examples_uri, artifacts.TRAIN, chosen,
+                           validation_users)
+  held = _consumed_events(examples_uri, artifacts.VALIDATION, chosen,
+                          validation_users)
+  users = sorted((u for u in held if train.get(u)),
+                 key=lambda u: (chosen[u], u))[:max_users]
+  split = {u: (sorted(train[u], key=lambda e: (e[0], e[1])),
+               sorted(held[u], key=lambda e: (e[0], e[1]))) for u in users}
+  return _build(split, examples_uri, tft_output, history_length,
+                held_out_of_training=False)
+
+
+class _Chosen(dict):
+  """user -> seeded hash, computed on first use."""
+
+  def __init__(self, seed: int):
+    super().__init__()
+    self._seed = seed
+
+  def __missing__(self, user: str) -> float:
+    value = self[user] = _user_hash(user, self._seed)
+    return value
+
+
+def _build(split: dict[str, tuple[list, list]], examples_uri: str,
+           tft_output: tft.TFTransformOutput, history_length: int,
+           held_out_of_training: bool) -> ValidationSlice:
+  """The slice of users -> (events before, held-out events), each event
+  (timestamp, item, record), time-ordered."""
+  raw_spec = schema.read_feature_spec(examples_uri)
   out = ValidationSlice([], [], [], [], [], [])
   held_records: list[bytes] = []
   held_owner: list[int] = []
-  for user in sorted(users):
-    ordered = sorted(events[user], key=lambda e: (e[0], e[1]))
-    held = int(len(ordered) * holdout_fraction)
-    if held < 1 or held >= len(ordered):
-      continue
-    kept, out_events = ordered[:-held], ordered[-held:]
+  for user in sorted(split):
+    kept, out_events = split[user]
     kept_items = [i for _, i, _ in kept]
     row = len(out.user_ids)
     out.user_ids.append(user)
@@ -116,7 +171,8 @@ def carve(examples_uri: str, tft_output: tft.TFTransformOutput,
     out.seen.append(sorted(set(kept_items)))
     out.gains.append({})
     for _, item, record in out_events:
-      out.held_out_pairs.append((user, item))
+      if held_out_of_training:
+        out.held_out_pairs.append((user, item))
       held_records.append(record)
       held_owner.append(row)
   _add_gains(out, held_records, held_owner, raw_spec, tft_output)
