@@ -17,6 +17,8 @@
   mtrec rollback --model-name M --serving-root DIR [--to-version V]
   mtrec catalog refresh --items FILE [--config CONFIG] [--serving-root DIR]
                         [--model_name M] [--cache-dir DIR]
+  mtrec tune --config CONFIG --space SPACE [--output FILE]
+             [--katib-experiment FILE [--image IMAGE]]
 
 `run` executes the same KFP pipeline that `compile` writes and `submit`
 sends to Kubeflow, locally: no Docker, cluster or network. A step whose
@@ -300,6 +302,66 @@ def _runs(argv: list[str]) -> int:
   return 0
 
 
+def _tune(argv: list[str]) -> int:
+  parser = flags.FlagParser(
+      prog="mtrec tune",
+      description="Hyperparameter search for the trainer section, scored "
+      "on the validation split (pipeline/tuning.py): run here, or written "
+      "as a Katib Experiment.")
+  parser.add_argument("--config", default=DEMO_CONFIG,
+                      help="Pipeline YAML (example_gen.validation_fraction "
+                      "> 0).")
+  parser.add_argument("--space", required=True,
+                      help="Search space YAML (e.g. configs/search_space.yaml).")
+  parser.add_argument("--work-dir", default=None,
+                      help="Where the prepared artifacts and trials go "
+                      "(default: <pipeline_root>/tune).")
+  parser.add_argument("--output", default=None,
+                      help="Also write the trials and the best as JSON.")
+  parser.add_argument("--katib-experiment", default=None,
+                      help="Write a Katib Experiment YAML instead of "
+                      "searching here; its trials read --work-dir's "
+                      "artifacts, which this prepares.")
+  parser.add_argument("--image", default=None,
+                      help="The trials' image (default: $MTREC_IMAGE or "
+                      "mtrec:latest).")
+  parser.add_argument("--name", default="mtrec-tune")
+  parser.add_argument("--namespace", default="kubeflow")
+  args = parser.parse_args(argv)
+  config = _load_config(args.config, "tune")
+  if config is None:
+    return 2
+  import json  # pylint: disable=g-import-not-at-top
+  import yaml  # pylint: disable=g-import-not-at-top
+  from pipeline import tuning  # pylint: disable=g-import-not-at-top
+  try:
+    space = tuning.load_space(args.space)
+    work_dir = args.work_dir or os.path.join(config.pipeline_root, "tune")
+    if args.katib_experiment:
+      from pipeline import kfp_pipeline  # pylint: disable=g-import-not-at-top
+      experiment = tuning.katib_experiment(
+          config, space, os.path.abspath(work_dir),
+          args.image or kfp_pipeline.default_image(), args.name,
+          args.namespace)
+      tuning.prepare(config, work_dir)
+      with open(args.katib_experiment, "w") as f:
+        yaml.safe_dump(experiment, f, sort_keys=False)
+      print(f"wrote {args.katib_experiment}: {space.max_trials} trials on "
+            f"{work_dir} (kubectl apply -f {args.katib_experiment})")
+      return 0
+    result = tuning.search_locally(config, space, work_dir)
+  except ValueError as e:
+    print(f"mtrec tune: {e}", file=sys.stderr)
+    return 2
+  print(tuning.table(result))
+  print(f"best: {result['best']['settings']} "
+        f"({result['objective']} {result['best'][result['objective']]:.4f})")
+  if args.output:
+    with open(args.output, "w") as f:
+      json.dump(result, f, indent=2)
+  return 0
+
+
 def _catalog(argv: list[str]) -> int:
   """`mtrec catalog refresh`: new or changed items, no retraining."""
   parser = flags.FlagParser(
@@ -396,6 +458,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "status": _lazy("serving.client_cli", "status_main"),
     "rollback": _lazy("serving.rollback", "rollback_main"),
     "catalog": _catalog,
+    "tune": _tune,
 }
 
 
@@ -414,6 +477,7 @@ SUMMARIES = {
     "status": "print a served model's version states",
     "rollback": "re-pin the previously served version in models.config",
     "catalog": "catalog refresh: add items to the served model, no training",
+    "tune": "hyperparameter search on the validation split (or for Katib)",
 }
 
 
