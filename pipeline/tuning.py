@@ -137,6 +137,18 @@ def apply(trainer: Mapping[str, Any], settings: Mapping[str, Any]
   return out
 
 
+def lookup(trainer: Mapping[str, Any], path: str) -> Any:
+  """The value at a path of the trainer section (JSON form)."""
+  node: Any = trainer
+  parts = path.split(".")
+  if parts[0] == "tasks":
+    node = {t["name"]: t for t in trainer["tasks"]}[parts[1]]
+    parts = parts[2:]
+  for part in parts:
+    node = node[part]
+  return node
+
+
 def trials(space: SearchSpace) -> list[dict[str, Any]]:
   """The local search's settings, trial by trial (seeded random search)."""
   rng = np.random.default_rng(space.seed)
@@ -218,7 +230,9 @@ def search_locally(config: Any, space: SearchSpace, work_dir: str,
   base = config.trainer.model_dump(mode="json")
   serving = config.serving.model_dump(mode="json")
   results = []
-  for n, settings in enumerate(trials(space)):
+  # The config's own values first: what a chosen setting has to beat.
+  as_configured = {path: lookup(base, path) for path in space.parameters}
+  for n, settings in [("config", as_configured), *enumerate(trials(space))]:
     figures = run_trial(apply(base, settings), serving, space.objective, uris,
                         os.path.join(work_dir, "trials", str(n)))
     results.append({"trial": n, "settings": settings, **figures})
@@ -228,8 +242,9 @@ def search_locally(config: Any, space: SearchSpace, work_dir: str,
     shutil.rmtree(os.path.join(work_dir, "trials", str(n)),
                   ignore_errors=True)
   best = max(results, key=lambda t: t[space.objective])
-  return {"objective": space.objective, "trials": results,
-          "best": best, "space": space.model_dump(mode="json")}
+  return {"objective": space.objective, "trials": results[1:],
+          "config": results[0], "best": best,
+          "space": space.model_dump(mode="json")}
 
 
 def table(result: Mapping[str, Any]) -> str:
@@ -237,7 +252,8 @@ def table(result: Mapping[str, Any]) -> str:
   paths = list(result["space"]["parameters"])
   lines = [f"| trial | {' | '.join(paths)} | {objective} | retrieval order "
            "| s |", "|" + "---|" * (len(paths) + 4)]
-  for t in sorted(result["trials"], key=lambda t: -t[objective]):
+  for t in sorted([result["config"], *result["trials"]],
+                  key=lambda t: -t[objective]):
     lines.append(
         f"| {t['trial']} | " + " | ".join(str(t["settings"][p]) for p in paths)
         + f" | {t[objective]:.4f} | {t['retrieval_order_' + objective]:.4f} "

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import small_config
+from conftest import small_config_raw
 from contracts import artifacts
 from pipeline import multi_worker
 from pipeline.steps import ArtifactUris
@@ -69,7 +70,7 @@ def _compiled(trainer_section):
 
 
 def test_the_compiled_trainer_submits_a_tfjob_of_its_workers(
-    monkeypatch, tmp_path):
+    monkeypatch, tmp_path, capsys):
   """Compiled with trainer.workers 2, the Trainer task holds no GPU (its
   workers do) and knows its image; run as on a cluster, it submits a TFJob
   of 2 workers running this project's worker entry point on the task's own
@@ -133,6 +134,16 @@ def test_the_compiled_trainer_submits_a_tfjob_of_its_workers(
   assert worker_spec.uris == dataclasses.asdict(uris)
   assert json.loads(worker_spec.arguments["trainer_config"])["workers"] == 2
   assert "TF_CONFIG" not in {e["name"] for e in c["env"]}  # the operator's
+
+  # `mtrec compile` says where the training goes.
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  raw_config = tmp_path / "config.yaml"
+  raw_config.write_text(yaml.safe_dump(small_config_raw(trainer={
+      "epochs": 1, "workers": 2, "tfjob": {"gpus_per_worker": 1}})))
+  assert cli.main(["compile", "--config", str(raw_config), "--output",
+                   str(tmp_path / "p.yaml"), "--image", IMAGE]) == 0
+  assert "trainer: a TFJob of 2 workers in namespace kubeflow, 1 GPU(s) " \
+      "each" in capsys.readouterr().out
 
   # One worker: the Trainer task itself trains, on its GPU.
   _, spec = _compiled({"epochs": 1})

@@ -142,10 +142,12 @@ def test_a_local_search_scores_trials_on_validation(tmp_path, capsys):
       tuning.load_space(str(space_path)))
   for t in result["trials"]:
     assert 0.0 < t["recall_at_10"] <= 1.0 and t["validation_users"] > 0
+  assert result["config"]["settings"] == {"embedding_dim": 16}
   assert result["best"]["recall_at_10"] == max(
-      t["recall_at_10"] for t in result["trials"])
+      t["recall_at_10"] for t in [result["config"], *result["trials"]])
   printed = capsys.readouterr().out
   assert "| trial | embedding_dim | recall_at_10 |" in printed
+  assert "| config | 16 |" in printed
 
   # A Katib trial on the prepared artifacts, with the first trial's setting:
   # the same figure (the same seed and data).

@@ -134,6 +134,9 @@ def main(argv=None) -> int:
                       help="the JSON of `benchmarks/train_throughput.py "
                            "--workers 2 --output` for the multi-worker "
                            "figures")
+  parser.add_argument("--merge-tuning", default=None,
+                      help="the JSON of `mtrec tune --output` for the "
+                           "hyperparameter search section")
   parser.add_argument("--note", action="append", default=[],
                       help="a remark about the run for the report's Notes "
                            "(e.g. what else the machine was doing)")
@@ -213,6 +216,9 @@ def main(argv=None) -> int:
   if args.merge_multi_worker:
     with open(args.merge_multi_worker) as f:
       results["multi_worker"] = json.load(f)
+  if args.merge_tuning:
+    with open(args.merge_tuning) as f:
+      results["tuning"] = json.load(f)
   if args.merge_serving_soak:
     with open(args.merge_serving_soak) as f:
       results["serving_soak"] = json.load(f)
