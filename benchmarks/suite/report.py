@@ -497,7 +497,35 @@ def _tuning(section: Mapping[str, Any]) -> list[str]:
       f"Seeded random search, {len(section['trials'])} trials, plus the "
       "config's own values (`config`). The same space runs as a Katib "
       "Experiment (`--katib-experiment`).", "",
-      tuning.table(section), "", verdict, ""]
+      tuning.table(section), "", verdict, "", *_tuning_eval_check(section)]
+
+
+def _tuning_eval_check(section: Mapping[str, Any]) -> list[str]:
+  """The best trial against the config on eval, over seeds (when run)."""
+  check = section.get("eval_check")
+  if not check:
+    return []
+  metrics = list(check["config"])
+  rows = [f"| {name} | " + " | ".join(
+      f"{check[key][m][0]:.4f} ± {check[key][m][1]:.4f}" for m in metrics)
+          + " |" for name, key in (("config", "config"),
+                                   (f"best trial ({section['best']['trial']})",
+                                    "best"))]
+  objective = section["objective"]
+  outcome = []
+  if objective in check["config"]:
+    (a, sa), (b, sb) = check["config"][objective], check["best"][objective]
+    outcome = [
+        f"On eval the best trial's {objective} is {b - a:+.4f} from the "
+        "config's, " + (
+            "within the seeds' spread: the shipped default keeps its values."
+            if abs(b - a) <= max(sa, sb) else
+            "more than the seeds' spread."), ""]
+  return [
+      f"Checked on the eval split, {len(check['seeds'])} seeds (mean ± sd; "
+      f"`{check['command']}`):", "",
+      "| values | " + " | ".join(metrics) + " |",
+      "|---|" + "---|" * len(metrics), *rows, "", *outcome]
 
 
 def _distillation(section: Mapping[str, Any]) -> list[str]:
