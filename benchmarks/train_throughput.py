@@ -79,7 +79,7 @@ def measure_workers(config_path: str, work_dir: str, epochs: int,
                     workers: int) -> dict:
   """`measure` on `workers` processes on localhost; the chief's figures."""
   model_comparison.prepare(config_lib.load_config(config_path), work_dir)
-  hosts = [f"localhost:{p}" for p in multi_worker._free_ports(workers)]  # pylint: disable=protected-access
+  hosts = [f"localhost:{p}" for p in multi_worker.free_ports(workers)]
   procs = [subprocess.Popen(
       [sys.executable, os.path.abspath(__file__), "--config", config_path,
        "--work-dir", work_dir, "--epochs", str(epochs)],

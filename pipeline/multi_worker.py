@@ -40,6 +40,7 @@ import tempfile
 import time
 from typing import Any, Callable, Mapping, Optional
 
+from pipeline import step_deps
 from pipeline.steps import ArtifactUris
 
 LAUNCHER_ENV = "MTREC_WORKER_LAUNCHER"  # "local" or "tfjob"
@@ -49,7 +50,6 @@ TFJOB_GROUP, TFJOB_VERSION, TFJOB_PLURAL = "kubeflow.org", "v1", "tfjobs"
 TFJOB_CONTAINER = "tensorflow"
 # The step's artifact written by the chief: its output field, by step.
 OUTPUT_FIELD = {"trainer": "model", "teacher": "teacher_model"}
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,8 @@ def tf_config(hosts: list[str], index: int) -> str:
                      "task": {"type": "worker", "index": index}})
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
+  """n distinct free ports on localhost (bound together, then released)."""
   with contextlib.ExitStack() as stack:
     socks = [stack.enter_context(socket.socket()) for _ in range(n)]
     for s in socks:
@@ -127,7 +128,7 @@ def run_local(spec: WorkerSpec, workers: int,
   whose tail the error quotes. One failed worker leaves the others waiting
   in a collective forever, so they are killed.
   """
-  hosts = [f"localhost:{p}" for p in _free_ports(workers)]
+  hosts = [f"localhost:{p}" for p in free_ports(workers)]
   log(f"{workers} workers on {', '.join(hosts)} "
       "(MultiWorkerMirroredStrategy)")
   with tempfile.TemporaryDirectory(prefix="mtrec-workers-") as tmp:
@@ -141,7 +142,7 @@ def run_local(spec: WorkerSpec, workers: int,
                    PYTHONUNBUFFERED="1")
         # The worker imports this checkout, installed or not.
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+            p for p in (step_deps.PROJECT_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("TF_USE_LEGACY_KERAS", "1")
         path = os.path.join(tmp, f"worker-{index}.log")
         logs.append(path)
@@ -160,29 +161,29 @@ def run_local(spec: WorkerSpec, workers: int,
 
 def _follow(procs: list[subprocess.Popen], logs: list[str],
             log: Callable[[str], None], poll_seconds: float) -> None:
-  """Forwards the chief's new lines until every worker exits; raises
-  naming the first worker that failed."""
-  shown = 0
-  while True:
-    with open(logs[0]) as f:
-      lines = f.read().splitlines()
-    # The last line may still be being written.
-    done = [p.poll() for p in procs]
-    complete = lines if done[0] is not None else lines[:-1]
-    for line in complete[shown:]:
-      log(line)
-    shown = max(shown, len(complete))
-    failed = [i for i, rc in enumerate(done) if rc not in (None, 0)]
-    if failed:
-      i = failed[0]
-      with open(logs[i]) as f:
-        tail = "".join(f.readlines()[-30:])
-      raise RuntimeError(
-          f"worker {i} of {len(procs)} exited with status {done[i]}; the "
-          f"others were stopped. Its last lines:\n{tail}")
-    if all(rc == 0 for rc in done):
-      return
-    time.sleep(poll_seconds)
+  """Forwards the chief's output, line by line as it completes, until
+  every worker exits; raises naming the first worker that failed."""
+  pending = ""
+  with open(logs[0]) as chief:
+    while True:
+      done = [p.poll() for p in procs]
+      # Read after polling: once the chief has exited, this is all of it.
+      *lines, pending = (pending + chief.read()).split("\n")
+      for line in lines:
+        log(line)
+      failed = [i for i, rc in enumerate(done) if rc not in (None, 0)]
+      if failed:
+        i = failed[0]
+        with open(logs[i]) as f:
+          tail = "".join(f.readlines()[-30:])
+        raise RuntimeError(
+            f"worker {i} of {len(procs)} exited with status {done[i]}; the "
+            f"others were stopped. Its last lines:\n{tail}")
+      if all(rc == 0 for rc in done):
+        if pending:
+          log(pending)
+        return
+      time.sleep(poll_seconds)
 
 
 def tfjob_name(spec: WorkerSpec) -> str:

@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any, Literal, Mapping, Optional, Union
@@ -238,7 +239,6 @@ def search_locally(config: Any, space: SearchSpace, work_dir: str,
     results.append({"trial": n, "settings": settings, **figures})
     log(f"trial {n}: {settings} -> {space.objective} "
         f"{figures[space.objective]:.4f} ({figures['seconds']}s)")
-    import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(os.path.join(work_dir, "trials", str(n)),
                   ignore_errors=True)
   best = max(results, key=lambda t: t[space.objective])

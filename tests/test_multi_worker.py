@@ -241,3 +241,35 @@ def test_two_workers_on_localhost_train_the_demo_model_as_one_does(
   two = results["2 workers"][retrieval_eval.ALL]
   for metric in ("recall_at_10", "recall_at_20", "ndcg_at_20"):
     assert two[metric] == pytest.approx(one[metric], rel=0.02), metric
+
+
+def test_the_chiefs_lines_are_forwarded_and_a_failed_worker_named(
+    tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  def start(code, name):
+    path = str(tmp_path / name)
+    with open(path, "w") as out:
+      return subprocess.Popen([sys.executable, "-c", code], stdout=out,
+                              stderr=subprocess.STDOUT), path
+
+  chief = start("import time\nprint('one', flush=True)\ntime.sleep(0.3)\n"
+                "print('two')\nprint('last', end='')", "chief.log")
+  other = start("print('quiet')", "other.log")
+  shown = []
+  multi_worker._follow([chief[0], other[0]], [chief[1], other[1]],  # pylint: disable=protected-access
+                       shown.append, 0.05)
+  assert shown == ["one", "two", "last"]
+
+  chief = start("import time\ntime.sleep(30)", "chief2.log")
+  broken = start("import sys\nprint('out of memory')\nsys.exit(3)",
+                 "broken.log")
+  try:
+    with pytest.raises(RuntimeError, match=r"worker 1 of 2 exited with "
+                       r"status 3(.|\n)*out of memory"):
+      multi_worker._follow([chief[0], broken[0]], [chief[1], broken[1]],  # pylint: disable=protected-access
+                           shown.append, 0.05)
+  finally:
+    chief[0].kill()
+    chief[0].wait()

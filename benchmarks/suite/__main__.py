@@ -68,6 +68,16 @@ SIZES = {
 }
 
 
+# Sections measured by a script of their own, merged from its --output JSON
+# (--merge-<section>): section -> the script.
+SCRIPT_SECTIONS = {
+    "serving_soak": "benchmarks/serving_soak.py",
+    "distillation": "benchmarks/distillation.py",
+    "multi_worker": "benchmarks/train_throughput.py --workers 2",
+    "tuning": "mtrec tune",
+}
+
+
 def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec="seconds")
@@ -122,21 +132,12 @@ def main(argv=None) -> int:
   parser.add_argument("--merge-cold-start", default=None,
                       help="take the cold_start section from this suite.json "
                            "(a separately run --sections cold_start)")
-  parser.add_argument("--merge-serving-soak", default=None,
-                      help="add the figures of benchmarks/serving_soak.py "
-                           "(its --output JSON) as the serving section")
   parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                       help="seeds of the multitask and cold_start sections")
-  parser.add_argument("--merge-distillation", default=None,
-                      help="the JSON of `benchmarks/distillation.py "
-                           "--output` for the Distillation section")
-  parser.add_argument("--merge-multi-worker", default=None,
-                      help="the JSON of `benchmarks/train_throughput.py "
-                           "--workers 2 --output` for the multi-worker "
-                           "figures")
-  parser.add_argument("--merge-tuning", default=None,
-                      help="the JSON of `mtrec tune --output` for the "
-                           "hyperparameter search section")
+  for section, script in SCRIPT_SECTIONS.items():
+    parser.add_argument(f"--merge-{section.replace('_', '-')}", default=None,
+                        help=f"the --output JSON of `{script}`, as the "
+                             f"{section} section")
   parser.add_argument("--note", action="append", default=[],
                       help="a remark about the run for the report's Notes "
                            "(e.g. what else the machine was doing)")
@@ -210,18 +211,11 @@ def main(argv=None) -> int:
     from benchmarks.suite import cold_items  # pylint: disable=g-import-not-at-top
     results["cold_start"] = cold_items.run(
         os.path.join(work_dir, "cold_start"), args.seeds)
-  if args.merge_distillation:
-    with open(args.merge_distillation) as f:
-      results["distillation"] = json.load(f)
-  if args.merge_multi_worker:
-    with open(args.merge_multi_worker) as f:
-      results["multi_worker"] = json.load(f)
-  if args.merge_tuning:
-    with open(args.merge_tuning) as f:
-      results["tuning"] = json.load(f)
-  if args.merge_serving_soak:
-    with open(args.merge_serving_soak) as f:
-      results["serving_soak"] = json.load(f)
+  for section in SCRIPT_SECTIONS:
+    path = getattr(args, f"merge_{section}")
+    if path:
+      with open(path) as f:
+        results[section] = json.load(f)
   results.setdefault("notes", [])
   results["notes"] += [n for n in args.note if n not in results["notes"]]
   if not args.render:
