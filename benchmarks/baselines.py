@@ -11,6 +11,10 @@ TensorFlow and no randomness beyond an explicit seed:
 - EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW
   2019): the closed-form item-item model B = I - P / diag(P) with
   P = (XᵀX + λI)⁻¹, scores = X B.
+- Item-kNN (Sarwar et al., "Item-based collaborative filtering
+  recommendation algorithms", WWW 2001): cosine similarity between items'
+  user columns, each item keeping its most similar neighbors, scores =
+  X S.
 - Biased matrix factorization for ratings, r̂ = μ + b_u + b_i + p_u·q_i,
   fitted by alternating ridge regressions (ALS), so every sweep has a closed
   form that a test can check by hand.
@@ -106,6 +110,30 @@ def ease(x: np.ndarray, l2: float) -> np.ndarray:
   b = p / (-np.diag(p))
   b[np.diag_indices_from(b)] = 0.0
   return b
+
+
+def item_knn(x: np.ndarray, neighbors: int, chunk: int = 1024) -> np.ndarray:
+  """Item-kNN weights S [items, items] for a binary matrix X.
+
+  S[j, i] is the cosine similarity of items j and i (their columns of X)
+  when j is among the `neighbors` items most similar to i, else 0; the
+  diagonal is 0, so an item is not recommended because of itself, and an
+  item without training users has no neighbors. Ties at the cut-off keep
+  the lower index (a stable sort), so the result is deterministic.
+  """
+  g = x.T.astype(np.float32) @ x.astype(np.float32)
+  norms = np.sqrt(np.diag(g).astype(np.float64))
+  inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+  s = (g * inv[:, None] * inv[None, :]).astype(np.float32)
+  del g
+  np.fill_diagonal(s, 0.0)
+  n = s.shape[0]
+  if neighbors < n:
+    for start in range(0, n, chunk):  # bounded memory: chunk columns at once
+      cols = s[:, start:start + chunk]
+      order = np.argsort(-cols, axis=0, kind="stable")
+      np.put_along_axis(cols, order[neighbors:], 0.0, axis=0)
+  return s
 
 
 class BiasedMF:

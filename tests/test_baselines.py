@@ -100,3 +100,28 @@ def test_masked_scores_push_unknown_items_last():
   out = baselines.masked_scores(SCORES, np.array([True, False, True]))
   assert np.isneginf(out[:, 1]).all()
   np.testing.assert_array_equal(out[:, [0, 2]], SCORES[:, [0, 2]])
+
+
+def test_item_knn_keeps_each_items_nearest_neighbors():
+  # Users 0 and 1 consumed items 0 and 1; user 2 items 0 and 2. Columns:
+  # item 0 has 3 users, item 1 2, item 2 1; shared users: (0, 1) 2,
+  # (0, 2) 1, (1, 2) 0. Cosines: (0, 1) 2/sqrt(6), (0, 2) 1/sqrt(3),
+  # (1, 2) 0. Item 3 has no user: no neighbors, nobody's neighbor.
+  x = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0]], np.float32)
+  c01, c02 = 2 / np.sqrt(6), 1 / np.sqrt(3)
+  full = np.array([[0, c01, c02, 0], [c01, 0, 0, 0], [c02, 0, 0, 0],
+                   [0, 0, 0, 0]])
+  np.testing.assert_allclose(baselines.item_knn(x, 4), full, rtol=1e-6)
+  # One neighbor per item (column): item 0 keeps item 1 (c01 > c02); item 1
+  # and item 2 keep item 0. Item 3's column is all zeros: the tie keeps
+  # the lowest index, at similarity 0.
+  one = np.array([[0, c01, c02, 0], [c01, 0, 0, 0], [0, 0, 0, 0],
+                  [0, 0, 0, 0]])
+  np.testing.assert_allclose(baselines.item_knn(x, 1, chunk=3), one,
+                             rtol=1e-6)
+  # A user who consumed only item 2 is recommended item 0 with 2
+  # neighbors, nothing with one.
+  np.testing.assert_allclose(np.array([0, 0, 1, 0]) @ baselines.item_knn(
+      x, 2), [c02, 0, 0, 0], rtol=1e-6)
+  np.testing.assert_allclose(np.array([0, 0, 1, 0]) @ baselines.item_knn(
+      x, 1), [0, 0, 0, 0])

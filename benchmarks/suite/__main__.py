@@ -6,9 +6,11 @@
 Sections (all by default):
   protocol1   the TFRS multitask tutorial's protocol (random 80/20, seed 42,
               top-100 accuracy over all items and RMSE): the tutorial's
-              joint model, mtrec's default, popularity, EASE, biased MF.
+              joint model, mtrec's default, popularity, and EASE, item-kNN
+              and biased MF tuned on a validation split.
   protocol2   temporal split: Recall@20, NDCG@20, RMSE, AUC for popularity,
-              the tutorial's model and mtrec; its pipeline run gives the
+              the tutorial's model, the tuned EASE, item-kNN and biased MF,
+              and mtrec; its pipeline run gives the
               throughput figures (and, with --end-to-end, the `mtrec run`
               wall time).
   scale       synthetic 100k / 1M / 5M interactions through ExampleGen +
