@@ -93,7 +93,8 @@ def test_suite_small_run_writes_json_and_markdown(tmp_path):
   # The shipped config's row is a full-size extra (it costs a second fit).
   mtrec = ("mtrec (bench_protocol1.yaml)",)
   assert "mtrec (movielens_latest_small.yaml)" not in p1["models"]
-  for name in mtrec + ("TFRS tutorial joint", "popularity", "EASE"):
+  for name in mtrec + ("TFRS tutorial joint", "popularity", "EASE",
+                       "item-kNN"):
     assert 0.0 <= p1["models"][name]["top100_accuracy"] <= 1.0, name
   for name in mtrec + ("TFRS tutorial joint", "biased MF", "global mean"):
     assert 0.0 < p1["models"][name]["rmse"] < 5.0, name
@@ -101,14 +102,28 @@ def test_suite_small_run_writes_json_and_markdown(tmp_path):
   assert p1["models"]["popularity"]["top100_accuracy"] == 1.0
   assert set(p1["checks"]) == {"mtrec_beats_tutorial_top100",
                                "mtrec_beats_tutorial_rmse",
-                               "mtrec_beats_popularity_top100"}
+                               "mtrec_beats_popularity_top100",
+                               "best_baseline_top100",
+                               "mtrec_over_best_baseline_top100",
+                               "mtrec_over_biased_mf_rmse"}
+  # The tuned baselines: each chose a setting of its grid on validation.
+  for p in (p1, results["protocol2"]):
+    tuning = p["baseline_tuning"]
+    assert set(tuning) == {"EASE", "item-kNN", "biased MF"}
+    for name, t in tuning.items():
+      assert p["models"][name]["params"] == t["params"]
+      assert t["params"] in [trial["params"] for trial in t["trials"]]
 
   p2 = results["protocol2"]
   assert p2["split"] == "temporal_user"
-  for name in ("mtrec default", "TFRS tutorial", "popularity"):
+  for name in ("mtrec default", "TFRS tutorial", "popularity", "EASE",
+               "item-kNN"):
     m = p2["models"][name]
     assert 0.0 <= m["recall_at_20"] <= 1.0 and 0.0 <= m["ndcg_at_20"] <= 1.0
     assert 0.0 <= m["auc"] <= 1.0
+  assert 0.0 < p2["models"]["biased MF"]["rmse"] < 5.0
+  assert p2["checks"]["mtrec_over_biased_mf_rmse"] == pytest.approx(
+      p2["models"]["mtrec default"]["rmse"] / p2["models"]["biased MF"]["rmse"])
   t = p2["throughput"]
   assert t["example_gen_transform_rows_per_second"] > 0
   assert t["trainer_examples_per_second"] > 0
@@ -122,7 +137,10 @@ def test_suite_small_run_writes_json_and_markdown(tmp_path):
   for heading in ("## Protocol 1", "## Protocol 2", "## Throughput",
                   "## Scale", "## Reproduce"):
     assert heading in text
-  assert "| mtrec (bench_protocol1.yaml) |" in text and "| EASE |" in text
+  assert "| mtrec (bench_protocol1.yaml) |" in text
+  ease = p1["models"]["EASE"]["params"]["l2"]
+  assert f"| EASE (l2 {ease:g}) |" in text
+  assert "Baselines tuned on a validation split" in text
   assert "| mtrec default |" in text  # protocol 2
   assert results["machine"]["cpu_model"] in text if (
       "cpu_model" in results["machine"]) else True

@@ -262,7 +262,12 @@ def test_the_benchmark_verdict_measures_the_recovered_gap():
   assert "55% of the gap recovered" in text  # (0.151 - 0.14) / 0.02
   assert "rmse: distilled 0.8800 vs student 0.9000 (not worse), teacher " \
          "0.8600: 50% of the gap recovered" in text
+  assert ("recommend p50: distilled 1.00 ms vs student 1.00 ms (1.00x, "
+          "equal within 10%") in text
   assert text.endswith("DONE-WHEN HOLDS")
+  slower = dict(summary["distilled student"], latency_ms=(1.2, 0.1))
+  assert bench.verdict(dict(summary, **{"distilled student": slower})
+                       ).endswith("DONE-WHEN FAILS")
   summary["distilled student"] = row(0.151, 0.149, 0.880, 0.78)  # NDCG worse
   assert bench.verdict(summary).endswith("DONE-WHEN FAILS")
   summary["distilled student"] = row(0.149, 0.15, 0.880, 0.78)  # 45%

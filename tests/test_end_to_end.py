@@ -167,15 +167,18 @@ def test_a_click_and_watch_time_model_is_evaluated_blessed_and_fused(
 
 
 @pytest.mark.slow
-def test_unblessed_model_is_not_pushed(tmp_path):
+def test_unblessed_model_is_not_pushed(small_run, tmp_path):
+  # The shared run's pipeline again, with a bar its model cannot meet: the
+  # data and training steps are reused from its cache, the Evaluator judges
+  # anew and the Pusher, into an empty serving root, publishes nothing.
   config = small_config(
-      data={"format": "synthetic",
-            "options": {"num_interactions": 2000, "seed": 4}},
-      trainer={"epochs": 1, "batch_size": 256, "embedding_dim": 8},
       evaluator={"ks": [10, 20], "must_beat_popularity": [],
                  "thresholds": {"recall_at_20": {"min": 0.99}}})
-  result = runner.run_pipeline(config, str(tmp_path / "runs"),
+  result = runner.run_pipeline(config, os.path.dirname(small_run.run_dir),
                                str(tmp_path / "serving"), log=lambda m: None)
+  assert [(s["name"], s["status"]) for s in result.steps][-3:] == [
+      ("Trainer", "cached"), ("Evaluator", "succeeded"),
+      ("Pusher", "succeeded")]
   blessing = artifacts.read_metadata(result.artifacts.blessing)
   assert blessing["summary"] == {"verdict": "NOT_BLESSED",
                                  "failed": ["recall_at_20"]}

@@ -589,7 +589,8 @@ def _distillation(section: Mapping[str, Any]) -> list[str]:
       f"temperature {section['temperature']}, soft-target weights "
       f"{json.dumps(section['weights']) if section['weights'] else 'as the tasks'}"
       "). Measured as the multi-task ablation is; the latency is the median "
-      "of 200 single-user `recommend` calls in process. Mean ± standard "
+      "of 300 single-user `recommend` calls in process per model, the "
+      "seed's three models taking turns call by call. Mean ± standard "
       "deviation over the seeds.",
       ""]
   if section.get("note"):
