@@ -160,40 +160,33 @@ def tune(train: Events, validation: Events, full_train: Events,
     "tune_seconds", and "scores" (a ranker's ScoreFn) or "model" (a
     rater's BiasedMF), both refitted on full_train}}.
   """
+  def search(name, grid, fit, score, lower_is_better, metric, key):
+    """Scores every setting of `grid` fitted on train; refits the best."""
+    start = time.time()
+    trials = []
+    for params in grid:
+      value = score(fit(name, params, train, num_users, num_items))
+      trials.append({"params": dict(params), "validation": value})
+      log(f"  {name} {params}: validation {metric} {value:.4f}")
+    best = pick(trials, lower_is_better)["params"]
+    return {"params": best, "trials": trials, "metric": metric,
+            "tune_seconds": round(time.time() - start, 1),
+            key: fit(name, best, full_train, num_users, num_items)}
+
   out: dict[str, dict[str, Any]] = {}
   seen_items = int(np.unique(full_train.items[full_train.consumed]).size)
   for name, grid in rankers.items():
     if name == "EASE" and seen_items > EASE_MAX_ITEMS:
       log(f"  {name}: skipped, {seen_items:,} items > {EASE_MAX_ITEMS:,}")
       continue
-    start = time.time()
-    trials = []
-    for params in grid:
-      score = ranking_objective(
-          fit_ranker(name, params, train, num_users, num_items), train,
-          validation)
-      trials.append({"params": dict(params), "validation": score})
-      log(f"  {name} {params}: validation {score:.4f}")
-    best = pick(trials, lower_is_better=False)
-    out[name] = {"params": best["params"], "trials": trials,
-                 "metric": "protocol's retrieval metric",
-                 "tune_seconds": round(time.time() - start, 1),
-                 "scores": fit_ranker(name, best["params"], full_train,
-                                      num_users, num_items)}
+    out[name] = search(
+        name, grid, fit_ranker,
+        lambda scores: ranking_objective(scores, train, validation),
+        False, "retrieval", "scores")
   for name, grid in raters.items():
-    start = time.time()
-    trials = []
-    for params in grid:
-      score = rmse(fit_rater(name, params, train, num_users, num_items),
-                   validation)
-      trials.append({"params": dict(params), "validation": score})
-      log(f"  {name} {params}: validation RMSE {score:.4f}")
-    best = pick(trials, lower_is_better=True)
-    out[name] = {"params": best["params"], "trials": trials,
-                 "metric": "rmse",
-                 "tune_seconds": round(time.time() - start, 1),
-                 "model": fit_rater(name, best["params"], full_train,
-                                    num_users, num_items)}
+    out[name] = search(name, grid, fit_rater,
+                       lambda model: rmse(model, validation), True, "rmse",
+                       "model")
   return out
 
 
