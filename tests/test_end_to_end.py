@@ -167,15 +167,19 @@ def test_a_click_and_watch_time_model_is_evaluated_blessed_and_fused(
 
 
 @pytest.mark.slow
-def test_unblessed_model_is_not_pushed(small_run, tmp_path):
-  # The shared run's pipeline again, with a bar its model cannot meet: the
-  # data and training steps are reused from its cache, the Evaluator judges
-  # anew and the Pusher, into an empty serving root, publishes nothing.
+def test_unblessed_model_is_not_pushed(small_run):
+  # The shared run's pipeline again, into its own serving root, with a bar
+  # its model cannot meet: the data and training steps are reused from the
+  # cache, the Evaluator judges anew and the Pusher publishes nothing.
+  with open(os.path.join(small_run.run_dir, runner.RUN_FILE)) as f:
+    serving_root = json.load(f)["serving_root"]
+  model_root = os.path.join(serving_root, "mtrec")
+  served = sorted(os.listdir(model_root))
   config = small_config(
       evaluator={"ks": [10, 20], "must_beat_popularity": [],
                  "thresholds": {"recall_at_20": {"min": 0.99}}})
   result = runner.run_pipeline(config, os.path.dirname(small_run.run_dir),
-                               str(tmp_path / "serving"), log=lambda m: None)
+                               serving_root, log=lambda m: None)
   assert [(s["name"], s["status"]) for s in result.steps][-3:] == [
       ("Trainer", "cached"), ("Evaluator", "succeeded"),
       ("Pusher", "succeeded")]
@@ -183,7 +187,7 @@ def test_unblessed_model_is_not_pushed(small_run, tmp_path):
   assert blessing["summary"] == {"verdict": "NOT_BLESSED",
                                  "failed": ["recall_at_20"]}
   assert not result.pushed["pushed"]
-  assert not os.path.exists(tmp_path / "serving" / "mtrec")
+  assert sorted(os.listdir(model_root)) == served
 
 
 def test_cli_reports_config_errors_and_failed_steps(tmp_path):
