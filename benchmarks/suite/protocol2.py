@@ -153,10 +153,16 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   c = tutorial_model.movie_embeddings(tm, catalog)
   item_col = {i: n for n, i in enumerate(catalog)}
 
-  def rank_tutorial(user, seen):
-    s = q[user_row[user]] @ c.T
-    s[[item_col[i] for i in seen if i in item_col]] = -np.inf
-    return [catalog[j] for j in M.top_k_excluding(s[None], [[]], K)[0]]
+  def ranker(score_row: Callable[[int], np.ndarray]):
+    """A rank function of `_retrieval` from a user row's catalog scores:
+    the top K with the user's training items excluded."""
+    def rank(user, seen):
+      return [catalog[j] for j in M.top_k_excluding(
+          score_row(user_row[user])[None],
+          [[item_col[i] for i in seen if i in item_col]], K)[0]]
+    return rank
+
+  rank_tutorial = ranker(lambda row: q[row] @ c.T)
 
   pred = tutorial_model.predict_ratings(tm, eval_u, eval_i)
   models["TFRS tutorial"] = dict(
@@ -182,14 +188,9 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   for name, t in tuned.items():
     if "scores" in t:
       scores = t["scores"](np.arange(len(user_vocab)))
-
-      def rank_tuned(user, seen, scores=scores):
-        return [catalog[j] for j in M.top_k_excluding(
-            scores[user_row[user]][None],
-            [[item_col[i] for i in seen if i in item_col]], K)[0]]
       in_catalog = liked & (pair_i >= 0)
       models[name] = dict(
-          _retrieval(rank_tuned, evaluation.users),
+          _retrieval(ranker(scores.__getitem__), evaluation.users),
           auc=M.auc(scores[pair_u, pair_i][in_catalog],
                     labels[F.LIKE][in_catalog]))
       del scores

@@ -94,12 +94,15 @@ def _protocol1(p: Mapping[str, Any]) -> list[str]:
   return lines + [""]
 
 
+def _setting(params: Mapping[str, Any]) -> str:
+  """A baseline's setting, e.g. `factors 64, l2 10`."""
+  return ", ".join(f"{k} {v:g}" for k, v in params.items())
+
+
 def _model_name(name: str, m: Mapping[str, Any]) -> str:
   """A tuned baseline's row names the setting its tuning chose."""
   params = m.get("params")
-  if not params:
-    return name
-  return f"{name} ({', '.join(f'{k} {v:g}' for k, v in params.items())})"
+  return f"{name} ({_setting(params)})" if params else name
 
 
 def _baseline_tuning(p: Mapping[str, Any], objective: str) -> list[str]:
@@ -109,9 +112,8 @@ def _baseline_tuning(p: Mapping[str, Any], objective: str) -> list[str]:
     return []
   parts = []
   for name, t in tuning.items():
-    trials = "; ".join(
-        ", ".join(f"{k} {v:g}" for k, v in trial["params"].items()) +
-        f": {trial['validation']:.4f}" for trial in t["trials"])
+    trials = "; ".join(f"{_setting(trial['params'])}: "
+                       f"{trial['validation']:.4f}" for trial in t["trials"])
     metric = "RMSE" if t["metric"] == "rmse" else objective
     parts.append(f"{name} by {metric} ({trials})")
   return ["", "Baselines tuned on a validation split of the training events "
