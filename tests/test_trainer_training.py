@@ -80,7 +80,8 @@ print(json.dumps(out))
 @pytest.mark.slow
 def test_mixed_precision_ple_uncertainty_and_warm_start(small_run, tmp_path):
   """A non-default model end to end: every task kind, PLE, learned weights,
-  float16 compute, and a warm start from the model the pipeline exported."""
+  float16 compute, half the rows with their served history, and a warm
+  start from the model the pipeline exported."""
   graph, transformed, examples = _uris(small_run)
   # Early stopping watches a validation split, which the small run has not:
   # a copy of its transformed examples with one (its eval rows will do here).
@@ -98,6 +99,7 @@ from trainer import run
 config = TrainerConfig.model_validate(dict(
     epochs=2, batch_size=256, steps_per_epoch=4, embedding_dim=16,
     mixed_precision="on", loss_weighting="uncertainty",
+    served_history_fraction=0.5,
     shared_layers=dict(kind="ple", levels=2, tower_units=[8]),
     tasks=[dict(name="retrieval", kind="retrieval", temperature=0.5),
            dict(name="rating", kind="regression", label="rating",

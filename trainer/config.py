@@ -231,6 +231,11 @@ class TrainerConfig(_Strict):
   # masked mean or through attention with recency embeddings.
   history_length: int = pydantic.Field(20, ge=0, le=F.MAX_HISTORY_LENGTH)
   history_encoder: Literal["mean", "attention"] = "attention"
+  # The share of training rows whose history is their user's served one
+  # (their latest training items) instead of the items just before the
+  # event, so the query also learns to answer for any point of a user's
+  # timeline from the history serving gives it (trainer/served_history.py).
+  served_history_fraction: float = pydantic.Field(0.0, ge=0.0, lt=1.0)
   early_stopping: Optional[EarlyStoppingConfig] = None
   # Start from the variables of the model now served (rows of id embeddings
   # matched through the vocabularies); nothing served: from scratch.

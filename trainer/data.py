@@ -117,10 +117,13 @@ def training_statistics(dataset: tf.data.Dataset, item_vocab_size: int,
   }
 
 
-def latest_histories(examples_uri: str, length: int
+def latest_histories(examples_uri: str, length: int,
+                     splits: Sequence[str] = (artifacts.TRAIN,
+                                              artifacts.VALIDATION)
                      ) -> dict[str, list[str]]:
-  """Each user's last `length` consumed items before the eval split (train,
-  and validation when there is one), oldest first.
+  """Each user's last `length` consumed items of `splits` (by default all
+  before the eval split: train, and validation when there is one), oldest
+  first.
 
   Ordered as ExampleGen orders a user's events (timestamp, then item id), so
   a user's served history is the history their next event would have had.
@@ -130,7 +133,7 @@ def latest_histories(examples_uri: str, length: int
           r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
           r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
   files = [f for split in artifacts.split_names(examples_uri)
-           if split in (artifacts.TRAIN, artifacts.VALIDATION)
+           if split in splits
            for f in artifacts.split_files(examples_uri, split)]
   ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
   events = collections.defaultdict(list)

@@ -48,6 +48,7 @@ from trainer import inputs as inputs_lib
 from trainer import loss_weighting
 from trainer import model as model_lib
 from trainer import refresh_state
+from trainer import served_history
 from trainer import shared_layers
 from trainer import tasks as tasks_lib
 from trainer import towers
@@ -153,6 +154,10 @@ def _vocabulary_files(tft_output: tft.TFTransformOutput,
           for v in inputs.vocabularies()}
 
 
+def _vocabulary(tft_output: tft.TFTransformOutput, name: str) -> list[str]:
+  return [t.decode() for t in tft_output.vocabulary_by_name(name)]
+
+
 def text_by_vocabulary(tft_output: tft.TFTransformOutput,
                        item_text: Mapping[str, Any]
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +168,7 @@ def text_by_vocabulary(tft_output: tft.TFTransformOutput,
       read back, or the catalog held by an export).
   """
   row = {i: n for n, i in enumerate(item_text["item_ids"])}
-  vocab = [t.decode() for t in tft_output.vocabulary_by_name(F.ITEM_ID_VOCAB)]
+  vocab = _vocabulary(tft_output, F.ITEM_ID_VOCAB)
   dim = item_text["vectors"].shape[1]
   vectors = np.zeros((len(vocab) + 1, dim), np.float32)
   has_text = np.zeros(len(vocab) + 1, np.int64)
@@ -253,6 +258,17 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       transformed_examples_uri, "train", feature_spec, config.batch_size,
       shuffle=True, seed=config.seed, repeat=bool(config.steps_per_epoch),
       drop_remainder=drop_remainder, drop_pairs=drop_pairs)
+  if config.served_history_fraction > 0 and inputs.has_history and (
+      config.history_length > 0):
+    # Training rows only, and the train split's histories only: the
+    # validation split's items stay out of every training feature.
+    served = served_history.by_vocabulary(
+        data.latest_histories(examples_uri, config.history_length,
+                              splits=(artifacts.TRAIN,)),
+        _vocabulary(tft_output, inputs.user_id.vocab_name),
+        _vocabulary(tft_output, F.ITEM_ID_VOCAB))
+    train = served_history.with_served_histories(
+        train, served, config.served_history_fraction, config.seed)
   validation = None
   if config.early_stopping:
     # Never the eval split: the split that decides blessing must not also
