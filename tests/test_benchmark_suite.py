@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import requires_text_extra
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -90,9 +92,10 @@ def test_suite_small_run_writes_json_and_markdown(tmp_path):
   p1 = results["protocol1"]
   assert p1["data"]["format"] == "movielens_100k"
   assert p1["rows"]["train"] + p1["rows"]["eval"] == 60 * 30
-  # The shipped config's row is a full-size extra (it costs a second fit).
-  mtrec = ("mtrec (bench_protocol1.yaml)",)
-  assert "mtrec (movielens_latest_small.yaml)" not in p1["models"]
+  # The ablations are a full-size extra (each costs more fits).
+  mtrec = ("mtrec default",)
+  assert p1["config"] == "configs/movielens_latest_small.yaml"
+  assert not any(name.startswith("mtrec,") for name in p1["models"])
   for name in mtrec + ("TFRS tutorial joint", "popularity", "EASE",
                        "item-kNN"):
     assert 0.0 <= p1["models"][name]["top100_accuracy"] <= 1.0, name
@@ -105,7 +108,24 @@ def test_suite_small_run_writes_json_and_markdown(tmp_path):
                                "mtrec_beats_popularity_top100",
                                "best_baseline_top100",
                                "mtrec_over_best_baseline_top100",
-                               "mtrec_over_biased_mf_rmse"}
+                               "mtrec_over_biased_mf_rmse",
+                               "mtrec_beats_best_baseline_top100_beyond_spread",
+                               "mtrec_beats_biased_mf_rmse_beyond_spread"}
+  # A small run trains every model with randomness with two seeds; its
+  # row is their mean, with the spread.
+  for p, trained in ((p1, ("mtrec default", "TFRS tutorial joint",
+                           "biased MF")),
+                     (results["protocol2"], ("mtrec default", "TFRS tutorial",
+                                             "biased MF"))):
+    assert p["seeds"] == [1, 2]
+    for name in trained:
+      m = p["models"][name]
+      assert len(m["per_seed"]) == 2, name
+      assert m["rmse"] == pytest.approx(
+          np.mean([run["rmse"] for run in m["per_seed"]]))
+      assert m["sd"]["rmse"] == pytest.approx(
+          abs(m["per_seed"][0]["rmse"] - m["per_seed"][1]["rmse"]) / 2)
+    assert "per_seed" not in p["models"]["popularity"]  # deterministic
   # The tuned baselines: each chose a setting of its grid on validation.
   for p in (p1, results["protocol2"]):
     tuning = p["baseline_tuning"]
@@ -137,25 +157,32 @@ def test_suite_small_run_writes_json_and_markdown(tmp_path):
   for heading in ("## Protocol 1", "## Protocol 2", "## Throughput",
                   "## Scale", "## Reproduce"):
     assert heading in text
-  assert "| mtrec (bench_protocol1.yaml) |" in text
+  assert "| mtrec default |" in text
   ease = p1["models"]["EASE"]["params"]["l2"]
   assert f"| EASE (l2 {ease:g}) |" in text
   assert "Baselines tuned on a validation split" in text
-  assert "| mtrec default |" in text  # protocol 2
+  mf = p1["models"]["biased MF"]
+  assert f"{mf['rmse']:,.4f} ± {mf['sd']['rmse']:.4f}" in text
+  assert "trained with seeds 1, 2 on the one split" in text
   assert results["machine"]["cpu_model"] in text if (
       "cpu_model" in results["machine"]) else True
 
 
+@requires_text_extra  # the shipped config enables the TextEmbedder
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["movielens_latest", "movielens_1m"])
 def test_protocol1_split_accepts_every_movielens_format(tmp_path, fmt):
   from benchmarks.suite import common
   from benchmarks.suite import protocol1
   path = write_movielens(tmp_path / fmt, fmt, num_users=20, per_user=10)
-  config = common.load_config(
-      protocol1.CONFIG, data={"format": fmt, "options": {"path": path}})
+  config = protocol1.load_config({"format": fmt, "options": {"path": path}})
+  # The shipped config, with the tutorial's split.
   assert config.example_gen.split == "random"
   assert config.example_gen.seed == 42
+  assert config.example_gen.eval_fraction == 0.2
+  shipped = common.load_config(protocol1.CONFIG)
+  assert config.trainer == shipped.trainer
+  assert config.example_gen.rating_max == shipped.example_gen.rating_max
   ran = common.run_steps(config, str(tmp_path / "run"), ("ExampleGen",))
   train = common.read_split(ran["uris"].examples, "train")
   test = common.read_split(ran["uris"].examples, "eval")
@@ -163,3 +190,29 @@ def test_protocol1_split_accepts_every_movielens_format(tmp_path, fmt):
   assert 0 < len(test["user"]) < len(train["user"])
   assert set(np.unique(np.concatenate([train["rating"], test["rating"]]))
              ) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_over_seeds_is_mean_and_population_spread():
+  from benchmarks.suite import common
+  row = common.over_seeds([
+      {"recall": 0.1, "rmse": 0.9, "params": {"l2": 5}},
+      {"recall": 0.2, "rmse": 0.8, "params": {"l2": 5}},
+      {"recall": 0.3, "rmse": 1.0, "params": {"l2": 5}}])
+  assert row["recall"] == pytest.approx(0.2)
+  assert row["rmse"] == pytest.approx(0.9)
+  # Population sd: sqrt(((-0.1)^2 + 0 + 0.1^2) / 3).
+  assert row["sd"]["recall"] == pytest.approx(np.sqrt(0.02 / 3))
+  assert row["params"] == {"l2": 5}
+  assert [r["recall"] for r in row["per_seed"]] == [0.1, 0.2, 0.3]
+
+
+def test_a_win_counts_only_beyond_both_spreads():
+  from benchmarks.suite import common
+  a = {"recall": 0.15, "rmse": 0.85, "sd": {"recall": 0.01, "rmse": 0.01}}
+  b = {"recall": 0.13, "rmse": 0.87}  # deterministic: no spread
+  assert common.beyond_spread(a, b, "recall")  # 0.02 > 0.01
+  assert not common.beyond_spread(b, a, "recall")
+  assert common.beyond_spread(a, b, "rmse", lower_is_better=True)
+  b_noisy = dict(b, sd={"recall": 0.015, "rmse": 0.02})
+  assert not common.beyond_spread(a, b_noisy, "recall")  # 0.02 < 0.025
+  assert not common.beyond_spread(a, b_noisy, "rmse", lower_is_better=True)

@@ -53,7 +53,7 @@ SIZES = {
         "data": {"format": "movielens_latest",
                  "options": {"path": common.ML_LATEST_SMALL}},
         "epochs": None, "scale_sizes": [100_000, 1_000_000, 5_000_000],
-        "end_to_end": True, "compare_shipped": True,
+        "end_to_end": True, "ablations": True,
         "output_dir": os.path.join(common.ROOT, "benchmarks", "suite",
                                    "results"),
         "markdown": os.path.join(common.ROOT, "docs", "benchmarks.md"),
@@ -63,7 +63,7 @@ SIZES = {
                  "options": {"num_interactions": 6000, "seed": 3,
                              "num_users": 200, "num_items": 300}},
         "epochs": 1, "scale_sizes": [2000], "end_to_end": False,
-        "compare_shipped": False,
+        "ablations": False,
         "output_dir": os.path.join(tempfile.gettempdir(), "mtrec_bench_small"),
         "markdown": None,
     },
@@ -135,7 +135,10 @@ def main(argv=None) -> int:
                       help="take the cold_start section from this suite.json "
                            "(a separately run --sections cold_start)")
   parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
-                      help="seeds of the multitask and cold_start sections")
+                      help="the seeds every trained model runs with; its "
+                           "row is the mean with the spread (--size small: "
+                           "the first two for the protocols, the first for "
+                           "multitask)")
   for section, script in SCRIPT_SECTIONS.items():
     parser.add_argument(f"--merge-{section.replace('_', '-')}", default=None,
                         help=f"the --output JSON of `{script}`, as the "
@@ -174,15 +177,19 @@ def main(argv=None) -> int:
                "notes": []}
     sections = args.sections
   start = time.time()
+  # A small run checks the machinery: two seeds show the spread is computed.
+  protocol_seeds = args.seeds if args.size == "full" else args.seeds[:2]
   if "protocol1" in sections:
     from benchmarks.suite import protocol1  # pylint: disable=g-import-not-at-top
     results["protocol1"] = protocol1.run(
-        data, work_dir, epochs, shipped_config_path=(
-            protocol1.SHIPPED_CONFIG if size["compare_shipped"] else None))
+        data, work_dir, epochs,
+        ablations=protocol1.ABLATIONS if size["ablations"] else {},
+        seeds=protocol_seeds)
     results["protocol1"]["mtrec_epochs_overridden"] = epochs is not None
   if "protocol2" in sections:
     from benchmarks.suite import protocol2  # pylint: disable=g-import-not-at-top
-    results["protocol2"] = protocol2.run(data, work_dir, epochs, end_to_end)
+    results["protocol2"] = protocol2.run(data, work_dir, epochs, end_to_end,
+                                         seeds=protocol_seeds)
   if args.merge_scale:
     with open(args.merge_scale) as f:
       merged = json.load(f)

@@ -14,8 +14,9 @@ import os
 import platform
 import shutil
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
+import numpy as np
 import yaml
 
 from pipeline import steps
@@ -32,8 +33,11 @@ def load_config(path: str, data: Optional[Mapping[str, Any]] = None,
                 **top: Any):
   """A pipeline config from YAML with the data section and fields replaced.
 
-  Overrides go through the YAML mapping and the same validation as a file
-  (pipeline.config.parse_config), so a bad override fails like a bad file.
+  `trainer` and any mapping in `top` update that section field by field
+  (e.g. example_gen={"split": "random"} keeps its rating range); other
+  values replace the field. Overrides go through the YAML mapping and the
+  same validation as a file (pipeline.config.parse_config), so a bad
+  override fails like a bad file.
   """
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   with open(path) as f:
@@ -42,7 +46,10 @@ def load_config(path: str, data: Optional[Mapping[str, Any]] = None,
     raw["data"] = dict(data)
   if trainer:
     raw["trainer"] = dict(raw.get("trainer") or {}, **trainer)
-  raw.update(top)
+  for key, value in top.items():
+    if isinstance(value, Mapping) and isinstance(raw.get(key), dict):
+      value = dict(raw[key], **value)
+    raw[key] = value
   return config_lib.parse_config(raw, source=path,
                                  base_dir=os.path.dirname(
                                      os.path.abspath(path)))
@@ -66,6 +73,19 @@ def run_trainer(config, run_id: str, uris: steps.ArtifactUris,
                           run_id, uris,
                           with_item_text=config.text_embedder.enabled,
                           warm_start_from=warm_start_from, log=log)
+
+
+def train_with_seed(config, uris: steps.ArtifactUris, model_uri: str,
+                    seed: int, trainer=None) -> float:
+  """The Trainer step on `config` with trainer.seed = `seed` (and another
+  config's trainer section `trainer` in place of its own, if given), the
+  model written to `model_uri`; returns the wall seconds."""
+  trainer = trainer or config.trainer
+  seeded = config.model_copy(update={
+      "trainer": trainer.model_copy(update={"seed": seed})})
+  start = time.time()
+  run_trainer(seeded, "bench", dataclasses.replace(uris, model=model_uri))
+  return time.time() - start
 
 
 def run_steps(config, run_dir: str, names=("ExampleGen", "Transform"),
@@ -162,6 +182,37 @@ def read_split(examples_uri: str, split: str) -> dict[str, Any]:
   return {"user": out[r.USER_ID], "item": out[r.ITEM_ID],
           "rating": out[r.RATING].astype(np.float64),
           "timestamp": out[r.TIMESTAMP], "click": out[r.CLICK]}
+
+
+def over_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """One model's figures from runs with different seeds, as one row.
+
+  Each number becomes its mean over the runs, with the standard deviation
+  under "sd" (population: the spread of these runs, not an estimate of
+  the mean's error) and the runs themselves under "per_seed". Anything
+  else (a baseline's chosen setting) is taken from the first run.
+  """
+  out: dict[str, Any] = {}
+  sd: dict[str, float] = {}
+  for key, value in runs[0].items():
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      values = [float(run[key]) for run in runs]
+      out[key], sd[key] = float(np.mean(values)), float(np.std(values))
+    else:
+      out[key] = value
+  out.update(sd=sd, per_seed=[dict(run) for run in runs])
+  return out
+
+
+def beyond_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str,
+                  lower_is_better: bool = False) -> bool:
+  """Whether row `a` beats row `b` on `metric` by more than the two rows'
+  spreads together (over_seeds' "sd"; a deterministic model has none)."""
+  margin = a[metric] - b[metric]
+  if lower_is_better:
+    margin = -margin
+  spread = sum(row.get("sd", {}).get(metric, 0.0) for row in (a, b))
+  return margin > spread
 
 
 def machine() -> dict[str, Any]:

@@ -37,6 +37,25 @@ def _f(value: Any, digits: int = 4) -> str:
   return str(value)
 
 
+def _cell(row: Mapping[str, Any], metric: str) -> str:
+  """A model's figure; over several seeds, the mean ± the spread."""
+  sd = row.get("sd", {}).get(metric)
+  if sd is None or len(row.get("per_seed", ())) < 2:
+    return _f(row.get(metric))
+  return f"{_f(row.get(metric))} ± {sd:.4f}"
+
+
+def _seeds(p: Mapping[str, Any]) -> str:
+  """How a protocol's rows were made, in one sentence."""
+  seeds = p.get("seeds") or []
+  if len(seeds) < 2:
+    return "One seed."
+  return (f"Models with randomness (mtrec, the tutorial's model, biased MF) "
+          f"were trained with seeds {', '.join(map(str, seeds))} on the one "
+          "split: mean ± standard deviation over the seeds. Popularity, EASE "
+          "and item-kNN are deterministic.")
+
+
 def _ratio(a: Any, b: Any) -> str:
   return f"{a / b:.2f}×" if a is not None and b else "—"
 
@@ -53,23 +72,24 @@ def _protocol1(p: Mapping[str, Any]) -> list[str]:
   lines = [
       "## Protocol 1: the TFRS multitask tutorial's",
       "",
-      f"Data: {_data(p['data'])}. Random 80/20 "
-      f"split, seed 42, by ExampleGen (`{p['config']}`): "
+      f"Data: {_data(p['data'])}. The shipped config (`{p['config']}`) "
+      "with its split replaced by the tutorial's: random 80/20, seed 42, by "
+      "ExampleGen: "
       f"{rows['train']:,} train and {rows['eval']:,} eval interactions, "
       f"{rows['users']:,} users, {rows['catalog_items']:,} catalog items "
       f"({rows['items_in_train']:,} with a training interaction). "
       "Top-100 categorical accuracy: the share of eval interactions whose item "
       "is among the user's 100 best-scored items of the whole catalog, "
       "training items **not** excluded (the tutorial's FactorizedTopK over "
-      "all movies). RMSE on every eval rating.",
+      "all movies). RMSE on every eval rating. " + _seeds(p),
       ""]
   if p.get("mtrec_epochs_overridden"):
     lines += [f"Smoke run: mtrec trained {p['mtrec_epochs']} epoch(s), not "
               "its configured number.", ""]
   body = []
   for name, m in p["models"].items():
-    body.append([_model_name(name, m), _f(m.get("top100_accuracy")),
-                 _f(m.get("rmse")), _f(m.get("train_seconds"), 1)])
+    body.append([_model_name(name, m), _cell(m, "top100_accuracy"),
+                 _cell(m, "rmse"), _f(m.get("train_seconds"), 1)])
   lines += _table(["model", "top-100 accuracy", "RMSE", "train s"], body)
   lines += _baseline_tuning(p, "top-100 accuracy")
   models = p["models"]
@@ -90,8 +110,21 @@ def _protocol1(p: Mapping[str, Any]) -> list[str]:
               "best one's top-100 accuracy, ≤ 0.97× tuned biased MF's RMSE): "
               f"mtrec / {c['best_baseline_top100']} top-100 accuracy "
               f"{c['mtrec_over_best_baseline_top100']:.2f}×, mtrec / biased "
-              f"MF RMSE {c['mtrec_over_biased_mf_rmse']:.3f}×."]
+              f"MF RMSE {c['mtrec_over_biased_mf_rmse']:.3f}×."
+              + _spread_checks(c, ("top100", "top-100 accuracy"))]
   return lines + [""]
+
+
+def _spread_checks(c: Mapping[str, Any], *metrics: tuple[str, str]) -> str:
+  """The checks' "beyond the spread" verdicts, as a sentence."""
+  parts = [f"{label}: {_f(c[key])}" for metric, label in metrics
+           if (key := f"mtrec_beats_best_baseline_{metric}_beyond_spread")
+           in c]
+  if "mtrec_beats_biased_mf_rmse_beyond_spread" in c:
+    parts.append("RMSE below biased MF's: "
+                 f"{_f(c['mtrec_beats_biased_mf_rmse_beyond_spread'])}")
+  return (" Wins by more than the two rows' spreads together — "
+          + "; ".join(parts) + ".") if parts else ""
 
 
 def _setting(params: Mapping[str, Any]) -> str:
@@ -100,9 +133,16 @@ def _setting(params: Mapping[str, Any]) -> str:
 
 
 def _model_name(name: str, m: Mapping[str, Any]) -> str:
-  """A tuned baseline's row names the setting its tuning chose."""
+  """A tuned baseline's row names the setting its tuning chose; an
+  ablation's, the trainer settings it changed."""
   params = m.get("params")
-  return f"{name} ({_setting(params)})" if params else name
+  if params:
+    return f"{name} ({_setting(params)})"
+  overrides = m.get("overrides")
+  if overrides:
+    return f"{name} (" + ", ".join(
+        f"`{k}: {v}`" for k, v in overrides.items()) + ")"
+  return name
 
 
 def _baseline_tuning(p: Mapping[str, Any], objective: str) -> list[str]:
@@ -133,13 +173,13 @@ def _protocol2(p: Mapping[str, Any]) -> list[str]:
       f"{p['eval_users']:,} eval users with a relevant item "
       "(components/metrics.py); RMSE on eval ratings; AUC of like "
       "(rating ≥ 4) — mtrec's `p_like` head, the tutorial's predicted "
-      "rating, popularity's training count.",
+      "rating, popularity's training count. " + _seeds(p),
       ""]
   body = []
   for name, m in p["models"].items():
-    body.append([_model_name(name, m), _f(m.get("recall_at_20")),
-                 _f(m.get("ndcg_at_20")), _f(m.get("rmse")), _f(m.get("auc")),
-                 _f(m.get("train_seconds"), 1)])
+    body.append([_model_name(name, m)] + [
+        _cell(m, k) for k in ("recall_at_20", "ndcg_at_20", "rmse", "auc")
+    ] + [_f(m.get("train_seconds"), 1)])
   lines += _table(["model", "Recall@20", "NDCG@20", "RMSE", "AUC", "train s"],
                   body)
   lines += _baseline_tuning(p, "Recall@20 (training items excluded)")
@@ -151,11 +191,13 @@ def _protocol2(p: Mapping[str, Any]) -> list[str]:
               f"{c['mtrec_over_best_baseline_recall_at_20']:.2f}×, mtrec / "
               f"{c['best_baseline_ndcg_at_20']} NDCG@20 "
               f"{c['mtrec_over_best_baseline_ndcg_at_20']:.2f}×, mtrec / "
-              f"biased MF RMSE {c['mtrec_over_biased_mf_rmse']:.3f}×."]
+              f"biased MF RMSE {c['mtrec_over_biased_mf_rmse']:.3f}×."
+              + _spread_checks(c, ("recall_at_20", "Recall@20"),
+                               ("ndcg_at_20", "NDCG@20"))]
   e = p["evaluator_step"]
-  lines += ["", "Cross-check, the pipeline's Evaluator step on the same "
-            "model (Beam retrieval, TFMA ranking with AUC at 1,000 "
-            f"thresholds; verdict {e['verdict']}): mtrec Recall@20 "
+  lines += ["", "Cross-check, the pipeline's Evaluator step on the "
+            "first seed's model (Beam retrieval, TFMA ranking with AUC at "
+            f"1,000 thresholds; verdict {e['verdict']}): mtrec Recall@20 "
             f"{_f(e['mtrec default'].get('recall_at_20'))}, NDCG@20 "
             f"{_f(e['mtrec default'].get('ndcg_at_20'))}, RMSE "
             f"{_f(e['mtrec default'].get('rmse'))}, AUC "
@@ -267,16 +309,16 @@ DISTRIBUTED_NOTE = (
 READING = """\
 ## Reading the figures
 
-- Protocol 1's mtrec row is `configs/bench_protocol1.yaml`: the shipped
-  model (`configs/movielens_latest_small.yaml`'s trainer section) with
-  `history_length: 0`. Under a random split, eval events are spread over
-  each user's whole timeline while the served query's history is the user's
-  latest 20 training items; the user-id embedding summarizes the whole of it
-  better. A random split also leaks eval items into training events'
-  histories (ExampleGen builds histories before splitting), which turning
-  the history off removes. The full-size run trains the shipped config on
-  the same split too and reports it in the same table, so the difference is
-  measured.
+- Protocol 1's mtrec row is the shipped model, as protocol 2's is: one
+  config for both protocols. Under a random split the eval events are
+  spread over each user's whole timeline, while the served query's history
+  is the user's latest training items. A model trained only on histories
+  that end just before each event leans on the latest items and misses
+  the rest: that is the ablation "no served histories in training", which
+  was the shipped model before `trainer.served_history_fraction`
+  (trainer/served_history.py: a share of the training rows get their
+  user's served history instead of their own). "no history" is the
+  earlier per-protocol workaround (`history_length: 0`).
 - Popularity is strong on protocol 1. The accuracy is a mean over eval
   interactions, so the heavy users who hold most of them dominate it, and
   their eval items are spread over years of mostly well-known films; and a
@@ -310,8 +352,8 @@ COMMANDS = """\
 # and this page; pipeline artifacts go under the system's temp directory.
 .venv/bin/python -m benchmarks.suite --size full
 
-# The same in two parts, as this page was made: the protocols (about 20
-# minutes), the scale section in the background (about 45 minutes), then
+# The same in two parts, as this page was made: the protocols (3 seeds,
+# about 35 minutes), the scale section in the background (about 45 minutes), then
 # merged (this page merged benchmarks/suite/results/scale.json, written by
 # the same scale.run).
 .venv/bin/python -m benchmarks.suite --size full --sections protocol1 protocol2
@@ -709,15 +751,15 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
   if p1:
     out.append("protocol 1 (top-100 accuracy, RMSE):")
     for n, m in p1["models"].items():
-      out.append(f"  {n:22s} {_f(m.get('top100_accuracy')):>8s} "
-                 f"{_f(m.get('rmse')):>8s}")
+      out.append(f"  {n:22s} {_cell(m, 'top100_accuracy'):>17s} "
+                 f"{_cell(m, 'rmse'):>17s}")
     out.append(f"  checks: {p1['checks']}")
   p2 = results.get("protocol2")
   if p2:
     out.append("protocol 2 (Recall@20, NDCG@20, RMSE, AUC):")
     for n, m in p2["models"].items():
       out.append(f"  {n:22s} " + " ".join(
-          f"{_f(m.get(k)):>8s}" for k in ("recall_at_20", "ndcg_at_20",
+          f"{_cell(m, k):>17s}" for k in ("recall_at_20", "ndcg_at_20",
                                           "rmse", "auc")))
     t = p2["throughput"]
     out.append(f"throughput: ExampleGen+Transform "

@@ -116,11 +116,14 @@ def fit_ranker(name: str, params: Mapping[str, Any], events: Events,
 
 
 def fit_rater(name: str, params: Mapping[str, Any], events: Events,
-              num_users: int, num_items: int) -> baselines.BiasedMF:
+              num_users: int, num_items: int,
+              seed: int = 42) -> baselines.BiasedMF:
+  """A rating baseline with `params`, its factors initialised from `seed`."""
   if name != "biased MF":
     raise ValueError(f"unknown rating baseline {name!r}")
   rated = events.rated
-  return baselines.BiasedMF(factors=params["factors"], l2=params["l2"]).fit(
+  return baselines.BiasedMF(factors=params["factors"], l2=params["l2"],
+                            seed=seed).fit(
       events.users[rated], events.items[rated], events.ratings[rated],
       num_users, num_items)
 
