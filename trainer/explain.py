@@ -106,9 +106,12 @@ def explain(module: Any, user_id: tf.Tensor, item_id: tf.Tensor
   fused, contributions = fusion_lib.fuse(values, module.fusion_weights,
                                          retrieval[:, None])
   score = fused[:, 0]
+  # The item's score is recomputed here on [B] rows, the stage's on [B, C]:
+  # other kernels, so a candidate's own copy of it may differ in the last
+  # float bits. Only a candidate ahead by more than that is ahead of it.
+  ahead = stage["fused"] > (score + 1e-5 * (1.0 + tf.abs(score)))[:, None]
   out = {"score": score, "retrieval_score": retrieval,
-         "rank": 1 + tf.reduce_sum(tf.cast(stage["fused"] > score[:, None],
-                                           tf.int32), axis=1)}
+         "rank": 1 + tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1)}
   for i, task in enumerate(module.fusion_spec.tasks):
     out[f"contribution_{task}"] = contributions[:, 0, i]
   out.update(module.serve_ranking(raw))
