@@ -10,8 +10,11 @@ first situation leans on the latest items and forgets the rest; on a random
 split the shipped model lost a quarter of its top-100 accuracy to that.
 
 So a share `fraction` of each training batch's rows get the user's served
-history (trainer/data.latest_histories, the same lists the export serves)
-in place of their own, without the row's own item (it would be its label).
+history in place of their own, without the row's own item (it would be
+its label). The lists are built as the export builds the ones it serves
+(trainer/data.latest_histories), from the train split only: the export also
+reads a validation split when there is one, whose items must stay out of
+training features.
 Those rows teach the query to answer for any point of the user's timeline
 from the history it will actually have; the others keep teaching recency.
 The choice is per row, from a stateless generator keyed by the run's seed
