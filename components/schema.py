@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
+import pyarrow as pa
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -74,8 +75,12 @@ def user_features_of(spec: Mapping[str, Any]) -> list[str]:
                 if k.startswith(USER_FEATURE_PREFIX) and k != r.USER_ID)
 
 
+def schema_of(spec: Mapping[str, Any]) -> schema_pb2.Schema:
+  return schema_utils.schema_from_feature_spec(dict(spec))
+
+
 def write_schema(directory: str, spec: Mapping[str, Any]) -> None:
-  schema = schema_utils.schema_from_feature_spec(dict(spec))
+  schema = schema_of(spec)
   with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
     f.write(text_format.MessageToString(schema))
 
@@ -99,6 +104,30 @@ def _feature(value: Any) -> tf.train.Feature:
   if isinstance(value, float):
     return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
   return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+_ARROW_VALUE_TYPES = {tf.int64: pa.int64(), tf.float32: pa.float32(),
+                      tf.string: pa.large_binary()}
+
+
+def to_record_batch(rows: Sequence[Mapping[str, Any]],
+                    spec: Mapping[str, Any]) -> pa.RecordBatch:
+  """Rows as an Arrow RecordBatch typed by a feature spec, one list per cell.
+
+  The layout tfx_bsl's RecordBatchToExamplesEncoder takes: a scalar
+  (FixedLenFeature) is a one-value list, a VarLenFeature its list; strings
+  are UTF-8 bytes, numbers the spec's dtype (an int rating becomes a float).
+  """
+  fields, columns = [], []
+  for name, feature in spec.items():
+    value_type = _ARROW_VALUE_TYPES[feature.dtype]
+    if isinstance(feature, tf.io.FixedLenFeature):
+      cells = [[row[name]] for row in rows]
+    else:
+      cells = [row[name] for row in rows]
+    fields.append(pa.field(name, pa.large_list(value_type)))
+    columns.append(pa.array(cells, type=fields[-1].type))
+  return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
 def to_example(values: Mapping[str, Any]) -> bytes:

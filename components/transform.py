@@ -199,20 +199,21 @@ def run_transform(
                 schema=raw_schema, telemetry_descriptors=["mtrec", "Transform"])
             for split in splits
         }
-        train = p | "ReadTrain" >> sources["train"].BeamSource()
-        adapter = sources["train"].TensorAdapterConfig()
-        (train_out, metadata), transform_fn = (
-            (train, adapter)
-            | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
-                preprocessing_fn, output_record_batches=True))
+        # The train split is read twice, once to analyze and once to
+        # transform, as TFX's Transform executor does. One read feeding both
+        # would make the runner hold the whole decoded split until the
+        # analyzers finish (the transform needs their results): on Beam's
+        # local runner that is all of it in memory.
+        transform_fn = (
+            (p | "ReadTrainToAnalyze" >> sources[artifacts.TRAIN].BeamSource(),
+             sources[artifacts.TRAIN].TensorAdapterConfig())
+            | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn))
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
             os.path.join(scratch, "graph"))
-        _write(train_out, metadata,
-               os.path.join(scratch, "examples", "Split-train"), "Train")
-        for split in others:
+        for split in splits:
           label = split.capitalize()
           rows = p | f"Read{label}" >> sources[split].BeamSource()
-          out, _ = (((rows, sources[split].TensorAdapterConfig()),
+          out, metadata = (((rows, sources[split].TensorAdapterConfig()),
                      transform_fn)
                     | f"Transform{label}" >> tft_beam.TransformDataset(
                         output_record_batches=True))

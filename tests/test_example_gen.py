@@ -203,7 +203,8 @@ def test_random_split_keeps_held_out_events_out_of_histories():
       r.USER_ID: "u", r.ITEM_ID: f"i{n}", r.TIMESTAMP: n} for n in range(40)]
   # pylint: disable-next=protected-access
   split = example_gen._DedupeAndSplit("random", eval_fraction=0.3, seed=7)
-  out = [x for x in split.process(("u", events)) if isinstance(x, tuple)]
+  packed = [example_gen.EventPacker().pack(e) for e in events]
+  out = [x for x in split.process(("u", packed)) if isinstance(x, tuple)]
   held_out = {row[r.ITEM_ID] for s, row in out if s == example_gen.EVAL}
   assert 0 < len(held_out) < 40
   for s, row in out:
@@ -214,7 +215,7 @@ def test_random_split_keeps_held_out_events_out_of_histories():
   assert last[schema.HISTORY] == trained_before[-schema.MAX_HISTORY_LENGTH:]
   # A temporal split keeps every earlier event (train precede eval anyway).
   temporal = example_gen._DedupeAndSplit("temporal_user", 0.3, 7)  # pylint: disable=protected-access
-  rows = [row for _, row in temporal.process(("u", events))]
+  rows = [row for _, row in temporal.process(("u", packed))]
   assert rows[-1][schema.HISTORY][-1] == "i38"
 
 
@@ -275,3 +276,65 @@ def test_hostile_ratings_file_reconciles_and_every_bad_row_says_why(
   rows = _split(out, "train") + _split(out, "eval")
   assert sorted((u, i, s, ts) for u, i, s, ts, _ in rows) == sorted(
       (u, i, float(s), int(ts)) for u, i, s, ts in GOOD_ROWS)
+
+
+def test_a_packed_event_round_trips_with_its_origin():
+  row = {r.USER_ID: "u7", r.ITEM_ID: "i3", r.TIMESTAMP: 1_600_000_000,
+         r.RATING: 3.5, r.CLICK: 1, r.LIKE: -1, r.WATCH_FRACTION: -1.0,
+         "_origin": ("b.csv", 42)}
+  packer = example_gen.EventPacker(["a.csv", "b.csv"])
+  packed = packer.pack(row)
+  assert isinstance(packed, bytes) and len(packed) < 40
+  assert packer.unpack("u7", packed) == row
+  # A source that is not one of the units travels by name.
+  elsewhere = dict(row, _origin=("c.csv", 7))
+  assert packer.unpack("u7", packer.pack(elsewhere)) == elsewhere
+
+
+def test_batch_encoded_examples_parse_as_the_per_row_encoder_does():
+  # ExampleGen encodes batches through Arrow and tfx_bsl's C++ encoder; the
+  # examples must read back exactly as schema.to_example's would: empty
+  # lists (a first event's history, an item without tags), non-ASCII text,
+  # an integer-valued rating, an item and a user missing from the tables.
+  user_features = ("country",)
+  spec = schema.raw_feature_spec(user_features)
+  items = {"i1": {r.ITEM_ID: "i1", r.TITLE: "Amélie (2001)", r.YEAR: 2001,
+                  r.CATEGORIES: ["Comedy", "Romance"], r.TAGS: []}}
+  users = {"u1": {r.USER_ID: "u1", "country": "FR"}}
+  events = [
+      {r.USER_ID: "u1", r.ITEM_ID: "i1", r.TIMESTAMP: 1000, r.RATING: 4,
+       r.CLICK: 1, r.LIKE: -1, r.WATCH_FRACTION: -1.0, schema.HISTORY: []},
+      {r.USER_ID: "u2", r.ITEM_ID: "i2", r.TIMESTAMP: 2000, r.RATING: 2.5,
+       r.CLICK: 0, r.LIKE: 0, r.WATCH_FRACTION: 0.25,
+       schema.HISTORY: ["i1", "i0"]},
+  ]
+  encoder = example_gen._EncodeExamples(user_features)  # pylint: disable=protected-access
+  encoder.setup()
+  outputs = list(encoder.process(
+      [(example_gen.EVAL, events[0]), (example_gen.TRAIN, events[1]),
+       (example_gen.TRAIN, events[0])], items, users))
+  # Each example comes out tagged with its split.
+  assert [o.tag for o in outputs] == [example_gen.EVAL, example_gen.TRAIN,
+                                      example_gen.TRAIN]
+  batched = [outputs[0].value, outputs[1].value]
+  # The same event is the same example whatever batch it was encoded in
+  # (up to the encoder's feature order, which protobuf maps do not fix).
+  def canonical(record):
+    return tf.train.Example.FromString(record).SerializeToString(
+        deterministic=True)
+  assert canonical(outputs[2].value) == canonical(outputs[0].value)
+  # (to_example types a value by its Python type, so the reference gets the
+  # rating as a float; the batch is typed by the schema, whatever it gets.)
+  per_row = [schema.to_example(example_gen._example_values(  # pylint: disable=protected-access
+      dict(e, rating=float(e[r.RATING])), items, users, user_features))
+             for e in events]
+
+  def parsed(records):
+    out = tf.io.parse_example(tf.constant(records), spec)
+    return {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor)
+                else v).numpy().tolist() for k, v in out.items()}
+
+  assert parsed(batched) == parsed(per_row)
+  assert parsed(batched)[r.TITLE] == ["Amélie (2001)".encode(), b""]
+  assert parsed(batched)[schema.HISTORY] == [[b"", b""], [b"i1", b"i0"]]
+  assert parsed(batched)[r.RATING] == [4.0, 2.5]
