@@ -13,7 +13,7 @@ Sections (all by default):
               and mtrec; its pipeline run gives the
               throughput figures (and, with --end-to-end, the `mtrec run`
               wall time).
-  scale       synthetic 100k / 1M / 5M interactions through ExampleGen +
+  scale       synthetic 100k / 1M / 5M / 10M interactions through ExampleGen +
               Transform on Beam's multi-process runner: time and memory.
   multitask   single-task specialists against shared-bottom / MMoE / PLE
               under static / uncertainty weights, and the retrieval-only
@@ -52,7 +52,8 @@ SIZES = {
     "full": {
         "data": {"format": "movielens_latest",
                  "options": {"path": common.ML_LATEST_SMALL}},
-        "epochs": None, "scale_sizes": [100_000, 1_000_000, 5_000_000],
+        "epochs": None,
+        "scale_sizes": [100_000, 1_000_000, 5_000_000, 10_000_000],
         "end_to_end": True, "ablations": True,
         "output_dir": os.path.join(common.ROOT, "benchmarks", "suite",
                                    "results"),

@@ -353,9 +353,9 @@ COMMANDS = """\
 .venv/bin/python -m benchmarks.suite --size full
 
 # The same in two parts, as this page was made: the protocols (3 seeds,
-# about 35 minutes), the scale section in the background (about 45 minutes), then
-# merged (this page merged benchmarks/suite/results/scale.json, written by
-# the same scale.run).
+# about 35 minutes), the scale section alone (about 40 minutes, nothing
+# else running), then merged (this page merged /tmp/mtrec_scale/suite.json,
+# written by the same scale.run).
 .venv/bin/python -m benchmarks.suite --size full --sections protocol1 protocol2
 .venv/bin/python -m benchmarks.suite --size full --sections scale \\
     --output-dir /tmp/mtrec_scale --markdown /tmp/mtrec_scale/scale.md
