@@ -111,7 +111,7 @@ class EventPacker:
   input in its controller process as *decoded* Python values
   (fn_api_runner.execution.GroupingBuffer), then encodes each worker's share
   into one message. A parsed event as a dict costs about 1.2 KB there; this
-  encoding is about 45 bytes (Beam's own coders; the user id is the group's
+  encoding is about 40 bytes (Beam's own coders; the user id is the group's
   key and the origin's source an index into the source's units), so the
   local runner's peak memory per row drops by an order of magnitude. On a
   distributed runner the smaller record is less to shuffle.
