@@ -165,6 +165,11 @@ class Evaluation:
         self.gains[user] = {i: 2.0 if (user, i) in liked else 1.0
                             for i in relevant}
 
+  @property
+  def labeled_path(self) -> str:
+    """The eval split's examples labeled by the transform graph."""
+    return self._labeled
+
   def retrieval(self, recommend, weights=None, batch: int = 128) -> dict:
     """Retrieval metrics of `recommend_excluding`, or of
     `recommend_weighted` with `weights` (one row, used for every user)."""

@@ -208,6 +208,11 @@ def run_evaluator(
     for name, directory in distillation_models(model_uri).items():
       compared[name] = (directory, ranking_eval.eval_tasks(
           ranking_eval.read_model_card(directory)))
+      members = len(model_layout.member_dirs(directory))
+      if name == TEACHER and members > 1:
+        notes.append(f"teacher: the mean of {members} models taught the "
+                     "candidate; the teacher row measures the first alone "
+                     "(benchmarks/distillation.py measures their mean)")
   except Exception as e:  # pylint: disable=broad-except
     notes.append(f"distillation comparison not measured: "
                  f"{type(e).__name__}: {str(e)[:300]}")

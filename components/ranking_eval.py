@@ -653,6 +653,25 @@ def slice_metrics_and_intervals(
   return results, intervals
 
 
+def ensemble_metrics(model_dirs: Sequence[str], labeled_path: str,
+                     tasks: Sequence[EvalTask]) -> dict[str, float]:
+  """Overall metrics of the mean of several models' predictions (a
+  teacher of several members, trainer/distillation.Ensemble): ratings
+  averaged, probabilities averaged as logits, as the ensemble does."""
+  serialized, cols, _ = _read_labeled(labeled_path, list(tasks))
+  preds = [_predict(d, serialized, tasks) for d in model_dirs]
+  mean = {}
+  for t in tasks:
+    values = np.stack([p[t.output] for p in preds]).astype(np.float64)
+    if t.kind == "regression":
+      mean[t.output] = values.mean(axis=0)
+    else:
+      clipped = np.clip(values, 1e-7, 1 - 1e-7)
+      logits = np.log(clipped / (1 - clipped)).mean(axis=0)
+      mean[t.output] = 1.0 / (1.0 + np.exp(-logits))
+  return _head_metrics(mean, cols, np.arange(len(serialized)), tasks)
+
+
 def finite(x: Any) -> bool:
   return isinstance(x, (int, float)) and not math.isnan(x) and not (
       math.isinf(x))

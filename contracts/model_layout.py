@@ -50,6 +50,30 @@ def undistilled_model_dir(model_uri: str) -> str:
   return os.path.join(model_uri, UNDISTILLED_MODEL_DIR)
 
 
+# A teacher of several members (trainer.members > 1): the first is the
+# artifact's SavedModel, member j (j >= 1) a SavedModel of its own beside it.
+MEMBER_MODEL_DIR = "Member-{}"
+
+
+def member_model_dir(model_uri: str, member: int) -> str:
+  """Member `member`'s SavedModel directory in a Model artifact (>= 1)."""
+  return os.path.join(model_uri, MEMBER_MODEL_DIR.format(member))
+
+
+def member_dirs(saved_model: str) -> list[str]:
+  """Every member's SavedModel of the artifact whose SavedModel directory
+  is `saved_model`, that one first (just [saved_model] for one model)."""
+  model_uri = os.path.dirname(os.path.abspath(saved_model))
+  out = [saved_model]
+  if os.path.basename(os.path.abspath(saved_model)) != SERVING_MODEL_DIR:
+    return out  # a SavedModel outside an artifact's layout
+  member = 1
+  while is_saved_model(member_model_dir(model_uri, member)):
+    out.append(member_model_dir(model_uri, member))
+    member += 1
+  return out
+
+
 def warmup_path(saved_model: str) -> str:
   """The warmup records file of a SavedModel directory."""
   return os.path.join(saved_model, WARMUP_FILE)

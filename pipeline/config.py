@@ -66,6 +66,10 @@ class PipelineConfig(_Strict):
       raise metric_name_error(
           [(("evaluator", *loc), problem) for loc, problem in problems],
           type(self).__name__)
+    if self.trainer.members > 1:
+      raise ValueError(
+          "trainer.members: the served model is one model; only a teacher "
+          "trains several (trainer.distillation.teacher: {members: N})")
     stopping = [name for name, section in (
         ("trainer", self.trainer),
         ("trainer.distillation.teacher",

@@ -149,11 +149,12 @@ def test_a_student_learns_its_teachers_predictions(small_run, tmp_path):
 @pytest.mark.slow
 def test_teacher_and_trainer_steps_and_the_report_of_three_models(
     small_run, tmp_path):
-  """The Teacher step trains the teacher section on the run's artifacts;
-  the Trainer step distills from it, records it as an input and exports
-  the undistilled twin beside the model (same variables: the same serving
-  cost); the Evaluator measures all three and the report says which is
-  which. (The DAG wiring: test_the_compiled_pipeline_has_a_teacher_...)"""
+  """The Teacher step trains the teacher section on the run's artifacts
+  (two members, each a complete export); the Trainer step distills from
+  their mean, records it as an input and exports the undistilled twin
+  beside the model (same variables: the same serving cost); the Evaluator
+  measures all three and the report says which is which. (The DAG
+  wiring: test_the_compiled_pipeline_has_a_teacher_...)"""
   import dataclasses  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
@@ -165,9 +166,12 @@ def test_teacher_and_trainer_steps_and_the_report_of_three_models(
   from pipeline.steps import trainer as trainer_step  # pylint: disable=g-import-not-at-top
   from trainer.config import ServingConfig  # pylint: disable=g-import-not-at-top
 
+  # A teacher of two members; the soft targets over the catalog too.
   config = TrainerConfig.model_validate({
       "epochs": 1, "batch_size": 256, "embedding_dim": 8,
-      "distillation": {"teacher": {"embedding_dim": 16}}})
+      "distillation": {"teacher": {"embedding_dim": 16, "members": 2},
+                       "retrieval_candidates": "catalog",
+                       "catalog_items_per_row": 4}})
   serving = ServingConfig.model_validate(
       {"top_k": 5, "ranking": {"search": {"enabled": False}}})
   uris = dataclasses.replace(
@@ -182,8 +186,14 @@ def test_teacher_and_trainer_steps_and_the_report_of_three_models(
   model_meta = artifacts.read_metadata(uris.model)
   assert model_meta["inputs"]["teacher_model"]["uri"] == (
       model_layout.saved_model_dir(uris.teacher_model))
-  assert artifacts.read_metadata(uris.teacher_model)["parameters"][
-      "embedding_dim"] == 16
+  teacher_meta = artifacts.read_metadata(uris.teacher_model)
+  assert teacher_meta["parameters"]["embedding_dim"] == 16
+  assert teacher_meta["summary"]["members"] == 2
+  from trainer import refresh_state  # pylint: disable=g-import-not-at-top
+  members = model_layout.member_dirs(
+      model_layout.saved_model_dir(uris.teacher_model))
+  assert [refresh_state.trainer_section(d)["seed"] for d in members] == [
+      config.seed, config.seed + 1]
   assert model_meta["summary"]["distillation"]["undistilled"]
   assert set(model_meta["summary"]["distillation"]["final_losses"]) == {
       "retrieval", "rating", "like"}
@@ -206,6 +216,8 @@ def test_teacher_and_trainer_steps_and_the_report_of_three_models(
       "undistilled_student"]
   with open(os.path.join(uris.evaluation, "report.html")) as f:
     assert 'id="distillation"' in f.read()
+  assert any(n.startswith("teacher: the mean of 2 models")
+             for n in metrics["notes"])
 
 
 def test_the_compiled_pipeline_has_a_teacher_only_when_one_is_trained():
@@ -280,3 +292,17 @@ def test_the_benchmark_verdict_measures_the_recovered_gap():
   assert lines[0] == "## Distillation"
   assert ("| distilled student | 0.1490 ± 0.0010 | 0.1500 ± 0.0010 | "
           "0.8800 ± 0.0020 | 0.7800 ± 0.0030 | 1.0000 ± 0.1000 |") in lines
+
+  # A teacher of three members: said so, measured as their mean, untimed.
+  untimed = {k: v for k, v in summary["teacher"].items() if k != "latency_ms"}
+  lines = report._distillation({  # pylint: disable=protected-access
+      "config": "configs/x.yaml", "seeds": [1, 2, 3],
+      "teacher": {"members": 3}, "temperature": 1.0, "weights": {},
+      "retrieval_candidates": "catalog",
+      "summary": dict(summary, teacher=untimed), "verdict": ""})
+  assert "the retrieval soft target over the whole catalog of trained " \
+         "items" in lines[2]
+  assert any(line.startswith("The teacher is the mean of 3 models")
+             for line in lines)
+  assert ("| teacher | 0.1600 ± 0.0010 | 0.1700 ± 0.0010 | 0.8600 ± 0.0020 "
+          "| 0.7900 ± 0.0030 | — |") in lines

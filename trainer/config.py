@@ -49,6 +49,14 @@ class RetrievalTaskConfig(_Task):
   temperature: float = pydantic.Field(1.0, gt=0.0)  # logits / temperature
   logq_correction: bool = True  # subtract log(item frequency) from logits
   remove_accidental_hits: bool = True  # a repeat of the positive is no negative
+  # in_batch: the batch's consumed items are the negatives (sampled softmax,
+  # logQ-corrected). catalog: every item of the train split is (an exact
+  # softmax; logQ and accidental hits do not apply), at the cost of running
+  # the candidate tower over the catalog at every step (trainer/catalog.py).
+  # On ml-latest-small's temporal split it did not beat in_batch (seed 1,
+  # Recall@20 / NDCG@20: 0.147 / 0.156 against 0.145 / 0.161, training 1.8x
+  # longer; temperature 0.5 or 2 no better), so in_batch stays the default.
+  negatives: Literal["in_batch", "catalog"] = "in_batch"
   metrics: list[Literal["batch_top_10"]] = []
 
 
@@ -150,9 +158,12 @@ class DistillationConfig(_Strict):
   section says how to rebuild it. The student keeps its hard-label losses
   and adds, per task, `weights[task]` times a soft-target loss (a task not
   listed weighs as much as its hard loss; 0 turns its distillation off).
-  Distill only what the teacher does better: on ml-latest-small a 4x wider
-  teacher has better heads but retrieves worse than the tuned student, so
-  benchmarks/distillation.py sets {retrieval: 0} (docs/benchmarks.md).
+  Distill only what the teacher does better: on ml-latest-small no wider
+  single teacher retrieves better than the tuned student, the mean of three
+  students does (`teacher: {members: 3}`), and its retrieval reaches the
+  student only through the catalog-wide soft target
+  (`retrieval_candidates: catalog`; benchmarks/distillation.py,
+  docs/benchmarks.md).
   """
 
   # Overrides of this trainer section for the teacher (validated as one).
@@ -163,6 +174,15 @@ class DistillationConfig(_Strict):
   # Softens the retrieval softmax and the binary heads' probabilities.
   temperature: float = pydantic.Field(2.0, gt=0.0)
   weights: dict[str, pydantic.NonNegativeFloat] = {}
+  # What the retrieval soft target spans: the batch's candidates, or the
+  # whole catalog of trained items (the teacher's full distribution over
+  # what serving ranks; trainer/catalog.py).
+  retrieval_candidates: Literal["in_batch", "catalog"] = "in_batch"
+  # With retrieval_candidates: catalog, the heads (rating, like, ...) also
+  # learn the teacher's predictions for this many catalog items per row,
+  # drawn at random: pairs no one rated, which the ranking stage scores at
+  # serving and the labeled rows never show (0: the rows' own items only).
+  catalog_items_per_row: int = pydantic.Field(0, ge=0, le=1024)
   # Also train the student without distillation (same seed), so the
   # validation report shows student, teacher and plain student side by side.
   compare_undistilled: bool = True
@@ -243,6 +263,13 @@ class TrainerConfig(_Strict):
   # auto: mixed_float16 when training on GPUs.
   mixed_precision: Literal["auto", "on", "off"] = "auto"
   seed: int = 42
+  # How many models this section trains, with seeds seed, seed + 1, ...
+  # Only a teacher trains several (distillation.teacher: {members: 3}): its
+  # soft targets are then their mean (trainer/distillation.py), which
+  # predicts better than any one of them where no single wider model does.
+  # The first is the artifact's SavedModel, the others are exported beside
+  # it (contracts/model_layout.MEMBER_MODEL_DIR).
+  members: int = pydantic.Field(1, ge=1, le=16)
   # Optional cap on steps per epoch (tests, smoke runs); None = whole split.
   steps_per_epoch: Optional[pydantic.PositiveInt] = None
   # False: the candidate tower reads the item id (and the LM text, when the

@@ -13,10 +13,16 @@ its architecture, so serving cost does not change.
 Soft targets, per task (each summed over the replica's rows, as the tasks'
 own losses are, so the model divides them by the global batch alike):
 
-- retrieval: KL divergence from the teacher's to the student's softmax over
-  the same in-batch candidates (every replica's, as the retrieval task
-  gathers them), both logQ-corrected as that task is and divided by the
-  temperature, times temperature² so gradients keep their scale (Hinton);
+- retrieval: KL divergence from the teacher's to the student's softmax,
+  divided by the temperature, times temperature² so gradients keep their
+  scale (Hinton). Over the whole catalog of trained items
+  (`retrieval_candidates: catalog`, trainer/catalog.py): the teacher's
+  knowledge of which of all items a user would pick, the list serving
+  ranks. Or over the batch's candidates (`in_batch`: every replica's, as
+  the retrieval task gathers them, both logQ-corrected as that task is):
+  popular items only, since the batch samples by popularity, and on
+  ml-latest-small that carried none of a better teacher's retrieval
+  (docs/benchmarks.md);
 - regression (rating, watch time): squared error to the teacher's
   prediction;
 - binary (like, click) and multilabel: KL divergence between the Bernoulli
@@ -26,11 +32,14 @@ own losses are, so the model divides them by the global batch alike):
 
 Soft targets cover every row, including rows without the task's label:
 the teacher has an opinion on those too.
+
+The teacher may be several models (a teacher section with `members: N`):
+their mean (`Ensemble`) is the teacher.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -75,6 +84,81 @@ def retrieval_kl(teacher_query: tf.Tensor, teacher_candidate: tf.Tensor,
   return tf.reduce_sum(query_weight * kl) * temperature ** 2
 
 
+def catalog_kl(teacher_query: tf.Tensor, teacher_catalog: tf.Tensor,
+               student_query: tf.Tensor, student_catalog: tf.Tensor,
+               query_weight: tf.Tensor, temperature: float) -> tf.Tensor:
+  """Sum over query rows of weight · T² · KL(teacher || student), both
+  softmaxes over the whole catalog (no sampling, so no logQ)."""
+  teacher = tf.nn.log_softmax(
+      tf.matmul(teacher_query, teacher_catalog, transpose_b=True) /
+      temperature, axis=-1)
+  student = tf.nn.log_softmax(
+      tf.matmul(student_query, student_catalog, transpose_b=True) /
+      temperature, axis=-1)
+  kl = tf.reduce_sum(tf.exp(teacher) * (teacher - student), axis=-1)
+  return tf.reduce_sum(query_weight * kl) * temperature ** 2
+
+
+class Ensemble(tf.keras.Model):
+  """A teacher of several trained members, read as their mean.
+
+  Why: on ml-latest-small no single wider or longer-trained model
+  retrieves better than the tuned student, but the mean of a few students
+  trained with different seeds does (benchmarks/distillation.py). The
+  members' query and candidate embeddings are concatenated and divided by
+  sqrt(n), so every retrieval logit (a dot product) is the mean of the
+  members' logits; the heads' outputs (ratings, logits) are averaged.
+  """
+
+  def __init__(self, members: Sequence[tf.keras.Model]):
+    super().__init__(name="ensemble_teacher")
+    if not members:
+      raise ValueError("an ensemble needs at least one member")
+    # Untracked, as the teacher itself: frozen, never saved with a student.
+    object.__setattr__(self, "members", list(members))
+    for member in self.members:
+      member.trainable = False
+    self._scale = 1.0 / float(len(members)) ** 0.5
+    self._widths: list[int] = []  # each member's embedding width
+
+  def call(self, features: Mapping[str, tf.Tensor],
+           training: bool = False) -> dict[str, tf.Tensor]:
+    outputs = [m(features, training=False) for m in self.members]
+    self._widths = [int(o["query"].shape[-1]) for o in outputs]
+    out = {}
+    for key in outputs[0]:
+      values = [tf.cast(o[key], tf.float32) for o in outputs]
+      if key in ("query", "candidate"):
+        out[key] = tf.concat(values, axis=-1) * self._scale
+      else:
+        out[key] = tf.add_n(values) / len(values)
+    return out
+
+  def candidate_tower(self, features: Mapping[str, tf.Tensor],
+                      training: bool = False) -> tf.Tensor:
+    """The members' candidate embeddings, as `call` concatenates them."""
+    parts = [tf.cast(m.candidate_tower(features, training=False), tf.float32)
+             for m in self.members]
+    self._widths = [int(p.shape[-1]) for p in parts]
+    return tf.concat(parts, axis=-1) * self._scale
+
+  def score(self, query: tf.Tensor, candidate: tf.Tensor,
+            features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The members' mean head outputs for embeddings as `call` and
+    `candidate_tower` concatenate them (each member reads its own part)."""
+    if not self._widths:
+      raise ValueError("Ensemble.score: embed with call or candidate_tower "
+                       "first")
+    outputs, start = [], 0
+    for member, width in zip(self.members, self._widths):
+      part = slice(start, start + width)
+      outputs.append(member.score(query[:, part] / self._scale,
+                                  candidate[:, part] / self._scale, features))
+      start += width
+    return {key: tf.add_n([tf.cast(o[key], tf.float32) for o in outputs]) /
+            len(outputs) for key in outputs[0]}
+
+
 class SoftTargets(tf.keras.layers.Layer):
   """The distillation losses of a student, from a frozen teacher.
 
@@ -84,8 +168,16 @@ class SoftTargets(tf.keras.layers.Layer):
   """
 
   def __init__(self, teacher: tf.keras.Model, tasks: Sequence[Any],
-               weights: Mapping[str, float], temperature: float, **kwargs):
+               weights: Mapping[str, float], temperature: float,
+               catalog: Mapping[str, tf.Tensor] | None = None,
+               catalog_items_per_row: int = 0, **kwargs):
+    """catalog: the candidate features of every trained item: the
+    retrieval soft target then spans the catalog, not the batch, and with
+    catalog_items_per_row > 0 the heads' soft targets also cover that many
+    catalog items per row, drawn at random (pairs no one rated)."""
     super().__init__(name="distillation", dtype="float32", **kwargs)
+    object.__setattr__(self, "catalog", catalog)
+    self.items_per_row = catalog_items_per_row if catalog is not None else 0
     teacher.trainable = False
     # Held untracked: the teacher's variables stay out of the student's
     # weights, checkpoint and export, and its metrics (named as the
@@ -96,31 +188,80 @@ class SoftTargets(tf.keras.layers.Layer):
     self._tasks = [t for t in tasks if t.task_name in self.weights_by_task]
 
   def call(self, features: Mapping[str, tf.Tensor],
-           student: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+           student: Mapping[str, tf.Tensor],
+           student_score: Callable[..., Mapping[str, tf.Tensor]] | None = None
+           ) -> dict[str, tf.Tensor]:
+    """student_score: the student's `score(query, candidate, features)`,
+    for the heads' soft targets on catalog items (items_per_row)."""
     if not self._tasks:  # every weight 0: plain training
       return {}
     teacher = self.teacher(features, training=False)
     teacher = {k: tf.stop_gradient(tf.cast(v, tf.float32))
                for k, v in teacher.items()}
+    if self.catalog is not None:
+      teacher["catalog"] = tf.stop_gradient(tf.cast(
+          self.teacher.candidate_tower(self.catalog, training=False),
+          tf.float32))
+    pairs = self._catalog_pairs(features, teacher, student, student_score)
     out = {}
-    t = self.temperature
     for task in self._tasks:
       name = task.task_name
       if task.kind == "retrieval":
         out[name] = self._retrieval(task, features, teacher, student)
-      elif task.kind == "regression":
-        diff = tf.cast(student[name], tf.float32) - teacher[name]
-        out[name] = tf.reduce_sum(tf.square(diff))
-      else:  # binary, multilabel: logits
-        out[name] = tf.reduce_sum(_bernoulli_kl(
-            teacher[name], tf.cast(student[name], tf.float32), t)) * t ** 2
+        continue
+      out[name] = self._head(task.kind, teacher[name], student[name])
+      if name in pairs:
+        # Each row's items weigh as much as the row itself.
+        out[name] += self._head(task.kind, *pairs[name]) / self.items_per_row
     return out
+
+  def _head(self, kind: str, teacher: tf.Tensor,
+            student: tf.Tensor) -> tf.Tensor:
+    """A head's soft-target loss, summed over rows."""
+    student = tf.cast(student, tf.float32)
+    if kind == "regression":
+      return tf.reduce_sum(tf.square(student - teacher))
+    t = self.temperature  # binary, multilabel: logits
+    return tf.reduce_sum(_bernoulli_kl(teacher, student, t)) * t ** 2
+
+  def _catalog_pairs(self, features: Mapping[str, tf.Tensor],
+                     teacher: Mapping[str, tf.Tensor],
+                     student: Mapping[str, tf.Tensor],
+                     student_score: Any) -> dict[str, tuple]:
+    """{head task: (teacher, student) outputs} for items_per_row catalog
+    items per row, drawn uniformly: the pairs the ranking stage scores at
+    serving, which the labeled rows (items the user chose) never show."""
+    heads = [t.task_name for t in self._tasks
+             if t.kind in ("regression", "binary")]
+    if not (self.items_per_row and heads and student_score is not None):
+      return {}
+    k = self.items_per_row
+    rows = tf.shape(teacher["query"])[0]
+    drawn = tf.reshape(tf.random.uniform(
+        [rows, k], maxval=tf.shape(teacher["catalog"])[0], dtype=tf.int32),
+        [-1])
+    context = {key: tf.repeat(features[key], k, axis=0)
+               for key in (F.HOUR, F.WEEKDAY)}
+    teacher_out = self.teacher.score(
+        tf.repeat(teacher["query"], k, axis=0),
+        tf.gather(teacher["catalog"], drawn), context)
+    student_out = student_score(
+        tf.repeat(student["query"], k, axis=0),
+        tf.gather(student[tasks_lib.CATALOG_CANDIDATES], drawn), context)
+    return {name: (tf.stop_gradient(tf.cast(teacher_out[name], tf.float32)),
+                   student_out[name]) for name in heads}
 
   def _retrieval(self, task: tasks_lib.RetrievalTask,
                  features: Mapping[str, tf.Tensor],
                  teacher: Mapping[str, tf.Tensor],
                  student: Mapping[str, tf.Tensor]) -> tf.Tensor:
     positive = tf.cast(features[F.RETRIEVAL_WEIGHT] > 0, tf.float32)
+    if self.catalog is not None:
+      return catalog_kl(
+          teacher["query"], teacher["catalog"],
+          tf.cast(student["query"], tf.float32),
+          tf.cast(student[tasks_lib.CATALOG_CANDIDATES], tf.float32),
+          positive, self.temperature)
     teacher_candidate, student_candidate, ids, candidate_positive = (
         tasks_lib.gather_replicas(
             teacher["candidate"], tf.cast(student["candidate"], tf.float32),

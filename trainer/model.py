@@ -53,10 +53,16 @@ class MultiTaskModel(tfrs.Model):
                query_heads: Optional[heads_lib.QueryHeads],
                tasks: Sequence[tasks_lib.Task],
                weighting: tf.keras.layers.Layer,
-               distillation: Optional[tf.keras.layers.Layer] = None):
+               distillation: Optional[tf.keras.layers.Layer] = None,
+               catalog: Optional[Mapping[str, tf.Tensor]] = None):
     """distillation: a trainer.distillation.SoftTargets whose losses add to
-    the tasks', weighted by its own weights (None: hard labels only)."""
+    the tasks', weighted by its own weights (None: hard labels only).
+    catalog: the candidate features of every trained item
+    (trainer/catalog.py), embedded at every training step for a retrieval
+    task with catalog negatives (None: no such task)."""
     super().__init__()
+    # Untracked: constants of the training run, not state of the model.
+    object.__setattr__(self, "catalog", catalog)
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.ranking_heads = ranking_heads
@@ -86,6 +92,10 @@ class MultiTaskModel(tfrs.Model):
 
   def compute_loss(self, features, training: bool = False) -> tf.Tensor:
     outputs = self(features, training=training)
+    if self.catalog is not None:
+      # No id dropout on the negatives: they stand for the catalog served.
+      outputs[tasks_lib.CATALOG_CANDIDATES] = self.candidate_tower(
+          self.catalog, training=False)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     global_batch = tf.cast(tf.shape(features[F.ITEM_ID])[0] * replicas,
                            tf.float32)
@@ -95,7 +105,7 @@ class MultiTaskModel(tfrs.Model):
     for name, loss in losses.items():
       self.task_losses[name].update_state(loss * replicas)
     if self.distillation is not None:
-      soft = self.distillation(features, outputs)
+      soft = self.distillation(features, outputs, self.score)
       for name, loss in soft.items():
         loss /= global_batch
         self.distillation_losses[name].update_state(loss * replicas)

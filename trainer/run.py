@@ -36,6 +36,7 @@ from trainer.config import RankingConfig
 from trainer.config import TrainerConfig
 
 from trainer import callbacks as callbacks_lib
+from trainer import catalog as catalog_lib
 from trainer import data
 from trainer import distillation
 from trainer import distribution
@@ -70,7 +71,8 @@ def _initial_bias(task: Any, stats: Mapping[str, Any]) -> float:
 def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
                 stats: Mapping[str, Any],
                 text_table: Optional[np.ndarray] = None,
-                teacher: Optional[model_lib.MultiTaskModel] = None
+                teacher: Optional[tf.keras.Model] = None,
+                catalog: Optional[Mapping[str, tf.Tensor]] = None
                 ) -> model_lib.MultiTaskModel:
   """The model the config describes, over the features the transform made.
 
@@ -79,6 +81,9 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
       run has item text (inputs.item_text_dim > 0).
     teacher: a trained model whose predictions become soft targets, weighted
       by config.distillation (trainer/distillation.py).
+    catalog: the candidate features of every trained item
+      (trainer/catalog.py), for a retrieval task with catalog negatives or
+      a catalog-wide retrieval soft target.
   """
   dim = config.embedding_dim
   adapter = config.text_adapter
@@ -105,7 +110,10 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
   num_labels = {t.name: inputs.multilabel_size(t.label)
                 for t in config.tasks_of_kind("multilabel")}
   query_heads = heads_lib.QueryHeads(num_labels) if num_labels else None
-  tasks = [tasks_lib.build(t, stats["item_probabilities"], num_labels)
+  catalog_rows = (None if catalog is None else
+                  catalog_lib.rows_by_item(catalog, inputs.item_id.size))
+  tasks = [tasks_lib.build(t, stats["item_probabilities"], num_labels,
+                           catalog_rows)
            for t in config.tasks]
   weighting = loss_weighting.build(
       config.loss_weighting, {t.name: t.weight for t in config.tasks},
@@ -115,20 +123,35 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
     soft_targets = distillation.SoftTargets(
         teacher, tasks,
         {t.name: config.distillation_weight(t) for t in config.tasks},
-        config.distillation.temperature)
+        config.distillation.temperature,
+        catalog if config.distillation.retrieval_candidates == "catalog"
+        else None, config.distillation.catalog_items_per_row)
   return model_lib.MultiTaskModel(query, candidate, ranking_heads,
-                                  query_heads, tasks, weighting, soft_targets)
+                                  query_heads, tasks, weighting, soft_targets,
+                                  catalog)
 
 
 def load_teacher(export_dir: str, inputs: inputs_lib.ModelInputs,
                  stats: Mapping[str, Any], text_table: Optional[np.ndarray],
                  vocabulary_files: Mapping[str, str],
-                 sample: Mapping[str, tf.Tensor]
-                 ) -> model_lib.MultiTaskModel:
+                 sample: Mapping[str, tf.Tensor]) -> tf.keras.Model:
   """A trained mtrec export, rebuilt as a Keras model over this run's
   features: its own trainer section says what to build, its warm-start
   state holds the weights (id rows matched through the vocabularies, so the
-  model served now can teach a model of newer data)."""
+  model served now can teach a model of newer data). A teacher of several
+  members (model_layout.member_dirs) comes back as their mean
+  (distillation.Ensemble)."""
+  members = [_load_member(d, inputs, stats, text_table, vocabulary_files,
+                          sample)
+             for d in model_layout.member_dirs(export_dir)]
+  return members[0] if len(members) == 1 else distillation.Ensemble(members)
+
+
+def _load_member(export_dir: str, inputs: inputs_lib.ModelInputs,
+                 stats: Mapping[str, Any], text_table: Optional[np.ndarray],
+                 vocabulary_files: Mapping[str, str],
+                 sample: Mapping[str, tf.Tensor]
+                 ) -> model_lib.MultiTaskModel:
   config = TrainerConfig.model_validate(
       refresh_state.trainer_section(export_dir))
   teacher = build_model(inputs, config, stats, text_table)
@@ -282,6 +305,18 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
     validation = dataset(transformed_examples_uri, artifacts.VALIDATION,
                          feature_spec, config.batch_size, shuffle=False)
 
+  catalog = None
+  if any(t.kind == "retrieval" and t.negatives == "catalog"
+         for t in config.tasks) or (
+             teacher_dir and config.distillation.retrieval_candidates ==
+             "catalog"):
+    catalog = catalog_lib.item_table(
+        dataset(transformed_examples_uri, "train", feature_spec, 8192,
+                shuffle=False, drop_pairs=drop_pairs),
+        catalog_lib.candidate_features(inputs), inputs.item_id.size)
+    log(f"catalog table: {int(catalog[F.ITEM_ID].shape[0])} items, embedded "
+        "at every step")
+
   with strategy.scope():
     sample = next(iter(dataset(
         transformed_examples_uri, "train", feature_spec, 8, shuffle=False)))
@@ -294,7 +329,7 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
     # The student starts from the same initial weights with or without a
     # teacher (building one drew from the seeded generator).
     tf.keras.utils.set_random_seed(config.seed)
-    model = build_model(inputs, config, stats, text_table, teacher)
+    model = build_model(inputs, config, stats, text_table, teacher, catalog)
     model(sample)
     warm = None
     if warm_start_from and warm_start_lib.has_state(warm_start_from):
@@ -379,14 +414,17 @@ def run_trainer(
   with artifacts.scratch_dir(model_uri) as scratch:
     distilling = config.distillation is not None and bool(teacher_model_dir)
 
-    def train(held_out=None, log_dir=LOG_DIR, distill=distilling):
+    def train(held_out=None, log_dir=LOG_DIR, distill=distilling,
+              member=0):
       previous_policy = tf.keras.mixed_precision.global_policy()
       if mixed:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
+      cfg = config if distill else config.without_distillation()
+      if member:
+        cfg = cfg.model_copy(update={"seed": config.seed + member})
       try:
         return fit(transform_graph_uri, transformed_examples_uri,
-                   examples_uri,
-                   config if distill else config.without_distillation(),
+                   examples_uri, cfg,
                    os.path.join(scratch, log_dir), strategy, warm_start_from,
                    log, item_features_uri, held_out,
                    teacher_model_dir if distill else None)
@@ -438,12 +476,17 @@ def run_trainer(
     if distilling and config.distillation.compare_undistilled:
       log("the same student without distillation, for the report")
       undistilled = train(log_dir="undistilled_logs", distill=False)
+    members = []
+    for member in range(1, config.members):
+      log(f"member {member + 1} of {config.members} (seed "
+          f"{config.seed + member})")
+      members.append(train(log_dir=f"member_{member}_logs", member=member))
     return _publish(trained, transform_graph_uri, transformed_examples_uri,
                     examples_uri, catalog_uri, model_uri, run_id, config,
                     model_name, top_k, max_k, strategy, mixed, parameters,
                     scratch, item_features_uri, ranking, choice,
                     freshness, teacher_model_dir if distilling else None,
-                    undistilled)
+                    undistilled, members)
 
 
 def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
@@ -493,7 +536,8 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
              examples_uri, catalog_uri, model_uri, run_id, config, model_name,
              top_k, max_k, strategy, mixed, parameters, scratch,
              item_features_uri=None, ranking=None, fusion_choice=None,
-             freshness=None, teacher_dir=None, undistilled=None):
+             freshness=None, teacher_dir=None, undistilled=None,
+             members=()):
   """Exports the SavedModel and writes the Model artifact.
 
   Args:
@@ -502,6 +546,9 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
     teacher_dir: the export the model was distilled from (an input).
     undistilled: the same model trained without the teacher (fit's
       result), exported beside it with the same fusion weights.
+    members: the other members of a config with members > 1 (fit's
+      results), each a complete export of its own beside the SavedModel
+      (model_layout.member_model_dir), as a teacher is read.
   """
   ranking = ranking or RankingConfig()
   model = trained["model"]
@@ -519,26 +566,37 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
-    module, items, users, histories = _serving_module(
-        trained, catalog_uri, examples_uri, config, top_k, max_k, ranking,
-        freshness)
-    if fusion_choice is not None:
-      module.set_fusion_weights(*fusion_choice)
-    export.save(module, export_dir)
+
+    def export_model(fit_result, directory, member=0):
+      """The SavedModel with the state refresh and warm start read."""
+      module, items, users, histories = _serving_module(
+          fit_result, catalog_uri, examples_uri, config, top_k, max_k,
+          ranking, freshness)
+      if fusion_choice is not None:
+        module.set_fusion_weights(*fusion_choice)
+      export.save(module, directory)
+      member_config = config.model_copy(update={"seed": config.seed + member})
+      refresh_state.save_state(
+          directory, transform_graph_uri, member_config,
+          fit_result["user_features"], fit_result["stats"], dict(items, **{
+              freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
+          users, histories, fit_result["item_text"], text_settings, top_k,
+          max_k, module.fusion_spec, module.freshness)
+      warm_start_lib.save_state(
+          fit_result["model"],
+          _vocabulary_files(tft_output, fit_result["inputs"]), directory)
+      return module, items
+
+    module, items = export_model(trained, export_dir)
     if undistilled is not None:
       plain = _serving_module(undistilled, catalog_uri, examples_uri, config,
                               top_k, max_k, ranking, freshness)[0]
       if fusion_choice is not None:
         plain.set_fusion_weights(*fusion_choice)
       export.save(plain, model_layout.undistilled_model_dir(w.uri))
-    refresh_state.save_state(
-        export_dir, transform_graph_uri, config, trained["user_features"],
-        trained["stats"], dict(items, **{
-            freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
-        users, histories, trained["item_text"], text_settings, top_k, max_k,
-        module.fusion_spec, module.freshness)
-    warm_start_lib.save_state(
-        model, _vocabulary_files(tft_output, trained["inputs"]), export_dir)
+    for member, fit_result in enumerate(members, start=1):
+      export_model(fit_result, model_layout.member_model_dir(w.uri, member),
+                   member)
     top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
     export.write_warmup_requests(
         export_dir, model_name, user_ids=[top_user, "__unknown_user__"],
@@ -567,6 +625,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                            if k != "curve"} if module.fusion_spec.search
                           else None),
         "item_text": bool(item_features_uri),
+        "members": 1 + len(members),
         "distillation": None if teacher_dir is None else {
             "teacher": teacher_dir,
             "final_losses": {

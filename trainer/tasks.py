@@ -96,8 +96,16 @@ class RetrievalTask(Task):
 
   kind = "retrieval"
 
-  def __init__(self, config: Any, item_probabilities: np.ndarray, **kwargs):
+  def __init__(self, config: Any, item_probabilities: np.ndarray,
+               catalog_rows: Optional[np.ndarray] = None, **kwargs):
+    """catalog_rows: with `negatives: catalog`, each item index's row in
+    the model's catalog table (trainer/catalog.py), -1 if it has none; a
+    model rebuilt only to load weights (no loss computed) may go without."""
     super().__init__(config, **kwargs)
+    self._negatives = config.negatives
+    self._catalog_rows = (None if catalog_rows is None else
+                          tf.constant(catalog_rows, tf.int64))
+    self._temperature = config.temperature
     self._log_q = config.logq_correction
     # Sampling probability of each item index as an in-batch candidate.
     self._item_probabilities = tf.constant(item_probabilities, tf.float32)
@@ -122,6 +130,13 @@ class RetrievalTask(Task):
     candidate = tf.cast(outputs["candidate"], tf.float32)
     ids = features[F.ITEM_ID]
     positive = features[F.RETRIEVAL_WEIGHT] > 0
+    if self._negatives == "catalog":
+      if self._catalog_rows is None:
+        raise ValueError(f"{self.task_name}: catalog negatives need the "
+                         "catalog table (trainer/catalog.py)")
+      return self._catalog_softmax(
+          query, candidate, tf.cast(outputs[CATALOG_CANDIDATES], tf.float32),
+          tf.gather(self._catalog_rows, ids), tf.cast(positive, tf.float32))
     # Every replica's candidates, this replica's first: TFRS labels query i
     # with candidate i.
     candidate, ids, candidate_positive = gather_replicas(
@@ -140,6 +155,35 @@ class RetrievalTask(Task):
           candidate_ids=ids, compute_metrics=False,
           compute_batch_metrics=not training, score_mask=mask)
     return loss  # (a return inside `with` defeats AutoGraph)
+
+
+  def _catalog_softmax(self, query: tf.Tensor, candidate: tf.Tensor,
+                       catalog: tf.Tensor, rows: tf.Tensor,
+                       weight: tf.Tensor) -> tf.Tensor:
+    """Softmax over the whole catalog, summed over the rows' weights.
+
+    The positive's logit is the row's own candidate embedding (it went
+    through the tower with this row's id dropout); the rest of the
+    catalog's embeddings are the negatives. A row whose item has no
+    catalog row (-1) only competes with the catalog.
+    """
+    logits = tf.matmul(query, catalog, transpose_b=True)
+    own = tf.reduce_sum(query * candidate, axis=-1)
+    is_positive = tf.one_hot(rows, tf.shape(catalog)[0], on_value=True,
+                             off_value=False)
+    logits = tf.where(is_positive, own[:, None], logits)
+    # The row's own logit joins as an extra column when it has no row.
+    logits = tf.concat([logits, tf.where(rows < 0, own, -1e9)[:, None]],
+                       axis=-1) / self._temperature
+    labels = tf.where(rows < 0, tf.cast(tf.shape(catalog)[0], tf.int64),
+                      rows)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+    return tf.reduce_sum(weight * loss)
+
+
+# The model's output under which a catalog-negatives retrieval task finds
+# the candidate tower's embeddings of the whole catalog table.
+CATALOG_CANDIDATES = "catalog_candidates"
 
 
 def gather_replicas(*values: tf.Tensor) -> list[tf.Tensor]:
@@ -262,10 +306,13 @@ class MultiLabelTask(Task):
 
 
 def build(config: Any, item_probabilities: np.ndarray,
-          num_labels: Mapping[str, int]) -> Task:
+          num_labels: Mapping[str, int],
+          catalog_rows: Optional[np.ndarray] = None) -> Task:
   """The task a config entry declares (pipeline.config task classes)."""
   if config.kind == "retrieval":
-    return RetrievalTask(config, item_probabilities)
+    return RetrievalTask(
+        config, item_probabilities,
+        catalog_rows if config.negatives == "catalog" else None)
   if config.kind == "regression":
     return RegressionTask(config)
   if config.kind == "binary":
