@@ -78,6 +78,8 @@ def test_distillation_config_is_validated_at_load():
       "either teacher overrides or teacher_model": {
           "teacher": {"epochs": 9}, "teacher_model": "/m"},
       "temperature": {"temperature": 0},
+      "catalog_items_per_row: it needs retrieval_candidates: catalog": {
+          "catalog_items_per_row": 8},
   }
   for message, section in bad.items():
     with pytest.raises(ValueError, match=message):

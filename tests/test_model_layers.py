@@ -109,7 +109,7 @@ def test_history_encoder_reads_only_the_last_items(kind):
 def _retrieval(**overrides):
   config = types.SimpleNamespace(
       name="retrieval", temperature=1.0, logq_correction=False,
-      remove_accidental_hits=False, metrics=[])
+      remove_accidental_hits=False, negatives="in_batch", metrics=[])
   config.__dict__.update(overrides)
   return config
 

@@ -327,6 +327,9 @@ class TrainerConfig(_Strict):
       if task not in names:
         raise ValueError(f"distillation.weights: {task!r} is not a task; "
                          f"one of {names}")
+    if d.catalog_items_per_row and d.retrieval_candidates != "catalog":
+      raise ValueError("distillation.catalog_items_per_row: it needs "
+                       "retrieval_candidates: catalog (the catalog table)")
     if d.teacher_model and d.teacher:
       raise ValueError("distillation.teacher: give either teacher overrides "
                        "or teacher_model, not both")
