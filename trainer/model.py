@@ -59,7 +59,7 @@ class MultiTaskModel(tfrs.Model):
     the tasks', weighted by its own weights (None: hard labels only).
     catalog: the candidate features of every trained item
     (trainer/catalog.py), embedded at every training step for a retrieval
-    task with catalog negatives (None: no such task)."""
+    task with catalog negatives or catalog-wide soft targets (None: neither)."""
     super().__init__()
     # Untracked: constants of the training run, not state of the model.
     object.__setattr__(self, "catalog", catalog)

@@ -156,7 +156,6 @@ class RetrievalTask(Task):
           compute_batch_metrics=not training, score_mask=mask)
     return loss  # (a return inside `with` defeats AutoGraph)
 
-
   def _catalog_softmax(self, query: tf.Tensor, candidate: tf.Tensor,
                        catalog: tf.Tensor, rows: tf.Tensor,
                        weight: tf.Tensor) -> tf.Tensor:
