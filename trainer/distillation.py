@@ -58,23 +58,27 @@ def _bernoulli_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
 
 def retrieval_kl(teacher_query: tf.Tensor, teacher_candidate: tf.Tensor,
                  student_query: tf.Tensor, student_candidate: tf.Tensor,
-                 query_weight: tf.Tensor, candidate_mask: tf.Tensor,
+                 query_weight: tf.Tensor, candidate_mask: tf.Tensor | None,
                  log_q: tf.Tensor | None, temperature: float) -> tf.Tensor:
-  """Sum over query rows of weight · T² · KL(teacher || student) in-batch.
+  """Sum over query rows of weight · T² · KL(teacher || student) over the
+  same candidates.
 
   Args:
     *_query: [B, d] query embeddings of this replica's rows.
     *_candidate: [C, d] candidate embeddings (gathered over replicas).
     query_weight: [B] 1 for a row that is a query (a consumed item).
-    candidate_mask: [C] True for a candidate (a consumed item).
+    candidate_mask: [C] True for a candidate (a consumed item), or None:
+      every column is one.
     log_q: [C] log sampling probability subtracted from both logits, or None.
   """
   def log_probs(query, candidate):
     logits = tf.matmul(query, candidate, transpose_b=True)
     if log_q is not None:
       logits -= log_q[None, :]
-    logits = tf.where(candidate_mask[None, :], logits / temperature,
-                      tf.fill(tf.shape(logits), -1e9))
+    logits /= temperature
+    if candidate_mask is not None:
+      logits = tf.where(candidate_mask[None, :], logits,
+                        tf.fill(tf.shape(logits), -1e9))
     return tf.nn.log_softmax(logits, axis=-1)
 
   teacher = log_probs(teacher_query, teacher_candidate)
@@ -87,16 +91,10 @@ def retrieval_kl(teacher_query: tf.Tensor, teacher_candidate: tf.Tensor,
 def catalog_kl(teacher_query: tf.Tensor, teacher_catalog: tf.Tensor,
                student_query: tf.Tensor, student_catalog: tf.Tensor,
                query_weight: tf.Tensor, temperature: float) -> tf.Tensor:
-  """Sum over query rows of weight · T² · KL(teacher || student), both
-  softmaxes over the whole catalog (no sampling, so no logQ)."""
-  teacher = tf.nn.log_softmax(
-      tf.matmul(teacher_query, teacher_catalog, transpose_b=True) /
-      temperature, axis=-1)
-  student = tf.nn.log_softmax(
-      tf.matmul(student_query, student_catalog, transpose_b=True) /
-      temperature, axis=-1)
-  kl = tf.reduce_sum(tf.exp(teacher) * (teacher - student), axis=-1)
-  return tf.reduce_sum(query_weight * kl) * temperature ** 2
+  """retrieval_kl over the whole catalog: every column is a candidate,
+  and nothing was sampled, so no logQ."""
+  return retrieval_kl(teacher_query, teacher_catalog, student_query,
+                      student_catalog, query_weight, None, None, temperature)
 
 
 class Ensemble(tf.keras.Model):
@@ -107,7 +105,9 @@ class Ensemble(tf.keras.Model):
   trained with different seeds does (benchmarks/distillation.py). The
   members' query and candidate embeddings are concatenated and divided by
   sqrt(n), so every retrieval logit (a dot product) is the mean of the
-  members' logits; the heads' outputs (ratings, logits) are averaged.
+  members' logits; the heads' outputs (ratings, logits) are averaged. The
+  members come from one teacher section (trainer.members), so they share
+  an embedding width and each owns an equal part of the concatenation.
   """
 
   def __init__(self, members: Sequence[tf.keras.Model]):
@@ -119,12 +119,10 @@ class Ensemble(tf.keras.Model):
     for member in self.members:
       member.trainable = False
     self._scale = 1.0 / float(len(members)) ** 0.5
-    self._widths: list[int] = []  # each member's embedding width
 
   def call(self, features: Mapping[str, tf.Tensor],
            training: bool = False) -> dict[str, tf.Tensor]:
     outputs = [m(features, training=False) for m in self.members]
-    self._widths = [int(o["query"].shape[-1]) for o in outputs]
     out = {}
     for key in outputs[0]:
       values = [tf.cast(o[key], tf.float32) for o in outputs]
@@ -137,24 +135,19 @@ class Ensemble(tf.keras.Model):
   def candidate_tower(self, features: Mapping[str, tf.Tensor],
                       training: bool = False) -> tf.Tensor:
     """The members' candidate embeddings, as `call` concatenates them."""
-    parts = [tf.cast(m.candidate_tower(features, training=False), tf.float32)
-             for m in self.members]
-    self._widths = [int(p.shape[-1]) for p in parts]
-    return tf.concat(parts, axis=-1) * self._scale
+    return tf.concat([tf.cast(m.candidate_tower(features, training=False),
+                              tf.float32) for m in self.members],
+                     axis=-1) * self._scale
 
   def score(self, query: tf.Tensor, candidate: tf.Tensor,
             features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """The members' mean head outputs for embeddings as `call` and
     `candidate_tower` concatenate them (each member reads its own part)."""
-    if not self._widths:
-      raise ValueError("Ensemble.score: embed with call or candidate_tower "
-                       "first")
-    outputs, start = [], 0
-    for member, width in zip(self.members, self._widths):
-      part = slice(start, start + width)
-      outputs.append(member.score(query[:, part] / self._scale,
-                                  candidate[:, part] / self._scale, features))
-      start += width
+    n = len(self.members)
+    outputs = [member.score(q / self._scale, c / self._scale, features)
+               for member, q, c in zip(self.members,
+                                       tf.split(query, n, axis=-1),
+                                       tf.split(candidate, n, axis=-1))]
     return {key: tf.add_n([tf.cast(o[key], tf.float32) for o in outputs]) /
             len(outputs) for key in outputs[0]}
 
@@ -176,8 +169,12 @@ class SoftTargets(tf.keras.layers.Layer):
     catalog_items_per_row > 0 the heads' soft targets also cover that many
     catalog items per row, drawn at random (pairs no one rated)."""
     super().__init__(name="distillation", dtype="float32", **kwargs)
-    object.__setattr__(self, "catalog", catalog)
     self.items_per_row = catalog_items_per_row if catalog is not None else 0
+    # The teacher is frozen: its embeddings of the catalog are the same at
+    # every step, so they are computed once, here.
+    object.__setattr__(self, "teacher_catalog", None if catalog is None else
+                       tf.constant(tf.cast(teacher.candidate_tower(
+                           catalog, training=False), tf.float32)))
     teacher.trainable = False
     # Held untracked: the teacher's variables stay out of the student's
     # weights, checkpoint and export, and its metrics (named as the
@@ -198,10 +195,8 @@ class SoftTargets(tf.keras.layers.Layer):
     teacher = self.teacher(features, training=False)
     teacher = {k: tf.stop_gradient(tf.cast(v, tf.float32))
                for k, v in teacher.items()}
-    if self.catalog is not None:
-      teacher["catalog"] = tf.stop_gradient(tf.cast(
-          self.teacher.candidate_tower(self.catalog, training=False),
-          tf.float32))
+    if self.teacher_catalog is not None:
+      teacher["catalog"] = self.teacher_catalog
     pairs = self._catalog_pairs(features, teacher, student, student_score)
     out = {}
     for task in self._tasks:
@@ -256,7 +251,7 @@ class SoftTargets(tf.keras.layers.Layer):
                  teacher: Mapping[str, tf.Tensor],
                  student: Mapping[str, tf.Tensor]) -> tf.Tensor:
     positive = tf.cast(features[F.RETRIEVAL_WEIGHT] > 0, tf.float32)
-    if self.catalog is not None:
+    if self.teacher_catalog is not None:
       return catalog_kl(
           teacher["query"], teacher["catalog"],
           tf.cast(student["query"], tf.float32),
