@@ -87,6 +87,15 @@ def test_distillation_config_is_validated_at_load():
   served = TrainerConfig.model_validate(
       {"distillation": {"teacher_model": "/serving/mtrec/3"}})
   assert not served.trains_teacher()
+  # The student's own epochs; the teacher and the plain student keep the
+  # section's.
+  longer = TrainerConfig.model_validate(
+      {"epochs": 5, "distillation": {"epochs": 8}})
+  assert (longer.fit_epochs(), served.fit_epochs()) == (8, 5)
+  assert longer.without_distillation().fit_epochs() == 5
+  assert longer.teacher_config().fit_epochs() == 5
+  with pytest.raises(ValueError, match="epochs"):
+    TrainerConfig.model_validate({"distillation": {"epochs": 0}})
 
 
 def _fit(small_run, config, tmp_path, name, teacher_dir=None):
@@ -173,7 +182,7 @@ def test_teacher_and_trainer_steps_and_the_report_of_three_models(
       "epochs": 1, "batch_size": 256, "embedding_dim": 8,
       "distillation": {"teacher": {"embedding_dim": 16, "members": 2},
                        "retrieval_candidates": "catalog",
-                       "catalog_items_per_row": 4}})
+                       "catalog_items_per_row": 4, "epochs": 2}})
   serving = ServingConfig.model_validate(
       {"top_k": 5, "ranking": {"search": {"enabled": False}}})
   uris = dataclasses.replace(
@@ -197,6 +206,11 @@ def test_teacher_and_trainer_steps_and_the_report_of_three_models(
   assert [refresh_state.trainer_section(d)["seed"] for d in members] == [
       config.seed, config.seed + 1]
   assert model_meta["summary"]["distillation"]["undistilled"]
+  # The student trains distillation.epochs; the plain one and the teacher
+  # the section's.
+  assert model_meta["summary"]["epochs"] == 2
+  assert model_meta["summary"]["distillation"]["undistilled_epochs"] == 1
+  assert teacher_meta["summary"]["epochs"] == 1
   assert set(model_meta["summary"]["distillation"]["final_losses"]) == {
       "retrieval", "rating", "like"}
   shapes = [tf.train.load_checkpoint(os.path.join(
@@ -300,11 +314,18 @@ def test_the_benchmark_verdict_measures_the_recovered_gap():
   lines = report._distillation({  # pylint: disable=protected-access
       "config": "configs/x.yaml", "seeds": [1, 2, 3],
       "teacher": {"members": 3}, "temperature": 1.0, "weights": {},
-      "retrieval_candidates": "catalog",
-      "summary": dict(summary, teacher=untimed), "verdict": ""})
+      "retrieval_candidates": "catalog", "student_epochs": 8,
+      "summary": dict(summary, teacher=untimed, **{
+          "student, same epochs": row(0.139, 0.14, 0.910, 0.76)}),
+      "verdict": ""})
   assert "the retrieval soft target over the whole catalog of trained " \
          "items" in lines[2]
   assert any(line.startswith("The teacher is the mean of 3 models")
              for line in lines)
+  assert "8 epochs (`distillation.epochs`)" in lines[2]
+  assert any(line.startswith('"student, same epochs" is the student trained')
+             for line in lines)
+  assert ("| student, same epochs | 0.1390 ± 0.0010 | 0.1400 ± 0.0010 | "
+          "0.9100 ± 0.0020 | 0.7600 ± 0.0030 | 1.0000 ± 0.1000 |") in lines
   assert ("| teacher | 0.1600 ± 0.0010 | 0.1700 ± 0.0010 | 0.8600 ± 0.0020 "
           "| 0.7900 ± 0.0030 | — |") in lines

@@ -183,6 +183,11 @@ class DistillationConfig(_Strict):
   # drawn at random: pairs no one rated, which the ranking stage scores at
   # serving and the labeled rows never show (0: the rows' own items only).
   catalog_items_per_row: int = pydantic.Field(0, ge=0, le=1024)
+  # The student's epochs when it learns from the teacher (None: the
+  # section's `epochs`). Soft targets do not overfit as hard labels do, so
+  # a distilled student gains from training longer where the plain one
+  # loses (ml-latest-small, 8 epochs instead of 5; docs/benchmarks.md).
+  epochs: Optional[pydantic.PositiveInt] = None
   # Also train the student without distillation (same seed), so the
   # validation report shows student, teacher and plain student side by side.
   compare_undistilled: bool = True
@@ -371,6 +376,12 @@ class TrainerConfig(_Strict):
     existing teacher_model)?"""
     return self.distillation is not None and not (
         self.distillation.teacher_model)
+
+  def fit_epochs(self) -> int:
+    """The epochs training runs: distillation.epochs for a student
+    learning from a teacher, else `epochs`."""
+    d = self.distillation
+    return d.epochs if d is not None and d.epochs else self.epochs
 
   def without_distillation(self) -> "TrainerConfig":
     return self.model_copy(update={"distillation": None})

@@ -347,13 +347,14 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
       stats["rows"] // config.batch_size if drop_remainder else
       math.ceil(stats["rows"] / config.batch_size))
   throughput = callbacks_lib.Throughput(batches * config.batch_size)
-  callbacks = [callbacks_lib.Progress(log, config.epochs, batches),
+  epochs = config.fit_epochs() if teacher_dir else config.epochs
+  callbacks = [callbacks_lib.Progress(log, epochs, batches),
                callbacks_lib.EpochLog(log),
                callbacks_lib.TaskSummaries(log_dir), throughput]
   if config.early_stopping:
     callbacks.append(callbacks_lib.early_stopping(config.early_stopping))
   start = time.time()
-  history = model.fit(train, validation_data=validation, epochs=config.epochs,
+  history = model.fit(train, validation_data=validation, epochs=epochs,
                       steps_per_epoch=config.steps_per_epoch, verbose=0,
                       callbacks=callbacks)
   return {
@@ -633,6 +634,10 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                 for k, v in per_epoch.items()
                 if k.endswith("_distillation_loss") and
                 not k.startswith("val_")},
-            "undistilled": undistilled is not None},
+            "undistilled": undistilled is not None,
+            # The plain student's, when it trained fewer than the
+            # distilled one's `epochs` (distillation.epochs).
+            "undistilled_epochs": (undistilled["epochs_run"]
+                                   if undistilled else None)},
     }
   return w.summary

@@ -640,7 +640,9 @@ def _distillation(section: Mapping[str, Any]) -> list[str]:
       f"{_CANDIDATES[section.get('retrieval_candidates', 'in_batch')]}"
       + (f", the heads' also over {section['catalog_items_per_row']} "
          "random catalog items per row"
-         if section.get("catalog_items_per_row") else "") + "). "
+         if section.get("catalog_items_per_row") else "")
+      + (f", {section['student_epochs']} epochs (`distillation.epochs`)"
+         if section.get("student_epochs") else "") + "). "
       "Measured as the multi-task ablation is; the latency is the median "
       "of 300 single-user `recommend` calls in process per model, the "
       "seed's models taking turns call by call. Mean ± standard "
@@ -655,6 +657,11 @@ def _distillation(section: Mapping[str, Any]) -> list[str]:
         "the mean of the members' retrieval scores, its RMSE and AUC are "
         "those of the mean prediction (probabilities averaged as logits). "
         "It serves nobody, so it has no latency.", ""]
+  if "student, same epochs" in summary:
+    lines += [
+        "\"student, same epochs\" is the student trained as many epochs "
+        "as the distilled one, without the teacher: what training longer "
+        "does alone.", ""]
   if section.get("note"):
     lines += [section["note"], ""]
   body = [[name] + [_mean_sd(row.get(k)) for k in _DISTILLATION_COLUMNS]
