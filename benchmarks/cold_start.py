@@ -74,6 +74,7 @@ from pipeline import steps  # noqa: E402
 from pipeline.steps import example_gen as example_gen_step  # noqa: E402
 from pipeline.steps import text_embedder as text_embedder_step  # noqa: E402
 from pipeline.steps import transform as transform_step  # noqa: E402
+from benchmarks import signature_batches  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "movielens_latest_small.yaml")
@@ -328,14 +329,10 @@ class Judge:
                     ) -> dict[str, Any]:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     model = tf.saved_model.load(model_dir)
-    embed_user = model.signatures["embed_user"]
-    embed_item = model.signatures["embed_item"]
-    users = np.concatenate([embed_user(user_id=tf.constant(
-        self.users[i:i + 512]))["embedding"].numpy()
-                            for i in range(0, len(self.users), 512)])
-    items = np.concatenate([embed_item(item_id=tf.constant(
-        self.ids[i:i + 2048]))["embedding"].numpy()
-                            for i in range(0, len(self.ids), 2048)])
+    users = signature_batches.embed_all(
+        model.signatures["embed_user"], "user_id", self.users, 512)
+    items = signature_batches.embed_all(
+        model.signatures["embed_item"], "item_id", self.ids)
     scores = users @ items.T
     out: dict[str, Any] = self._measure(scores)
     if freshness_bonuses:

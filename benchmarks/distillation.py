@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import model_comparison as mc  # noqa: E402
+from benchmarks import signature_batches  # noqa: E402
 from contracts import model_layout  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
@@ -107,10 +108,8 @@ class EnsembleRetrieval:
     for d in model_dirs:
       model = tf.saved_model.load(d)
       self._users.append(model.signatures["embed_user"])
-      index.append(np.concatenate([
-          model.signatures["embed_item"](item_id=tf.constant(
-              item_ids[i:i + 4096]))["embedding"].numpy()
-          for i in range(0, len(item_ids), 4096)]))
+      index.append(signature_batches.embed_all(
+          model.signatures["embed_item"], "item_id", item_ids, 4096))
     self._index = index
     self._ids = np.array(item_ids, dtype=object)
     self._row = {i: n for n, i in enumerate(item_ids)}

@@ -105,3 +105,49 @@ def test_the_section_summarizes_seeds_and_renders():
   assert "## Cold items" in text
   assert "| lm | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
   assert "| 1 | 0.3000 ± 0.1000 | 0.1000 ± 0.0000 |" in text
+
+
+def _fake_signature(table, input_name, calls):
+  """An embed_user / embed_item signature over a {id: vector} table."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def signature(**inputs):
+    ids = [x.decode() for x in inputs[input_name].numpy()]
+    calls.append(len(ids))
+    return {"embedding": tf.constant([table[i] for i in ids])}
+  return signature
+
+
+def test_embed_all_calls_a_chunk_at_a_time_and_keeps_the_order():
+  from benchmarks import signature_batches  # pylint: disable=g-import-not-at-top
+  calls = []
+  table = {"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0]}
+  got = signature_batches.embed_all(
+      _fake_signature(table, "item_id", calls), "item_id",
+      ["d", "b", "a", "c"], chunk=3)
+  assert got.tolist() == [[4.0], [2.0], [1.0], [3.0]] and calls == [3, 1]
+  with pytest.raises(ValueError, match="no item_id"):
+    signature_batches.embed_all(_fake_signature(table, "item_id", calls),
+                                "item_id", [])
+
+
+def test_model_metrics_scores_users_against_items_through_the_export(
+    monkeypatch):
+  """The scores are embed_user · embed_item of the loaded export: the same
+  franchise ranks as the hand-made scores of the tests above."""
+  import types  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  calls = []
+  export = types.SimpleNamespace(signatures={
+      "embed_user": _fake_signature({"u1": [1.0, 0.0], "u2": [0.0, 1.0]},
+                                    "user_id", calls),
+      "embed_item": _fake_signature(
+          {"a1": [9.0, 0.0], "a2": [8.0, 5.0], "a3": [1.0, 4.0],
+           "w": [2.0, 3.0]}, "item_id", calls)})
+  monkeypatch.setattr(tf.saved_model, "load", lambda model_dir: export)
+  judge, _ = _judge({"u1": [9.0, 8.0, 1.0, 2.0],  # u1 = (1, 0)
+                     "u2": [0.0, 5.0, 4.0, 3.0]})  # u2 = (0, 1)
+  got = judge.model_metrics("/export")
+  assert (got["franchise_pairs"], got["franchise_median_rank"],
+          got["franchise_top_50"]) == (2, 2.0, 1.0)
+  assert calls == [2, 4]

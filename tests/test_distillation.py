@@ -329,3 +329,31 @@ def test_the_benchmark_verdict_measures_the_recovered_gap():
           "0.9100 ± 0.0020 | 0.7600 ± 0.0030 | 1.0000 ± 0.1000 |") in lines
   assert ("| teacher | 0.1600 ± 0.0010 | 0.1700 ± 0.0010 | 0.8600 ± 0.0020 "
           "| 0.7900 ± 0.0030 | — |") in lines
+
+
+def test_the_benchmarks_ensemble_teacher_ranks_by_the_members_mean(
+    monkeypatch):
+  """benchmarks/distillation.EnsembleRetrieval: the catalog ranked by the
+  mean of the members' query · item scores, seen items excluded."""
+  import types  # pylint: disable=g-import-not-at-top
+  from benchmarks import distillation as bench  # pylint: disable=g-import-not-at-top
+
+  def member(user, items):
+    def table(rows, name):
+      return lambda **k: {"embedding": tf.constant(
+          [rows[x.decode()] for x in k[name].numpy()])}
+    return types.SimpleNamespace(signatures={
+        "embed_user": table({"u": user}, "user_id"),
+        "embed_item": table(items, "item_id")})
+
+  # Member 1 alone ranks a first, member 2 b; their mean: b 2.5, c 2, a 1.5.
+  exports = {"m1": member([1.0, 0.0], {"a": [3.0, 0.0], "b": [1.0, 0.0],
+                                       "c": [2.0, 0.0]}),
+             "m2": member([0.0, 1.0], {"a": [0.0, 0.0], "b": [0.0, 4.0],
+                                       "c": [0.0, 2.0]})}
+  monkeypatch.setattr(tf.saved_model, "load", lambda d: exports[d])
+  retrieve = bench.EnsembleRetrieval(["m1", "m2"], ["a", "b", "c"])
+  top = retrieve(tf.constant(["u"]), tf.constant([[b""]]), 3)["item_ids"]
+  assert top.numpy().tolist() == [[b"b", b"c", b"a"]]
+  top = retrieve(tf.constant(["u"]), tf.constant([[b"b"]]), 2)["item_ids"]
+  assert top.numpy().tolist() == [[b"c", b"a"]]
