@@ -635,8 +635,8 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                 if k.endswith("_distillation_loss") and
                 not k.startswith("val_")},
             "undistilled": undistilled is not None,
-            # The plain student's, when it trained fewer than the
-            # distilled one's `epochs` (distillation.epochs).
+            # The plain student's (the section's `epochs`); the distilled
+            # one's are `epochs` above (distillation.epochs when set).
             "undistilled_epochs": (undistilled["epochs_run"]
                                    if undistilled else None)},
     }
