@@ -44,6 +44,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import model_comparison as mc  # noqa: E402
 from benchmarks import signature_batches  # noqa: E402
+from components import metrics as metrics_lib  # noqa: E402
 from contracts import model_layout  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from trainer import run as trainer_run  # noqa: E402
@@ -118,11 +119,10 @@ class EnsembleRetrieval:
     scores = sum(fn(user_id=user_id)["embedding"].numpy() @ index.T
                  for fn, index in zip(self._users, self._index))
     scores = scores / len(self._index)
-    for row, excluded in enumerate(exclude_item_ids.numpy()):
-      cols = [self._row[x.decode()] for x in excluded
-              if x and x.decode() in self._row]
-      scores[row, cols] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :int(k)]
+    top = metrics_lib.top_k_excluding(scores, [
+        [self._row[x.decode()] for x in excluded
+         if x and x.decode() in self._row]
+        for excluded in exclude_item_ids.numpy()], int(k))
     return {"item_ids": tf.constant(
         [[self._ids[c].encode() for c in row] for row in top])}
 

@@ -568,14 +568,17 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
 
-    def export_model(fit_result, directory, member=0):
-      """The SavedModel with the state refresh and warm start read."""
+    def export_model(fit_result, directory, member=0, with_state=True):
+      """The SavedModel, with the fusion weights chosen; with_state: also
+      the state refresh and warm start read (a comparison model has none)."""
       module, items, users, histories = _serving_module(
           fit_result, catalog_uri, examples_uri, config, top_k, max_k,
           ranking, freshness)
       if fusion_choice is not None:
         module.set_fusion_weights(*fusion_choice)
       export.save(module, directory)
+      if not with_state:
+        return module, items
       member_config = config.model_copy(update={"seed": config.seed + member})
       refresh_state.save_state(
           directory, transform_graph_uri, member_config,
@@ -590,11 +593,8 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
 
     module, items = export_model(trained, export_dir)
     if undistilled is not None:
-      plain = _serving_module(undistilled, catalog_uri, examples_uri, config,
-                              top_k, max_k, ranking, freshness)[0]
-      if fusion_choice is not None:
-        plain.set_fusion_weights(*fusion_choice)
-      export.save(plain, model_layout.undistilled_model_dir(w.uri))
+      export_model(undistilled, model_layout.undistilled_model_dir(w.uri),
+                   with_state=False)
     for member, fit_result in enumerate(members, start=1):
       export_model(fit_result, model_layout.member_model_dir(w.uri, member),
                    member)
