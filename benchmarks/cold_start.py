@@ -55,7 +55,7 @@ import re
 import shutil
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -228,6 +228,13 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
           "series": series, "times": times}
 
 
+# What the serving policies' rows report.
+POLICY_METRICS = ("cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
+                  "cold_at_request_recall_at_20",
+                  "warm_at_request_recall_at_20", "franchise_top_50",
+                  "franchise_median_rank")
+
+
 class Judge:
   """Cold / warm Recall@K and NDCG@K of a SavedModel's embeddings."""
 
@@ -239,6 +246,20 @@ class Judge:
     cold = prepared["cold"]
     self.cold_mask = np.array([i in cold for i in self.ids])
     seen = collections.defaultdict(set)
+    # The catalog as of each user's request (their first eval event, as
+    # the Evaluator's recommend_at asks): a cold item enters the catalog
+    # with its first interaction anywhere, so it is not yet there for a
+    # user asked earlier. Warm items are the trained catalog.
+    added: dict[str, int] = {}
+    request: dict[str, int] = {}
+    for _, item, t, _, _ in prepared["train"] + prepared["eval"]:
+      added[item] = min(t, added.get(item, t))
+    for user, _, t, _, _ in prepared["eval"]:
+      request[user] = min(t, request.get(user, t))
+    self.added_at = np.array([added.get(i, 0) if c else 0
+                              for i, c in zip(self.ids, self.cold_mask)],
+                             np.int64)
+    self.request_at = request
     cold_pos = collections.defaultdict(set)
     warm_pos = collections.defaultdict(set)
     counts = np.zeros(len(self.ids))
@@ -276,7 +297,9 @@ class Judge:
           ("warm", self.warm_pos[user], ~self.cold_mask)):
         if not relevant:
           continue
-        for scope, candidates in (("", mask), ("_in_all", None)):
+        for scope, candidates in (
+            ("", mask), ("_in_all", None),
+            ("_at_request", ~self.not_yet_added(user))):
           masked = s if candidates is None else np.where(candidates, s,
                                                          -np.inf)
           top = np.argpartition(-masked, k_max)[:k_max]
@@ -291,6 +314,14 @@ class Judge:
     summary["warm_users"] = sum(1 for u in self.users if self.warm_pos[u])
     summary.update(self._franchise(scores))
     return summary
+
+  def not_yet_added(self, user: str) -> np.ndarray:
+    """[items]: the cold items not yet in the catalog at the user's
+    request (none for a user without eval events)."""
+    at = self.request_at.get(user)
+    if at is None:
+      return np.zeros(len(self.ids), bool)
+    return self.cold_mask & (self.added_at > at)
 
   def _franchise(self, scores: np.ndarray) -> dict[str, float]:
     """Where each series' newest part ranks, in the whole catalog, for the
@@ -319,14 +350,47 @@ class Judge:
     out = {}
     for bonus in bonuses:
       m = self._measure(scores + np.where(self.cold_mask, bonus, 0.0)[None])
-      out[f"{bonus:g}"] = {k: m[k] for k in (
-          "cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
-          "franchise_top_50") if k in m}
+      out[f"{bonus:g}"] = {k: m[k] for k in POLICY_METRICS if k in m}
+    return out
+
+  def new_item_match_metrics(
+      self, scores: np.ndarray, liked: Mapping[str, Sequence[str]],
+      item_text: Mapping[str, Any],
+      settings: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """The serving new-item match (trainer/new_item_match.py) on a model's
+    scores, with each of `settings` ({threshold, bonus, neighbors}): the
+    cold items are the new ones; `liked` as the export reads it."""
+    from trainer import export  # pylint: disable=g-import-not-at-top
+    from trainer import new_item_match  # pylint: disable=g-import-not-at-top
+    vectors, has_text = export.align_item_text(self.ids, item_text)
+    unit = new_item_match.unit_rows(vectors)
+    new = np.flatnonzero(self.cold_mask & (has_text > 0))
+    liked_rows = [[self.row[i] for i in liked.get(u, ())
+                   if i in self.row and has_text[self.row[i]]]
+                  for u in self.users]
+    out = {}
+    for setting in settings:
+      matched = new_item_match.match(liked_rows, unit, new,
+                                     setting["threshold"],
+                                     int(setting["neighbors"]))
+      values, splits = new_item_match.ragged(matched)
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      boosted = new_item_match.add_bonus(
+          scores.astype(np.float32),
+          tf.RaggedTensor.from_row_splits(values, splits),
+          setting["bonus"]).numpy()
+      m = self._measure(boosted)
+      out[f"{setting['threshold']:g}/{setting['bonus']:g}"] = dict(
+          {k: m[k] for k in POLICY_METRICS if k in m},
+          matched_pairs=int(len(values)), **setting)
     return out
 
   def model_metrics(self, model_dir: str,
-                    freshness_bonuses: Sequence[float] = ()
+                    freshness_bonuses: Sequence[float] = (),
+                    match: Optional[Mapping[str, Any]] = None
                     ) -> dict[str, Any]:
+    """match: {"liked", "item_text", "settings"} for the new-item match
+    rows (new_item_match_metrics)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     model = tf.saved_model.load(model_dir)
     users = signature_batches.embed_all(
@@ -337,6 +401,9 @@ class Judge:
     out: dict[str, Any] = self._measure(scores)
     if freshness_bonuses:
       out["freshness"] = self.freshness_metrics(scores, freshness_bonuses)
+    if match:
+      out["new_item_match"] = self.new_item_match_metrics(
+          scores, match["liked"], match["item_text"], match["settings"])
     return out
 
 
@@ -372,6 +439,9 @@ def variants(base: TrainerConfig,
 
 
 FRESHNESS_BONUSES = (0.5, 1.0, 2.0)
+# The new-item match (trainer/new_item_match.py) at the shipped threshold
+# and on either side of it (threshold, bonus in the user's score sds).
+NEW_ITEM_MATCH = ((0.70, 2.0), (0.71, 2.0), (0.72, 2.0))
 
 
 def run(config_path: str, work_dir: str, share: float,
@@ -390,6 +460,20 @@ def run(config_path: str, work_dir: str, share: float,
   u = prepared["uris"]
   judge = Judge(prepared, [20])
   results = {"popularity": judge.popularity_metrics()}
+  match = None
+  if not only or "lm" in only:
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    from trainer import new_item_match  # pylint: disable=g-import-not-at-top
+    ids, vectors, has_text = artifact_readers.read_item_features(
+        u.item_features)
+    neighbors = config.serving.new_item_match.neighbors
+    match = {"liked": new_item_match.liked_items(
+                 u.transformed_examples,
+                 tft.TFTransformOutput(u.transform_graph)),
+             "item_text": {"item_ids": ids, "vectors": vectors,
+                           "has_text": has_text},
+             "settings": [{"threshold": t, "bonus": b, "neighbors": neighbors}
+                          for t, b in NEW_ITEM_MATCH]}
   seconds = {}
   for name, (trainer_config, text) in variants(config.trainer,
                                                adapter).items():
@@ -406,7 +490,7 @@ def run(config_path: str, work_dir: str, share: float,
     seconds[name] = time.time() - start
     results[name] = judge.model_metrics(
         model_layout.saved_model_dir(model_uri),
-        FRESHNESS_BONUSES if text else ())
+        FRESHNESS_BONUSES if text else (), match if text else None)
     print(f"{name}: trained and exported in {seconds[name]:.0f}s: " +
           json.dumps({k: round(v, 4) for k, v in results[name].items()
                       if "_20" in k or "franchise" in k}), flush=True)
@@ -415,6 +499,7 @@ def run(config_path: str, work_dir: str, share: float,
           "seed": config.trainer.seed,
           "lm_text_adapter": variants(config.trainer, adapter)["lm"][0]
           .text_adapter.model_dump(),
+          "new_item_match": config.serving.new_item_match.model_dump(),
           "cold_items": len(prepared["cold"]),
           "series": len(prepared["series"]),
           "catalog_items": len(judge.ids), "results": results,

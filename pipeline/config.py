@@ -66,6 +66,11 @@ class PipelineConfig(_Strict):
       raise metric_name_error(
           [(("evaluator", *loc), problem) for loc, problem in problems],
           type(self).__name__)
+    if self.serving.new_item_match.bonus > 0 and (
+        not self.text_embedder.enabled):
+      raise ValueError(
+          "serving.new_item_match.bonus: matching new items reads their LM "
+          "text; set text_embedder.enabled: true (or bonus: 0)")
     if self.trainer.members > 1:
       raise ValueError(
           "trainer.members: the served model is one model; only a teacher "

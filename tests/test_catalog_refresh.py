@@ -83,7 +83,11 @@ def _config(tmp):
                "text_adapter": {"rank": 16, "id_dropout": 0.5}},
       text_embedder={"enabled": True,
                      "cache_dir": os.path.join(tmp, "text_cache")},
-      serving={"top_k": 10})
+      # Threshold for these one-line texts: the new item's cosines to
+      # space items are 0.56-0.87 (all-MiniLM-L6-v2), to any other at most
+      # 0.41.
+      serving={"top_k": 10,
+               "new_item_match": {"bonus": 2.0, "threshold": 0.55}})
 
 
 @pytest.mark.slow
@@ -174,6 +178,19 @@ def test_refresh_adds_an_item_by_text_and_recommend_returns_it(tmp_path):
   assert fan_ranks.mean() + 3 <= other_ranks.mean(), (fan_ranks, other_ranks)
   other_hits = sum(NEW_ITEM["item_id"] in row for row in rows[len(fans):])
   assert other_hits <= len(others) // 4, (other_hits, rows[len(fans):])
+  # serving.new_item_match: what space fans liked matches the new item's
+  # text, so `recommend` adds 2 standard deviations of each fan's scores
+  # over the catalog to its retrieval score; it adds nothing for others.
+  retrieval = got["retrieval_scores"].numpy()
+  spread = affinity.std(axis=1)
+  for n, row in enumerate(rows):
+    if NEW_ITEM["item_id"] in row:
+      added = (retrieval[n, row.index(NEW_ITEM["item_id"])] -
+               affinity[n, new_column])
+      want = 2.0 * spread[n] if n < len(fans) else 0.0
+      assert added == pytest.approx(want, abs=1e-3 * (1 + spread[n])), n
+  fan_hits = sum(NEW_ITEM["item_id"] in row for row in rows[:len(fans)])
+  assert fan_hits >= len(fans) - 2, rows[:len(fans)]
   assert model.item_titles.numpy()[new_column].decode() == NEW_ITEM["title"]
   # Every catalog item is indexed, the old ones unchanged in number.
   scores = model.signatures["serving_default"](

@@ -61,7 +61,42 @@ def _judge(scores_by_user):
   judge.cold_pos = {"u1": set(), "u2": set()}
   judge.warm_pos = {"u1": set(), "u2": set()}
   judge.fans = [("a3", "u1"), ("a3", "u2")]
+  judge.added_at = np.zeros(4, np.int64)  # no request times: all offered
+  judge.request_at = {}
   return judge, np.array([scores_by_user[u] for u in judge.users])
+
+
+def test_the_catalog_at_request_leaves_out_cold_items_not_yet_added():
+  judge, scores = _judge({"u1": [9.0, 8.0, 3.0, 2.0],
+                          "u2": [0.0, 5.0, 4.0, 3.0]})
+  judge.ks = [1]
+  judge.added_at = np.array([0, 0, 200, 0])  # a3 enters at t = 200
+  judge.request_at = {"u1": 100, "u2": 300}
+  judge.cold_pos = {"u1": {2}, "u2": {2}}
+  judge.warm_pos = {"u1": {3}, "u2": {1}}
+  got = judge._measure(scores)
+  # u1 (seen a1, a2): a3 first in the whole catalog, but asked at t = 100
+  # it is not there yet, so w is first. u2 (seen a1): a2 first either way.
+  assert got["cold_in_all_recall_at_1"] == 0.5
+  assert got["warm_in_all_recall_at_1"] == 0.5
+  assert got["cold_at_request_recall_at_1"] == 0.0
+  assert got["warm_at_request_recall_at_1"] == 1.0
+
+
+def test_the_new_item_match_lifts_matched_cold_items_by_the_user_spread():
+  judge, scores = _judge({"u1": [9.0, 8.0, 1.0, 2.0],
+                          "u2": [0.0, 5.0, 4.0, 3.0]})
+  text = {"item_ids": ["a1", "a2", "a3", "w"],
+          "vectors": np.array([[1, 0], [0, 1], [1, 0.1], [0, 1]], np.float32),
+          "has_text": np.ones(4, np.int64)}
+  got = judge.new_item_match_metrics(
+      scores, {"u1": ["a1"], "u2": ["a2"]}, text,
+      [{"threshold": 0.9, "bonus": 1.0, "neighbors": 3}])["0.9/1"]
+  # a3's text matches u1's liked a1 (cosine 0.995), not u2's a2 (0.0995):
+  # u1's a3 gains 1 sd of [9, 8, 1, 2] = sqrt(12.5) = 3.54 and overtakes w
+  # (rank 2 -> 1); u2's stays behind a2 (rank 2).
+  assert got["matched_pairs"] == 1
+  assert got["franchise_median_rank"] == 1.5
 
 
 def test_the_franchise_rank_excludes_seen_items_and_counts_from_one():
@@ -92,7 +127,13 @@ def test_the_section_summarizes_seeds_and_renders():
                                "freshness": {"1": {
                                    "cold_in_all_recall_at_20": value + 0.1,
                                    "warm_in_all_recall_at_20": 0.1,
-                                   "franchise_top_50": 0.9}}}}}
+                                   "franchise_top_50": 0.9}},
+                               "new_item_match": {"0.71/2": {
+                                   "cold_at_request_recall_at_20":
+                                       value + 0.2,
+                                   "warm_at_request_recall_at_20": 0.15,
+                                   "franchise_top_50": 0.6,
+                                   "matched_pairs": 10}}}}}
   summary = cold_items.summarize([one(0.1), one(0.3)])
   assert summary["lm"]["cold_in_all_recall_at_20"] == pytest.approx(
       [0.2, 0.1])
@@ -101,10 +142,17 @@ def test_the_section_summarizes_seeds_and_renders():
   text = "\n".join(report._cold_start({
       "config": "configs/x.yaml", "seeds": [1, 2], "cold_share": 0.1,
       "series": 3, "cold_items": 10, "catalog_items": 100,
-      "summary": summary}))
+      "summary": summary,
+      "new_item_match": {"threshold": 0.71, "bonus": 2.0}}))
   assert "## Cold items" in text
   assert "| lm | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
-  assert "| 1 | 0.3000 ± 0.1000 | 0.1000 ± 0.0000 |" in text
+  # The freshness rows: at request (not measured here), then the whole
+  # catalog.
+  assert "| 1 | — | — | 0.3000 ± 0.1000 | 0.1000 ± 0.0000 |" in text
+  assert "| off | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
+  assert ("| 0.71/2 | 0.4000 ± 0.1000 | 0.1500 ± 0.0000 | — | — | "
+          "0.6000 ± 0.0000 |") in text
+  assert "threshold 0.71, bonus 2.0" in text and "0.71/2: 10" in text
 
 
 def _fake_signature(table, input_name, calls):

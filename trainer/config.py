@@ -459,12 +459,29 @@ class FreshnessConfig(_Strict):
   max_age_days: float = pydantic.Field(30.0, gt=0.0)
 
 
+class NewItemMatchConfig(_Strict):
+  """A serving policy for new items, off by default (bonus 0)
+  (trainer/new_item_match.py).
+
+  A new item (one the model was not trained on) matches a user when the
+  mean of its `neighbors` highest cosine similarities, in LM text, to the
+  user's liked items is at least `threshold`; `recommend` then adds
+  `bonus` standard deviations of the user's retrieval scores to it. Needs
+  the item text (text_embedder.enabled).
+  """
+
+  bonus: float = pydantic.Field(0.0, ge=0.0)
+  threshold: float = pydantic.Field(0.71, gt=-1.0, le=1.0)
+  neighbors: pydantic.PositiveInt = 3
+
+
 class ServingConfig(_Strict):
   top_k: int = pydantic.Field(10, gt=0)  # items the `recommend` signature returns
   # Largest k `recommend_excluding` answers (and the evaluator's largest K).
   max_k: int = pydantic.Field(100, gt=0)
   ranking: RankingConfig = RankingConfig()
   freshness: FreshnessConfig = FreshnessConfig()
+  new_item_match: NewItemMatchConfig = NewItemMatchConfig()
 
   @pydantic.model_validator(mode="after")
   def _enough_candidates(self) -> "ServingConfig":

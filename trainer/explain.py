@@ -91,7 +91,7 @@ def explain(module: Any, user_id: tf.Tensor, item_id: tf.Tensor
 
   # The user's candidates, as `recommend` builds them; the item is scored
   # beside them, standardized against them.
-  scores = module.retrieval_scores(query)
+  scores = module.retrieval_scores(query, user_id)
   stage = module.fused_stage(query, scores, hours, weekdays,
                              module.fusion_weights)
   retrieval = tf.where(

@@ -90,6 +90,7 @@ from trainer import explain as explain_lib
 from trainer import freshness as freshness_lib
 from trainer import fusion as fusion_lib
 from trainer import model as model_lib
+from trainer import new_item_match as new_item_match_lib
 from trainer import topk
 
 _INDEX_BATCH = 4096
@@ -127,7 +128,9 @@ class ServingModule(tf.Module):
                histories: Optional[Mapping[str, Sequence[str]]] = None,
                item_text: Optional[Mapping[str, Any]] = None,
                fusion: Optional[fusion_lib.FusionSpec] = None,
-               freshness: Optional[Mapping[str, float]] = None):
+               freshness: Optional[Mapping[str, float]] = None,
+               new_item_match: Optional[Mapping[str, float]] = None,
+               liked: Optional[Mapping[str, Sequence[str]]] = None):
     """See the module docstring.
 
     Args:
@@ -138,6 +141,9 @@ class ServingModule(tf.Module):
       fusion: the fused ranking stage (trainer/fusion.py); None: the
         retrieval order (every ranking weight 0) over max(100, max_k)
         candidates.
+      new_item_match: serving.new_item_match's settings, with `liked`
+        (user -> liked item ids) what new items are matched against
+        (trainer/new_item_match.py); None or bonus 0: off.
     """
     super().__init__()
     self.query_tower = model.query_tower
@@ -199,6 +205,12 @@ class ServingModule(tf.Module):
       self.item_has_text = tf.Variable(has_text, trainable=False)
     self._init_users(users, histories or {}, [
         u.decode() for u in tft_output.vocabulary_by_name(F.USER_ID_VOCAB)])
+    self.new_item_match = (dict(new_item_match) if new_item_match_lib
+                           .settings_enabled(new_item_match) else None)
+    values, splits = new_item_match_lib.ragged(self._match_new_items(
+        items[r.ITEM_ID], item_text, liked or {}))
+    self.match_values = tf.Variable(values, trainable=False)
+    self.match_splits = tf.Variable(splits, trainable=False)
     self.top_k = min(top_k, len(items[r.ITEM_ID]))
     self.max_k = min(max(max_k, top_k), len(items[r.ITEM_ID]))
     if fusion is None:
@@ -265,6 +277,38 @@ class ServingModule(tf.Module):
     self.history_splits = tf.Variable(
         np.cumsum([0] + [len(h) for h in lists]).astype(np.int64),
         trainable=False)
+
+  def _match_new_items(self, item_ids: Sequence[str],
+                       item_text: Optional[Mapping[str, Any]],
+                       liked: Mapping[str, Sequence[str]]
+                       ) -> list[list[int]]:
+    """Each user-table row's matched new items (catalog rows), the last
+    (unknown users') row empty; every row empty with the policy off."""
+    rows: list[list[int]] = [[] for _ in range(self.unknown_user_row + 1)]
+    if not self.new_item_match:
+      return rows
+    if not self._text:
+      raise ValueError("serving.new_item_match matches new items by their "
+                       "LM text; the model reads none (text_embedder)")
+    vectors, has_text = align_item_text(item_ids, item_text)
+    unit = new_item_match_lib.unit_rows(vectors)
+    new = np.flatnonzero((self.items_added_at > 0) & (has_text > 0))
+    row = {i: n for n, i in enumerate(item_ids)}
+    liked_rows = [[row[i] for i in liked.get(u, ())
+                   if i in row and has_text[row[i]]]
+                  for u in self._table_user_ids]
+    matched = new_item_match_lib.match(
+        liked_rows, unit, new, self.new_item_match["threshold"],
+        int(self.new_item_match["neighbors"]))
+    return matched + [[]]
+
+  def new_item_match_summary(self) -> Optional[dict[str, Any]]:
+    """The policy's settings and what it matched (None when it is off)."""
+    if not self.new_item_match:
+      return None
+    lengths = np.diff(self.match_splits.numpy())
+    return dict(self.new_item_match, matched_pairs=int(lengths.sum()),
+                users_matched=int((lengths > 0).sum()))
 
   def _histories(self, user_row: tf.Tensor) -> tf.RaggedTensor:
     table = tf.RaggedTensor.from_row_splits(
@@ -454,13 +498,21 @@ class ServingModule(tf.Module):
             "values": values, "fused": fused,
             "contributions": contributions}
 
-  def retrieval_scores(self, query: tf.Tensor) -> tf.Tensor:
+  def retrieval_scores(self, query: tf.Tensor,
+                       user_id: Optional[tf.Tensor] = None) -> tf.Tensor:
     """[n, items]: every catalog item's retrieval score for each query,
-    with the freshness policy's bonus when one is configured."""
+    with the new-item policies' bonuses when they are configured (the
+    matching one needs the queries' user_id)."""
     scores = tf.matmul(query, self.index_by_dim)
     if self.freshness and self.freshness["bonus"] > 0:
       scores += freshness_lib.bonus(self.item_added_at, self._now(1)[0],
                                     self.freshness)[None, :]
+    if self.new_item_match and user_id is not None:
+      table = tf.RaggedTensor.from_row_splits(
+          self.match_values, self.match_splits, validate=False)
+      scores = new_item_match_lib.add_bonus(
+          scores, tf.gather(table, self.user_rows.lookup(user_id)),
+          self.new_item_match["bonus"])
     return scores
 
   def serve_ranking(self, raw: Mapping[str, tf.Tensor]
@@ -496,7 +548,7 @@ class ServingModule(tf.Module):
       hour, weekday = time_features.hour_and_weekday(timestamp)
       hours, weekdays = hour, weekday
     query = self._query(user_id, hour, weekday)
-    scores = self.retrieval_scores(query)
+    scores = self.retrieval_scores(query, user_id)
     if exclude_item_ids is not None:
       scores = self.exclude(scores, exclude_item_ids)
     stage = self.fused_stage(

@@ -179,10 +179,12 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
                      f"model: {restored['fresh']}")
   fusion = (fusion_lib.FusionSpec.from_json(state["fusion"])
             if state.get("fusion") else None)
+  liked = state.get("liked", {})
   module = export.ServingModule(model, tft_output, items, users,
                                 state["user_features"], state["top_k"],
                                 state["max_k"], histories, item_text, fusion,
-                                state.get("freshness"))
+                                state.get("freshness"),
+                                state.get("new_item_match"), liked)
   export.save(module, export_dir)
   warm_start_lib.save_state(model, vocab_files, export_dir)
   refresh_state.save_state(
@@ -190,13 +192,17 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
       stats, dict(items, **{
           freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
       users, histories, item_text, state["text"], state["top_k"],
-      state["max_k"], module.fusion_spec, module.freshness)
+      state["max_k"], module.fusion_spec, module.freshness,
+      module.new_item_match, liked)
   top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   export.write_warmup_requests(
       export_dir, model_name, user_ids=[top_user, "__unknown_user__"],
       item_ids=[items[r.ITEM_ID][0], "__unknown_item__"])
   log(f"rebuilt with {len(items[r.ITEM_ID])} items: {added} added, "
       f"{updated} updated")
+  if module.new_item_match:
+    log("new-item match: {matched_pairs} (user, new item) pairs for "
+        "{users_matched} users".format(**module.new_item_match_summary()))
   return {"added": added, "updated": updated,
           "catalog_items": len(items[r.ITEM_ID]),
           "years_outside_trained_range": {i: y for i, y, _ in outside}}

@@ -41,11 +41,15 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
                item_text: Optional[Mapping[str, Any]],
                text_settings: Optional[Mapping[str, Any]], top_k: int,
                max_k: int, fusion: Optional[Any] = None,
-               freshness: Optional[Mapping[str, float]] = None) -> None:
+               freshness: Optional[Mapping[str, float]] = None,
+               new_item_match: Optional[Mapping[str, float]] = None,
+               liked: Optional[Mapping[str, Sequence[str]]] = None) -> None:
   """Writes what `refresh` needs next to the SavedModel (see module doc).
 
   `items` may carry ADDED_AT (trainer/freshness.py), kept with the other
-  catalog columns; `freshness` is the serving policy's settings.
+  catalog columns; `freshness` and `new_item_match` are the serving
+  policies' settings, `liked` each user's liked items that the second one
+  matches new items against (trainer/new_item_match.py).
   """
   state = os.path.join(export_dir, STATE_DIR)
   os.makedirs(state, exist_ok=True)
@@ -62,13 +66,15 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
         "fusion": fusion.to_json() if fusion is not None else None,
         "text": dict(text_settings) if text_settings else None,
         "freshness": dict(freshness) if freshness else None,
+        "new_item_match": dict(new_item_match) if new_item_match else None,
     }, f, indent=1, sort_keys=True)
   with open(os.path.join(state, _CATALOG_FILE), "w") as f:
     json.dump({k: list(items[k]) for k in ITEM_COLUMNS + (ADDED_AT,)
                if k in items}, f)
   with open(os.path.join(state, _USERS_FILE), "w") as f:
     json.dump({"users": {k: list(v) for k, v in users.items()},
-               "histories": {u: list(h) for u, h in histories.items()}}, f)
+               "histories": {u: list(h) for u, h in histories.items()},
+               "liked": {u: list(i) for u, i in (liked or {}).items()}}, f)
   arrays = {"item_probabilities": np.asarray(stats["item_probabilities"])}
   if item_text:
     arrays.update(text_item_ids=np.array(item_text["item_ids"], dtype=str),

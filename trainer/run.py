@@ -32,6 +32,7 @@ from contracts import features as F
 from contracts import model_layout
 from contracts import records as r
 from trainer.config import FreshnessConfig
+from trainer.config import NewItemMatchConfig
 from trainer.config import RankingConfig
 from trainer.config import TrainerConfig
 
@@ -42,6 +43,7 @@ from trainer import distillation
 from trainer import distribution
 from trainer import export
 from trainer import freshness as freshness_lib
+from trainer import new_item_match as new_item_match_lib
 from trainer import fusion as fusion_lib
 from trainer import fusion_search
 from trainer import heads as heads_lib
@@ -389,6 +391,7 @@ def run_trainer(
     ranking: Optional[RankingConfig] = None,
     freshness: Optional[FreshnessConfig] = None,
     teacher_model_dir: Optional[str] = None,
+    new_item_match: Optional[NewItemMatchConfig] = None,
 ) -> dict[str, Any]:
   """Trains and publishes the Model artifact; returns its summary.
 
@@ -401,6 +404,8 @@ def run_trainer(
       search of its weights (None: the defaults).
     freshness: serving.freshness: the new-item policy of `recommend`
       (None: off).
+    new_item_match: serving.new_item_match: the policy that matches new
+      items to users by their liked items' text (None: off).
     teacher_model_dir: with config.distillation, the teacher's export (the
       Teacher step's, or distillation.teacher_model); with
       compare_undistilled the artifact also holds the student trained
@@ -487,16 +492,19 @@ def run_trainer(
                     model_name, top_k, max_k, strategy, mixed, parameters,
                     scratch, item_features_uri, ranking, choice,
                     freshness, teacher_model_dir if distilling else None,
-                    undistilled, members)
+                    undistilled, members, new_item_match)
 
 
 def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
                     examples_uri: str, config: TrainerConfig, top_k: int,
                     max_k: int, ranking: RankingConfig,
-                    freshness: Optional[FreshnessConfig] = None
-                    ) -> tuple[export.ServingModule, dict, dict, dict]:
-  """(module, items, users, histories): the export's module for a trained
-  model, fused as the config says, and the tables it holds."""
+                    freshness: Optional[FreshnessConfig] = None,
+                    new_item_match: Optional[NewItemMatchConfig] = None,
+                    transformed_examples_uri: Optional[str] = None
+                    ) -> tuple[export.ServingModule, dict, dict, dict, dict]:
+  """(module, items, users, histories, liked): the export's module for a
+  trained model, fused as the config says, and the tables it holds (liked:
+  what new_item_match matches against; empty with it off)."""
   items, users = artifact_readers.read_catalog(catalog_uri,
                                                trained["user_features"])
   histories = data.latest_histories(
@@ -504,11 +512,17 @@ def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
       else 0)
   spec = fusion_lib.build_spec(config.tasks, ranking.fusion,
                                trained["stats"], ranking.candidates)
+  match = new_item_match.model_dump() if new_item_match else None
+  liked = {}
+  if new_item_match_lib.settings_enabled(match):
+    liked = new_item_match_lib.liked_items(transformed_examples_uri,
+                                           trained["tft_output"])
   return export.ServingModule(
       trained["model"], trained["tft_output"], items, users,
       trained["user_features"], top_k, max_k, histories,
       trained["item_text"], spec,
-      freshness.model_dump() if freshness else None), items, users, histories
+      freshness.model_dump() if freshness else None, match,
+      liked), items, users, histories, liked
 
 
 def _search_fusion(trained: Mapping[str, Any],
@@ -538,7 +552,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
              top_k, max_k, strategy, mixed, parameters, scratch,
              item_features_uri=None, ranking=None, fusion_choice=None,
              freshness=None, teacher_dir=None, undistilled=None,
-             members=()):
+             members=(), new_item_match=None):
   """Exports the SavedModel and writes the Model artifact.
 
   Args:
@@ -571,9 +585,9 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
     def export_model(fit_result, directory, member=0, with_state=True):
       """The SavedModel, with the fusion weights chosen; with_state: also
       the state refresh and warm start read (a comparison model has none)."""
-      module, items, users, histories = _serving_module(
+      module, items, users, histories, liked = _serving_module(
           fit_result, catalog_uri, examples_uri, config, top_k, max_k,
-          ranking, freshness)
+          ranking, freshness, new_item_match, transformed_examples_uri)
       if fusion_choice is not None:
         module.set_fusion_weights(*fusion_choice)
       export.save(module, directory)
@@ -585,7 +599,8 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
           fit_result["user_features"], fit_result["stats"], dict(items, **{
               freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
           users, histories, fit_result["item_text"], text_settings, top_k,
-          max_k, module.fusion_spec, module.freshness)
+          max_k, module.fusion_spec, module.freshness, module.new_item_match,
+          liked)
       warm_start_lib.save_state(
           fit_result["model"],
           _vocabulary_files(tft_output, fit_result["inputs"]), directory)
@@ -626,6 +641,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
                            if k != "curve"} if module.fusion_spec.search
                           else None),
         "item_text": bool(item_features_uri),
+        "new_item_match": module.new_item_match_summary(),
         "members": 1 + len(members),
         "distillation": None if teacher_dir is None else {
             "teacher": teacher_dir,

@@ -5,7 +5,8 @@ items and the newest part of each series found by title are cold (no
 training interactions; indexed through their content as a refresh would).
 Per seed: the metadata-only and the LM model (the shipped one), measured on
 cold-only, warm-only and whole-catalog rankings, the franchise check, and
-the freshness policy at a few bonuses on the LM model's scores. Means and
+the freshness policy at a few bonuses and the new-item match at a few
+thresholds on the LM model's scores. Means and
 standard deviations over the seeds. Needs the `text` extra (the encoder).
 """
 
@@ -20,6 +21,8 @@ from benchmarks.suite import common
 
 CONFIG = os.path.join(common.CONFIGS, "movielens_latest_small.yaml")
 VARIANTS = ("metadata", "lm")
+# The serving policies measured on the lm model's scores, by setting.
+POLICIES = ("freshness", "new_item_match")
 
 
 def _mean_sd(values: Sequence[float]) -> list[float]:
@@ -27,18 +30,19 @@ def _mean_sd(values: Sequence[float]) -> list[float]:
 
 
 def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-  """name -> metric -> [mean, sd] over the runs (seeds); the freshness
-  rows likewise, by bonus."""
+  """name -> metric -> [mean, sd] over the runs (seeds); the serving
+  policies' rows likewise, by setting."""
   out: dict[str, Any] = {}
   for name in runs[0]["results"]:
     rows = [run["results"][name] for run in runs]
     out[name] = {k: _mean_sd([row[k] for row in rows])
                  for k, v in rows[0].items() if isinstance(v, (int, float))}
-    if "freshness" in rows[0]:
-      out[name]["freshness"] = {
-          bonus: {k: _mean_sd([row["freshness"][bonus][k] for row in rows])
-                  for k in metrics}
-          for bonus, metrics in rows[0]["freshness"].items()}
+    for policy in POLICIES:
+      if policy in rows[0]:
+        out[name][policy] = {
+            setting: {k: _mean_sd([row[policy][setting][k] for row in rows])
+                      for k in metrics}
+            for setting, metrics in rows[0][policy].items()}
   return out
 
 
@@ -56,6 +60,7 @@ def run(work_dir: str, seeds: Sequence[int], config_path: str = CONFIG,
           "seeds": list(seeds), "cold_share": share,
           "cold_items": first["cold_items"], "series": first["series"],
           "catalog_items": first["catalog_items"],
+          "new_item_match": first.get("new_item_match"),
           "summary": summarize(runs),
           "train_seconds": {name: float(np.mean([r["train_seconds"][name]
                                                  for r in runs]))

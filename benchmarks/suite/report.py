@@ -482,6 +482,8 @@ _COLD_COLUMNS = {
     "cold_in_all_recall_at_20": "cold R@20 (whole catalog)",
     "warm_in_all_recall_at_20": "warm R@20 (whole catalog)",
     "warm_in_all_ndcg_at_20": "warm NDCG@20 (whole catalog)",
+    "cold_at_request_recall_at_20": "cold R@20 (catalog at request)",
+    "warm_at_request_recall_at_20": "warm R@20 (catalog at request)",
     "franchise_top_50": "franchise: share in top 50",
     "franchise_median_rank": "franchise: median rank",
 }
@@ -502,9 +504,14 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
       "refresh` indexes a new item. Cold positives: the users' interactions "
       "with cold items; warm: eval positives not seen in training. Ranked "
       "among their own kind, or in the whole catalog (training items "
-      "excluded). Franchise: the held-out newest part's rank in the whole "
+      "excluded). Catalog at request: the whole catalog as it stood at each "
+      "user's first eval event (the time the Evaluator's `recommend_at` "
+      "asks at): a cold item enters it with its first interaction anywhere, "
+      "so the newest items are not offered to a user replayed years before "
+      "they existed. Franchise: the held-out newest part's rank in the whole "
       "catalog for each user who rated two or more earlier parts 4 or "
-      "higher. Mean ± standard deviation over the seeds.",
+      "higher (the part refreshed in now, so with no time). Mean ± standard "
+      "deviation over the seeds.",
       ""]
   if section.get("note"):
     lines += [section["note"], ""]
@@ -514,21 +521,38 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
           for name, row in summary.items()]
   lines += _table(["model"] + list(_COLD_COLUMNS.values()), body)
   lm = summary.get("lm", {})
+  policy_columns = {k: _COLD_COLUMNS[k] for k in (
+      "cold_at_request_recall_at_20", "warm_at_request_recall_at_20",
+      "cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
+      "franchise_top_50")}
+
+  def policy_rows(rows):
+    off = ["off"] + [_mean_sd(lm.get(k)) for k in policy_columns]
+    return [off] + [[setting] + [_mean_sd(m.get(k)) for k in policy_columns]
+                    for setting, m in rows.items()]
+
+  if lm.get("new_item_match"):
+    shipped = section.get("new_item_match") or {}
+    lines += ["", "The new-item match (`serving.new_item_match`, "
+              "trainer/new_item_match.py) on the lm model's scores: a cold "
+              "item whose LM text has a mean cosine of at least the "
+              "threshold to its 3 closest items the user liked (training "
+              "split) gets the bonus, in standard deviations of the user's "
+              "scores. The shipped config sets threshold "
+              f"{shipped.get('threshold', '—')}, bonus "
+              f"{shipped.get('bonus', '—')}. Matched pairs (user, item), "
+              "mean over seeds: " + ", ".join(
+                  f"{setting}: {m['matched_pairs'][0]:,.0f}"
+                  for setting, m in lm["new_item_match"].items()) + ".", ""]
+    lines += _table(["threshold / bonus"] + list(policy_columns.values()),
+                    policy_rows(lm["new_item_match"]))
   if lm.get("freshness"):
     lines += ["", "The serving freshness policy (`serving.freshness`, off "
               "by default) on the lm model's scores: every cold item is new "
               "(age 0) and gets the bonus on its retrieval score. Exposure "
               "of new items bought with the warm ranking's quality:", ""]
-    rows = [["0 (off)", _mean_sd(lm.get("cold_in_all_recall_at_20")),
-             _mean_sd(lm.get("warm_in_all_recall_at_20")),
-             _mean_sd(lm.get("franchise_top_50"))]]
-    for bonus, m in lm["freshness"].items():
-      rows.append([bonus, _mean_sd(m.get("cold_in_all_recall_at_20")),
-                   _mean_sd(m.get("warm_in_all_recall_at_20")),
-                   _mean_sd(m.get("franchise_top_50"))])
-    lines += _table(["bonus", "cold R@20 (whole catalog)",
-                     "warm R@20 (whole catalog)",
-                     "franchise: share in top 50"], rows)
+    lines += _table(["bonus"] + list(policy_columns.values()),
+                    policy_rows(lm["freshness"]))
   lines.append("")
   return lines
 

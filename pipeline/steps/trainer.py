@@ -70,7 +70,8 @@ def run(config: TrainerConfig, serving: ServingConfig, model_name: str,
       warm_start_from=warm_start_from if config.warm_start else None,
       item_features_uri=uris.item_features if with_item_text else None,
       ranking=serving.ranking, freshness=serving.freshness,
-      teacher_model_dir=teacher_source(config, uris))
+      teacher_model_dir=teacher_source(config, uris),
+      new_item_match=serving.new_item_match)
   return (f"{s['epochs']} epochs on {s['strategy']}, "
           f"{s['examples_per_second']:,.0f} examples/s")
 
