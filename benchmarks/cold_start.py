@@ -231,7 +231,8 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str,
 # What the serving policies' rows report.
 POLICY_METRICS = ("cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
                   "cold_at_request_recall_at_20",
-                  "warm_at_request_recall_at_20", "franchise_top_50",
+                  "warm_at_request_recall_at_20",
+                  "warm_at_request_ndcg_at_20", "franchise_top_50",
                   "franchise_median_rank")
 
 
@@ -439,8 +440,9 @@ def variants(base: TrainerConfig,
 
 
 FRESHNESS_BONUSES = (0.5, 1.0, 2.0)
-# The new-item match (trainer/new_item_match.py) at the shipped threshold
-# and on either side of it (threshold, bonus in the user's score sds).
+# The new-item match (trainer/new_item_match.py, off by default) at the
+# config's default threshold and either side of it (threshold, bonus in the
+# user's score sds).
 NEW_ITEM_MATCH = ((0.70, 2.0), (0.71, 2.0), (0.72, 2.0))
 
 
@@ -499,7 +501,6 @@ def run(config_path: str, work_dir: str, share: float,
           "seed": config.trainer.seed,
           "lm_text_adapter": variants(config.trainer, adapter)["lm"][0]
           .text_adapter.model_dump(),
-          "new_item_match": config.serving.new_item_match.model_dump(),
           "cold_items": len(prepared["cold"]),
           "series": len(prepared["series"]),
           "catalog_items": len(judge.ids), "results": results,

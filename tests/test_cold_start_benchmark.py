@@ -142,8 +142,7 @@ def test_the_section_summarizes_seeds_and_renders():
   text = "\n".join(report._cold_start({
       "config": "configs/x.yaml", "seeds": [1, 2], "cold_share": 0.1,
       "series": 3, "cold_items": 10, "catalog_items": 100,
-      "summary": summary,
-      "new_item_match": {"threshold": 0.71, "bonus": 2.0}}))
+      "summary": summary}))
   assert "## Cold items" in text
   assert "| lm | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
   # The freshness rows: at request (not measured here), then the whole
@@ -152,7 +151,7 @@ def test_the_section_summarizes_seeds_and_renders():
   assert "| off | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
   assert ("| 0.71/2 | 0.4000 ± 0.1000 | 0.1500 ± 0.0000 | — | — | "
           "0.6000 ± 0.0000 |") in text
-  assert "threshold 0.71, bonus 2.0" in text and "0.71/2: 10" in text
+  assert "0.71/2: 10" in text
 
 
 def _fake_signature(table, input_name, calls):

@@ -24,9 +24,11 @@ own spread. Matches are computed when the module is built (at export and at
 each refresh), so a request only gathers them.
 
 A policy, configured (trainer.config.NewItemMatchConfig,
-`serving.new_item_match`) and off by default: it trades a little of the
-warm ranking for new items that users are likely to want, and
-benchmarks/cold_start.py measures both sides.
+`serving.new_item_match`) and off by default: it trades some of the warm
+ranking for new items that users are likely to want, and
+benchmarks/cold_start.py measures both sides. The bonus lifts a matched
+item near the top of the list, so the cost shows in NDCG more than in
+recall (docs/benchmarks.md, "Cold items").
 """
 
 from __future__ import annotations

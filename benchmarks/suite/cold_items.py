@@ -60,7 +60,6 @@ def run(work_dir: str, seeds: Sequence[int], config_path: str = CONFIG,
           "seeds": list(seeds), "cold_share": share,
           "cold_items": first["cold_items"], "series": first["series"],
           "catalog_items": first["catalog_items"],
-          "new_item_match": first.get("new_item_match"),
           "summary": summarize(runs),
           "train_seconds": {name: float(np.mean([r["train_seconds"][name]
                                                  for r in runs]))

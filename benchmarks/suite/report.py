@@ -532,16 +532,13 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
                     for setting, m in rows.items()]
 
   if lm.get("new_item_match"):
-    shipped = section.get("new_item_match") or {}
     lines += ["", "The new-item match (`serving.new_item_match`, "
-              "trainer/new_item_match.py) on the lm model's scores: a cold "
-              "item whose LM text has a mean cosine of at least the "
-              "threshold to its 3 closest items the user liked (training "
-              "split) gets the bonus, in standard deviations of the user's "
-              "scores. The shipped config sets threshold "
-              f"{shipped.get('threshold', '—')}, bonus "
-              f"{shipped.get('bonus', '—')}. Matched pairs (user, item), "
-              "mean over seeds: " + ", ".join(
+              "trainer/new_item_match.py, off by default) on the lm model's "
+              "scores: a cold item whose LM text has a mean cosine of at "
+              "least the threshold to its 3 closest items the user liked "
+              "(training split) gets the bonus, in standard deviations of "
+              "the user's scores. Matched pairs (user, item), mean over "
+              "seeds: " + ", ".join(
                   f"{setting}: {m['matched_pairs'][0]:,.0f}"
                   for setting, m in lm["new_item_match"].items()) + ".", ""]
     lines += _table(["threshold / bonus"] + list(policy_columns.values()),
@@ -762,9 +759,10 @@ def markdown(results: Mapping[str, Any]) -> str:
       f"{m.get('apache_beam', '?')}.",
       "",
       "Timings are noisy: this machine's 2 cores are shared with other jobs, "
-      "so compare figures within one run (ratios), not across runs. Quality "
-      "figures are from one seed, except the multitask and cold-item "
-      "sections'.",
+      "so compare figures within one run (ratios), not across runs. A "
+      "quality figure of a model trained with a seed is the mean over the "
+      "seeds its section names, ± the standard deviation; deterministic "
+      "baselines have no spread.",
       ""]
   if "protocol1" in results:
     lines += _protocol1(results["protocol1"])
