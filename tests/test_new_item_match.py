@@ -56,7 +56,11 @@ def test_match_blocks_agree_with_one_block(monkeypatch):
            for _ in range(9)]
   liked[4] = []
   whole = new_item_match.match(liked, vectors, range(30, 40), 0.2, 3)
-  monkeypatch.setattr(new_item_match, "_USERS_PER_BLOCK", 2)
+  # 100 similarities a block: a user or two (10 new items x up to 5 liked).
+  monkeypatch.setattr(new_item_match, "_BLOCK_ELEMENTS", 100)
+  blocks = new_item_match._blocks([len(r) for r in liked], 10)  # pylint: disable=protected-access
+  assert len(blocks) > 3 and blocks[0][0] == 0 and blocks[-1][1] == 9
+  assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
   assert new_item_match.match(liked, vectors, range(30, 40), 0.2, 3) == whole
   assert whole[4] == [] and 0 < sum(map(len, whole)) < 8 * 10
 

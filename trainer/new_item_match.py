@@ -43,9 +43,10 @@ import tensorflow_transform as tft
 from contracts import artifacts
 from contracts import features as F
 
-# Users' liked-item lists are matched against the new items this many users
-# at a time, bounding the [users, new items, liked] similarity block.
-_USERS_PER_BLOCK = 256
+# At most this many similarities are held at once (128 MiB of float32): the
+# users' liked-item lists are matched against the new items a block of users
+# at a time, [users, new items, longest list in the block].
+_BLOCK_ELEMENTS = 1 << 25
 
 
 def liked_items(transformed_examples_uri: str,
@@ -97,10 +98,9 @@ def match(liked_rows: Sequence[Sequence[int]], unit_vectors: np.ndarray,
   if not len(new_rows):
     return out
   new = unit_vectors[new_rows]  # [m, dim]
-  for start in range(0, len(liked_rows), _USERS_PER_BLOCK):
-    block = [np.asarray(rows, np.int64)
-             for rows in liked_rows[start:start + _USERS_PER_BLOCK]]
-    width = max([len(rows) for rows in block] + [0])
+  for start, end in _blocks([len(rows) for rows in liked_rows], len(new_rows)):
+    block = [np.asarray(rows, np.int64) for rows in liked_rows[start:end]]
+    width = max(len(rows) for rows in block)
     if not width:
       continue
     # [users, width] padded with -inf similarity, so padding is never
@@ -112,13 +112,29 @@ def match(liked_rows: Sequence[Sequence[int]], unit_vectors: np.ndarray,
     sims = np.einsum("md,uwd->umw", new, unit_vectors[padded])
     sims = np.where(valid[:, None, :], sims, -np.inf)
     k = min(neighbors, width)
-    top = -np.sort(-sims, axis=-1)[..., :k]  # [users, m, k]
+    top = np.partition(sims, width - k, axis=-1)[..., width - k:]  # [u, m, k]
     counts = np.minimum(valid.sum(axis=1), k)[:, None]  # [users, 1]
     mean = np.where(np.isfinite(top), top, 0.0).sum(-1) / np.maximum(
         counts, 1)
     for n, row in enumerate(mean):
       if counts[n, 0]:
         out[start + n] = new_rows[row >= threshold].tolist()
+  return out
+
+
+def _blocks(lengths: Sequence[int], new_items: int
+            ) -> list[tuple[int, int]]:
+  """[start, end) ranges of users whose [users, new_items, longest list]
+  block stays within _BLOCK_ELEMENTS (a single user may exceed it)."""
+  out, start = [], 0
+  while start < len(lengths):
+    end, width = start + 1, lengths[start]
+    while end < len(lengths) and (end + 1 - start) * new_items * max(
+        width, lengths[end]) <= _BLOCK_ELEMENTS:
+      width = max(width, lengths[end])
+      end += 1
+    out.append((start, end))
+    start = end
   return out
 
 
