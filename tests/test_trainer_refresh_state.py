@@ -62,6 +62,20 @@ def test_state_round_trips(tmp_path, graph):
   np.testing.assert_array_equal(state["arrays"]["item_probabilities"],
                                 [0.75, 0.25])
   assert refresh_state.text_settings(str(export_dir)) is None
+  assert state["new_item_match"] is None and state["liked"] == {}
+
+
+def test_the_new_item_match_and_liked_items_survive_a_refresh(tmp_path,
+                                                             graph):
+  """What a refresh needs to match the items it adds (new_item_match)."""
+  match = {"bonus": 2.0, "threshold": 0.7, "neighbors": 3}
+  refresh_state.save_state(
+      str(tmp_path / "export"), graph, TrainerConfig(embedding_dim=8),
+      ["age"], STATS, ITEMS, USERS, HISTORIES, None, None, top_k=5,
+      max_k=50, new_item_match=match, liked={"u1": ["i2", "i1"]})
+  state = refresh_state.load_state(str(tmp_path / "export"))
+  assert state["new_item_match"] == match
+  assert state["liked"] == {"u1": ["i2", "i1"]}
 
 
 def test_state_lives_under_the_layout_directory(tmp_path, graph):
@@ -82,7 +96,7 @@ def test_state_lives_under_the_layout_directory(tmp_path, graph):
   with open(state_dir / "state.json") as f:
     assert set(json.load(f)) == {"format", "trainer", "user_features",
                                  "label_means", "top_k", "max_k", "text",
-                                 "fusion", "freshness"}
+                                 "fusion", "freshness", "new_item_match"}
 
 
 def test_item_text_and_its_settings_round_trip(tmp_path, graph):
