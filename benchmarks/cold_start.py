@@ -361,21 +361,16 @@ class Judge:
     """The serving new-item match (trainer/new_item_match.py) on a model's
     scores, with each of `settings` ({threshold, bonus, neighbors}): the
     cold items are the new ones; `liked` as the export reads it."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from trainer import export  # pylint: disable=g-import-not-at-top
     from trainer import new_item_match  # pylint: disable=g-import-not-at-top
     vectors, has_text = export.align_item_text(self.ids, item_text)
-    unit = new_item_match.unit_rows(vectors)
-    new = np.flatnonzero(self.cold_mask & (has_text > 0))
-    liked_rows = [[self.row[i] for i in liked.get(u, ())
-                   if i in self.row and has_text[self.row[i]]]
-                  for u in self.users]
     out = {}
     for setting in settings:
-      matched = new_item_match.match(liked_rows, unit, new,
-                                     setting["threshold"],
-                                     int(setting["neighbors"]))
+      matched = new_item_match.match_catalog(
+          self.users, liked, self.ids, vectors, has_text, self.cold_mask,
+          setting["threshold"], int(setting["neighbors"]))
       values, splits = new_item_match.ragged(matched)
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
       boosted = new_item_match.add_bonus(
           scores.astype(np.float32),
           tf.RaggedTensor.from_row_splits(values, splits),

@@ -291,14 +291,9 @@ class ServingModule(tf.Module):
       raise ValueError("serving.new_item_match matches new items by their "
                        "LM text; the model reads none (text_embedder)")
     vectors, has_text = align_item_text(item_ids, item_text)
-    unit = new_item_match_lib.unit_rows(vectors)
-    new = np.flatnonzero((self.items_added_at > 0) & (has_text > 0))
-    row = {i: n for n, i in enumerate(item_ids)}
-    liked_rows = [[row[i] for i in liked.get(u, ())
-                   if i in row and has_text[row[i]]]
-                  for u in self._table_user_ids]
-    matched = new_item_match_lib.match(
-        liked_rows, unit, new, self.new_item_match["threshold"],
+    matched = new_item_match_lib.match_catalog(
+        self._table_user_ids, liked, item_ids, vectors, has_text,
+        self.items_added_at > 0, self.new_item_match["threshold"],
         int(self.new_item_match["neighbors"]))
     return matched + [[]]
 

@@ -122,6 +122,22 @@ def match(liked_rows: Sequence[Sequence[int]], unit_vectors: np.ndarray,
   return out
 
 
+def match_catalog(user_ids: Sequence[str],
+                  liked: Mapping[str, Sequence[str]],
+                  item_ids: Sequence[str], vectors: np.ndarray,
+                  has_text: np.ndarray, new: np.ndarray, threshold: float,
+                  neighbors: int) -> list[list[int]]:
+  """`match` over a catalog: for each of `user_ids`, the catalog rows of the
+  new items (`new`: [items] bool) that match the user's liked item ids.
+  vectors / has_text: the catalog's LM text, in catalog order (items
+  without text are neither matched nor matched against)."""
+  row = {i: n for n, i in enumerate(item_ids)}
+  liked_rows = [[row[i] for i in liked.get(u, ())
+                 if i in row and has_text[row[i]]] for u in user_ids]
+  return match(liked_rows, unit_rows(vectors),
+               np.flatnonzero(new & (has_text > 0)), threshold, neighbors)
+
+
 def _blocks(lengths: Sequence[int], new_items: int
             ) -> list[tuple[int, int]]:
   """[start, end) ranges of users whose [users, new_items, longest list]

@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
@@ -500,11 +500,11 @@ def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
                     max_k: int, ranking: RankingConfig,
                     freshness: Optional[FreshnessConfig] = None,
                     new_item_match: Optional[NewItemMatchConfig] = None,
-                    transformed_examples_uri: Optional[str] = None
-                    ) -> tuple[export.ServingModule, dict, dict, dict, dict]:
-  """(module, items, users, histories, liked): the export's module for a
-  trained model, fused as the config says, and the tables it holds (liked:
-  what new_item_match matches against; empty with it off)."""
+                    liked: Optional[Mapping[str, Sequence[str]]] = None
+                    ) -> tuple[export.ServingModule, dict, dict, dict]:
+  """(module, items, users, histories): the export's module for a trained
+  model, fused as the config says, and the tables it holds. liked: what
+  new_item_match matches new items against (`_liked_items`)."""
   items, users = artifact_readers.read_catalog(catalog_uri,
                                                trained["user_features"])
   histories = data.latest_histories(
@@ -512,17 +512,25 @@ def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
       else 0)
   spec = fusion_lib.build_spec(config.tasks, ranking.fusion,
                                trained["stats"], ranking.candidates)
-  match = new_item_match.model_dump() if new_item_match else None
-  liked = {}
-  if new_item_match_lib.settings_enabled(match):
-    liked = new_item_match_lib.liked_items(transformed_examples_uri,
-                                           trained["tft_output"])
   return export.ServingModule(
       trained["model"], trained["tft_output"], items, users,
       trained["user_features"], top_k, max_k, histories,
       trained["item_text"], spec,
-      freshness.model_dump() if freshness else None, match,
-      liked), items, users, histories, liked
+      freshness.model_dump() if freshness else None,
+      new_item_match.model_dump() if new_item_match else None,
+      liked), items, users, histories
+
+
+def _liked_items(new_item_match: Optional[NewItemMatchConfig],
+                 transformed_examples_uri: str,
+                 tft_output: tft.TFTransformOutput) -> dict[str, list[str]]:
+  """Each user's liked items when new_item_match is on (else none): read
+  once per export, for every model the artifact holds."""
+  if not new_item_match or not new_item_match_lib.settings_enabled(
+      new_item_match.model_dump()):
+    return {}
+  return new_item_match_lib.liked_items(transformed_examples_uri,
+                                        tft_output)
 
 
 def _search_fusion(trained: Mapping[str, Any],
@@ -581,13 +589,14 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
   with artifacts.write_artifact(model_uri, "Model", "Trainer", run_id, params,
                                 inputs) as w:
     export_dir = model_layout.saved_model_dir(w.uri)
+    liked = _liked_items(new_item_match, transformed_examples_uri, tft_output)
 
     def export_model(fit_result, directory, member=0, with_state=True):
       """The SavedModel, with the fusion weights chosen; with_state: also
       the state refresh and warm start read (a comparison model has none)."""
-      module, items, users, histories, liked = _serving_module(
+      module, items, users, histories = _serving_module(
           fit_result, catalog_uri, examples_uri, config, top_k, max_k,
-          ranking, freshness, new_item_match, transformed_examples_uri)
+          ranking, freshness, new_item_match, liked)
       if fusion_choice is not None:
         module.set_fusion_weights(*fusion_choice)
       export.save(module, directory)
