@@ -359,12 +359,19 @@ class Judge:
       item_text: Mapping[str, Any],
       settings: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     """The serving new-item match (trainer/new_item_match.py) on a model's
-    scores, with each of `settings` ({threshold, bonus, neighbors}): the
-    cold items are the new ones; `liked` as the export reads it."""
+    scores, with each of `settings` ({threshold, bonus, neighbors,
+    keep_top}): the cold items are the new ones; `liked` as the export
+    reads it."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from trainer import export  # pylint: disable=g-import-not-at-top
     from trainer import new_item_match  # pylint: disable=g-import-not-at-top
     vectors, has_text = export.align_item_text(self.ids, item_text)
+    # As the Evaluator asks: the seen items are excluded before the bonus,
+    # its spread is taken over the whole catalog.
+    spread = new_item_match.spread(scores.astype(np.float32))
+    unseen = scores.astype(np.float32)
+    for n, user in enumerate(self.users):
+      unseen[n, list(self.seen[user])] = -np.inf
     out = {}
     for setting in settings:
       matched = new_item_match.match_catalog(
@@ -372,11 +379,10 @@ class Judge:
           setting["threshold"], int(setting["neighbors"]))
       values, splits = new_item_match.ragged(matched)
       boosted = new_item_match.add_bonus(
-          scores.astype(np.float32),
-          tf.RaggedTensor.from_row_splits(values, splits),
-          setting["bonus"]).numpy()
+          unseen, tf.RaggedTensor.from_row_splits(values, splits),
+          setting["bonus"], spread, setting.get("keep_top")).numpy()
       m = self._measure(boosted)
-      out[f"{setting['threshold']:g}/{setting['bonus']:g}"] = dict(
+      out[policy_setting_name(setting)] = dict(
           {k: m[k] for k in POLICY_METRICS if k in m},
           matched_pairs=int(len(values)), **setting)
     return out
@@ -436,9 +442,16 @@ def variants(base: TrainerConfig,
 
 FRESHNESS_BONUSES = (0.5, 1.0, 2.0)
 # The new-item match (trainer/new_item_match.py, off by default) at the
-# config's default threshold and either side of it (threshold, bonus in the
-# user's score sds).
-NEW_ITEM_MATCH = ((0.70, 2.0), (0.71, 2.0), (0.72, 2.0))
+# config's default threshold and either side of it, and at the default
+# without its cap (threshold, bonus in the user's score sds, keep_top).
+NEW_ITEM_MATCH = ((0.71, 2.0, None), (0.70, 2.0, 5), (0.71, 2.0, 5),
+                  (0.72, 2.0, 5))
+
+
+def policy_setting_name(setting: Mapping[str, Any]) -> str:
+  """A new-item match row's name: threshold/bonus/keep_top."""
+  return "{:g}/{:g}/{}".format(setting["threshold"], setting["bonus"],
+                               setting.get("keep_top") or "none")
 
 
 def run(config_path: str, work_dir: str, share: float,
@@ -469,8 +482,9 @@ def run(config_path: str, work_dir: str, share: float,
                  tft.TFTransformOutput(u.transform_graph)),
              "item_text": {"item_ids": ids, "vectors": vectors,
                            "has_text": has_text},
-             "settings": [{"threshold": t, "bonus": b, "neighbors": neighbors}
-                          for t, b in NEW_ITEM_MATCH]}
+             "settings": [{"threshold": t, "bonus": b, "neighbors": neighbors,
+                           "keep_top": keep}
+                          for t, b, keep in NEW_ITEM_MATCH]}
   seconds = {}
   for name, (trainer_config, text) in variants(config.trainer,
                                                adapter).items():

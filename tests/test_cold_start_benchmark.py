@@ -91,12 +91,34 @@ def test_the_new_item_match_lifts_matched_cold_items_by_the_user_spread():
           "has_text": np.ones(4, np.int64)}
   got = judge.new_item_match_metrics(
       scores, {"u1": ["a1"], "u2": ["a2"]}, text,
-      [{"threshold": 0.9, "bonus": 1.0, "neighbors": 3}])["0.9/1"]
+      [{"threshold": 0.9, "bonus": 1.0, "neighbors": 3}])["0.9/1/none"]
   # a3's text matches u1's liked a1 (cosine 0.995), not u2's a2 (0.0995):
   # u1's a3 gains 1 sd of [9, 8, 1, 2] = sqrt(12.5) = 3.54 and overtakes w
   # (rank 2 -> 1); u2's stays behind a2 (rank 2).
   assert got["matched_pairs"] == 1
   assert got["franchise_median_rank"] == 1.5
+
+
+def test_the_match_cap_counts_ranks_among_the_items_not_seen():
+  judge, scores = _judge({"u1": [9.0, 8.0, 1.0, 2.0],
+                          "u2": [0.0, 5.0, 4.0, 3.0]})
+  text = {"item_ids": ["a1", "a2", "a3", "w"],
+          "vectors": np.array([[1, 0], [0, 1], [1, 0.1], [0, 1]], np.float32),
+          "has_text": np.ones(4, np.int64)}
+  both_like_a1 = {"u1": ["a1"], "u2": ["a1"]}
+  setting = {"threshold": 0.9, "bonus": 1.0, "neighbors": 3}
+  got = judge.new_item_match_metrics(
+      scores, both_like_a1, text,
+      [setting, dict(setting, keep_top=1)])
+  # a3 matches both. Uncapped, its bonus (u1: sqrt(12.5) = 3.54, u2:
+  # sqrt(3.5) = 1.87) puts it first for both.
+  assert got["0.9/1/none"]["franchise_median_rank"] == 1.0
+  # keep_top 1: each user's best unseen item stays above a3. u1 has seen
+  # a1 and a2, so that is w (2.0) and a3 stops just below it: 2nd (had the
+  # seen items counted, the ceiling would be a1's 9.0 and a3 first). u2's
+  # is a2 (5.0): a3 rises to just below it, 2nd.
+  assert got["0.9/1/1"]["franchise_median_rank"] == 2.0
+  assert got["0.9/1/1"]["keep_top"] == 1
 
 
 def test_the_franchise_rank_excludes_seen_items_and_counts_from_one():
@@ -128,10 +150,11 @@ def test_the_section_summarizes_seeds_and_renders():
                                    "cold_in_all_recall_at_20": value + 0.1,
                                    "warm_in_all_recall_at_20": 0.1,
                                    "franchise_top_50": 0.9}},
-                               "new_item_match": {"0.71/2": {
+                               "new_item_match": {"0.71/2/5": {
                                    "cold_at_request_recall_at_20":
                                        value + 0.2,
                                    "warm_at_request_recall_at_20": 0.15,
+                                   "warm_at_request_ndcg_at_20": 0.12,
                                    "franchise_top_50": 0.6,
                                    "matched_pairs": 10}}}}}
   summary = cold_items.summarize([one(0.1), one(0.3)])
@@ -147,11 +170,13 @@ def test_the_section_summarizes_seeds_and_renders():
   assert "| lm | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
   # The freshness rows: at request (not measured here), then the whole
   # catalog.
-  assert "| 1 | — | — | 0.3000 ± 0.1000 | 0.1000 ± 0.0000 |" in text
-  assert "| off | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
-  assert ("| 0.71/2 | 0.4000 ± 0.1000 | 0.1500 ± 0.0000 | — | — | "
-          "0.6000 ± 0.0000 |") in text
-  assert "0.71/2: 10" in text
+  assert "| 1 | — | — | — | 0.3000 ± 0.1000 | 0.1000 ± 0.0000 |" in text
+  assert "| off | — | — | — | 0.2000 ± 0.1000 | 0.2000 ± 0.0000 |" in text
+  # The match rows: at request (recall, then warm NDCG), not the whole
+  # catalog here, then the franchise.
+  assert ("| 0.71/2/5 | 0.4000 ± 0.1000 | 0.1500 ± 0.0000 | 0.1200 ± 0.0000 "
+          "| — | — | 0.6000 ± 0.0000 |") in text
+  assert "0.71/2/5: 10" in text
 
 
 def _fake_signature(table, input_name, calls):

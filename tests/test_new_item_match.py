@@ -71,17 +71,54 @@ def test_add_bonus_is_bonus_times_each_row_spread_at_its_matches():
   scores = np.array([[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 0.0]], np.float32)
   values, splits = new_item_match.ragged([[3], [0, 1]])
   assert values.tolist() == [3, 0, 1] and splits.tolist() == [0, 1, 3]
-  got = new_item_match.add_bonus(
-      scores, tf.RaggedTensor.from_row_splits(values, splits), 2.0).numpy()
+  spread = new_item_match.spread(scores)
   # Population standard deviations: sqrt(3.5) and sqrt(3).
+  np.testing.assert_allclose(spread, [math.sqrt(3.5), math.sqrt(3.0)],
+                             rtol=1e-6)
+  got = new_item_match.add_bonus(
+      scores, tf.RaggedTensor.from_row_splits(values, splits), 2.0,
+      spread).numpy()
   want = scores.copy()
   want[0, 3] += 2 * math.sqrt(3.5)
   want[1, [0, 1]] += 2 * math.sqrt(3.0)
   np.testing.assert_allclose(got, want, rtol=1e-6)
   none = new_item_match.add_bonus(
       scores, tf.RaggedTensor.from_row_splits(*new_item_match.ragged(
-          [[], []])), 2.0).numpy()
+          [[], []])), 2.0, spread).numpy()
   np.testing.assert_array_equal(none, scores)
+
+
+def test_keep_top_keeps_the_best_items_above_a_lifted_one_after_exclusions():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer import new_item_match  # pylint: disable=g-import-not-at-top
+  # keep_top 2. Row 0: item 0 (score 1) matched; without a cap it would
+  # reach 1 + 2 * 2 = 5, above everything. Item 4 (score 5) is excluded, so
+  # the 2nd best available score is 3 (item 2): item 0 stops just below it.
+  # Row 1: matched item 3 (score 3.5) is already above its row's 2nd best
+  # (3): a cap never lowers a score, so it stays at 3.5.
+  # Row 2: the lifted score 0.5 + 2 * 0.1 = 0.7 stays below the ceiling.
+  scores = np.array([[1.0, 2.0, 3.0, 4.0, -np.inf],
+                     [1.0, 2.0, 3.0, 3.5, 0.0],
+                     [0.5, 1.0, 2.0, 3.0, 4.0]], np.float32)
+  matched = tf.RaggedTensor.from_row_splits(
+      *new_item_match.ragged([[0], [3], [0]]))
+  spread = np.array([2.0, 1.0, 0.1], np.float32)
+  got = new_item_match.add_bonus(scores, matched, 2.0, spread,
+                                 keep_top=2).numpy()
+  want = scores.copy()
+  want[0, 0], want[1, 3], want[2, 0] = 3.0, 3.5, 0.7
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert got[0, 0] < 3.0  # strictly below: the 2nd best keeps its place
+  assert np.argsort(-got[0]).tolist()[:3] == [3, 2, 0]
+  # Without the cap, the same lifts land above the head of each row.
+  uncapped = new_item_match.add_bonus(scores, matched, 2.0, spread).numpy()
+  np.testing.assert_allclose(uncapped[[0, 1, 2], [0, 3, 0]], [5.0, 5.5, 0.7],
+                             rtol=1e-6)
+  # An excluded matched item stays excluded.
+  gone = new_item_match.add_bonus(
+      scores, tf.RaggedTensor.from_row_splits(
+          *new_item_match.ragged([[4], [], []])), 2.0, spread, keep_top=2)
+  assert gone.numpy()[0, 4] == -np.inf
 
 
 def test_settings_are_validated_and_need_item_text():
@@ -92,6 +129,9 @@ def test_settings_are_validated_and_need_item_text():
     NewItemMatchConfig(bonus=1, threshold=1.5)
   with pytest.raises(pydantic.ValidationError, match="neighbors"):
     NewItemMatchConfig(bonus=1, neighbors=0)
+  with pytest.raises(pydantic.ValidationError, match="keep_top"):
+    NewItemMatchConfig(bonus=1, keep_top=0)
+  assert NewItemMatchConfig(bonus=1, keep_top=None).keep_top is None
   raw = small_config_raw(serving={"new_item_match": {"bonus": 2.0}})
   with pytest.raises(C.ConfigError, match="serving.new_item_match.bonus: "
                      "matching new items reads their LM text"):

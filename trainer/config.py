@@ -466,13 +466,16 @@ class NewItemMatchConfig(_Strict):
   A new item (one the model was not trained on) matches a user when the
   mean of its `neighbors` highest cosine similarities, in LM text, to the
   user's liked items is at least `threshold`; `recommend` then adds
-  `bonus` standard deviations of the user's retrieval scores to it. Needs
-  the item text (text_embedder.enabled).
+  `bonus` standard deviations of the user's retrieval scores to it, but
+  never above the user's `keep_top` best items (after the request's
+  exclusions; None: no cap), which keep the head of the list. Needs the
+  item text (text_embedder.enabled).
   """
 
   bonus: float = pydantic.Field(0.0, ge=0.0)
   threshold: float = pydantic.Field(0.71, gt=-1.0, le=1.0)
   neighbors: pydantic.PositiveInt = 3
+  keep_top: Optional[pydantic.PositiveInt] = 5
 
 
 class ServingConfig(_Strict):

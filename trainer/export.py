@@ -494,21 +494,27 @@ class ServingModule(tf.Module):
             "contributions": contributions}
 
   def retrieval_scores(self, query: tf.Tensor,
-                       user_id: Optional[tf.Tensor] = None) -> tf.Tensor:
+                       user_id: Optional[tf.Tensor] = None,
+                       exclude_item_ids: Optional[tf.Tensor] = None
+                       ) -> tf.Tensor:
     """[n, items]: every catalog item's retrieval score for each query,
-    with the new-item policies' bonuses when they are configured (the
-    matching one needs the queries' user_id)."""
+    -inf at the excluded items ([n, m] ids, see `exclude`), with the
+    new-item policies' bonuses when they are configured (the matching one
+    needs the queries' user_id)."""
     scores = tf.matmul(query, self.index_by_dim)
     if self.freshness and self.freshness["bonus"] > 0:
       scores += freshness_lib.bonus(self.item_added_at, self._now(1)[0],
                                     self.freshness)[None, :]
+    available = (scores if exclude_item_ids is None
+                 else self.exclude(scores, exclude_item_ids))
     if self.new_item_match and user_id is not None:
       table = tf.RaggedTensor.from_row_splits(
           self.match_values, self.match_splits, validate=False)
-      scores = new_item_match_lib.add_bonus(
-          scores, tf.gather(table, self.user_rows.lookup(user_id)),
-          self.new_item_match["bonus"])
-    return scores
+      available = new_item_match_lib.add_bonus(
+          available, tf.gather(table, self.user_rows.lookup(user_id)),
+          self.new_item_match["bonus"], new_item_match_lib.spread(scores),
+          self.new_item_match.get("keep_top"))
+    return available
 
   def serve_ranking(self, raw: Mapping[str, tf.Tensor]
                     ) -> dict[str, tf.Tensor]:
@@ -543,9 +549,7 @@ class ServingModule(tf.Module):
       hour, weekday = time_features.hour_and_weekday(timestamp)
       hours, weekdays = hour, weekday
     query = self._query(user_id, hour, weekday)
-    scores = self.retrieval_scores(query, user_id)
-    if exclude_item_ids is not None:
-      scores = self.exclude(scores, exclude_item_ids)
+    scores = self.retrieval_scores(query, user_id, exclude_item_ids)
     stage = self.fused_stage(
         query, scores, hours, weekdays,
         self.fusion_weights if weights is None else weights)

@@ -34,7 +34,7 @@ recall (docs/benchmarks.md, "Cold items").
 from __future__ import annotations
 
 import collections
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -154,18 +154,38 @@ def _blocks(lengths: Sequence[int], new_items: int
   return out
 
 
-def add_bonus(scores: tf.Tensor, matched: tf.RaggedTensor,
-              bonus: float) -> tf.Tensor:
-  """scores [n, items] plus bonus * (each row's standard deviation) at the
-  row's matched items (matched: [n, (item rows)])."""
+def add_bonus(scores: tf.Tensor, matched: tf.RaggedTensor, bonus: float,
+              spread: tf.Tensor, keep_top: Optional[int] = None
+              ) -> tf.Tensor:
+  """scores [n, items] (-inf at excluded items) plus bonus * spread [n] at
+  each row's matched items (matched: [n, (item rows)]).
+
+  With keep_top, a lifted score stops just below the row's keep_top-th
+  best score before any bonus: the user's keep_top best items keep their
+  places at the head of the list and matched items come after them, however
+  many there are. A score already above that ceiling is left as it is. The
+  ceiling is taken after the exclusions, so excluded (seen) items do not
+  count among the best.
+  """
   scores = tf.convert_to_tensor(scores)
-  spread = tf.math.reduce_std(scores, axis=1)  # [n]
   user = matched.value_rowids()
   indices = tf.stack([user, tf.cast(matched.flat_values, user.dtype)],
                      axis=1)
-  return tf.tensor_scatter_nd_add(
-      scores, indices, tf.cast(bonus, scores.dtype) * tf.gather(spread,
-                                                                user))
+  current = tf.gather_nd(scores, indices)
+  lifted = current + tf.cast(bonus, scores.dtype) * tf.gather(
+      tf.cast(spread, scores.dtype), user)
+  if keep_top is not None:
+    k = tf.minimum(tf.constant(keep_top, tf.int32), tf.shape(scores)[1])
+    kth = tf.math.top_k(scores, k).values[:, -1]  # [n]
+    ceiling = tf.math.nextafter(kth, tf.constant(-np.inf, scores.dtype))
+    lifted = tf.maximum(current, tf.minimum(lifted, tf.gather(ceiling, user)))
+  return tf.tensor_scatter_nd_update(scores, indices, lifted)
+
+
+def spread(scores: tf.Tensor) -> tf.Tensor:
+  """[n]: the standard deviation of each row of scores [n, items] over the
+  whole catalog (before exclusions): the unit of the bonus."""
+  return tf.math.reduce_std(tf.convert_to_tensor(scores), axis=1)
 
 
 def ragged(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

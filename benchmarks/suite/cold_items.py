@@ -41,7 +41,8 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
       if policy in rows[0]:
         out[name][policy] = {
             setting: {k: _mean_sd([row[policy][setting][k] for row in rows])
-                      for k in metrics}
+                      for k, v in metrics.items()
+                      if isinstance(v, (int, float))}
             for setting, metrics in rows[0][policy].items()}
   return out
 

@@ -484,6 +484,7 @@ _COLD_COLUMNS = {
     "warm_in_all_ndcg_at_20": "warm NDCG@20 (whole catalog)",
     "cold_at_request_recall_at_20": "cold R@20 (catalog at request)",
     "warm_at_request_recall_at_20": "warm R@20 (catalog at request)",
+    "warm_at_request_ndcg_at_20": "warm NDCG@20 (catalog at request)",
     "franchise_top_50": "franchise: share in top 50",
     "franchise_median_rank": "franchise: median rank",
 }
@@ -523,7 +524,7 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
   lm = summary.get("lm", {})
   policy_columns = {k: _COLD_COLUMNS[k] for k in (
       "cold_at_request_recall_at_20", "warm_at_request_recall_at_20",
-      "cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
+      "warm_at_request_ndcg_at_20", "cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
       "franchise_top_50")}
 
   def policy_rows(rows):
@@ -537,11 +538,14 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
               "scores: a cold item whose LM text has a mean cosine of at "
               "least the threshold to its 3 closest items the user liked "
               "(training split) gets the bonus, in standard deviations of "
-              "the user's scores. Matched pairs (user, item), mean over "
+              "the user's scores, but stays below the user's keep_top best "
+              "unseen items (none: no cap). Matched pairs (user, item), "
+              "mean over "
               "seeds: " + ", ".join(
                   f"{setting}: {m['matched_pairs'][0]:,.0f}"
                   for setting, m in lm["new_item_match"].items()) + ".", ""]
-    lines += _table(["threshold / bonus"] + list(policy_columns.values()),
+    lines += _table(["threshold / bonus / keep_top"]
+                    + list(policy_columns.values()),
                     policy_rows(lm["new_item_match"]))
   if lm.get("freshness"):
     lines += ["", "The serving freshness policy (`serving.freshness`, off "
