@@ -19,8 +19,9 @@ Protocol (ml-latest-small by default, the config's temporal_user split):
    LM), `lm` (metadata + the frozen LM embedding through the low-rank
    adapter, gated with the id embedding, with id dropout; user side too).
 4. Each exported SavedModel is measured through its own signatures
-   (`embed_user` for the users, `embed_item` for every catalog item), with
-   the user's (filtered) training items excluded:
+   (`embed_user_at` for the users, as of their first eval event, the
+   request time of the Evaluator's `recommend_at`; `embed_item` for every
+   catalog item), with the user's (filtered) training items excluded:
    - cold: rank the cold items only; relevant = the user's interactions with
      cold items (train or eval time: none was trained on);
    - warm: rank the warm items only; relevant = the user's eval positives
@@ -283,6 +284,11 @@ class Judge:
     self.fans = franchise_fans(prepared["series"], prepared["train"])
     self.users = sorted(set(cold_pos) | set(warm_pos) |
                         {u for _, u in self.fans})
+    # When each user is embedded (the query's hour and weekday): at their
+    # request, else at the data's last event; never the benchmark's clock.
+    last = max(t for _, _, t, _, _ in prepared["train"] + prepared["eval"])
+    self.embedded_at = np.array([request.get(u, last) for u in self.users],
+                                np.int64)
     rng = np.random.default_rng(0)
     self.popularity = counts + rng.random(len(counts)) * 1e-3
 
@@ -396,7 +402,8 @@ class Judge:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     model = tf.saved_model.load(model_dir)
     users = signature_batches.embed_all(
-        model.signatures["embed_user"], "user_id", self.users, 512)
+        model.signatures["embed_user_at"], "user_id", self.users, 512,
+        timestamp=self.embedded_at)
     items = signature_batches.embed_all(
         model.signatures["embed_item"], "item_id", self.ids)
     scores = users @ items.T

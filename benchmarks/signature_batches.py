@@ -14,13 +14,23 @@ import numpy as np
 
 
 def embed_all(signature: Callable[..., Any], input_name: str,
-              ids: Sequence[str], chunk: int = 2048) -> np.ndarray:
-  """[len(ids), dim]: signature(input_name=ids)["embedding"], in order, at
-  most `chunk` ids per call."""
+              ids: Sequence[str], chunk: int = 2048,
+              **columns: Sequence[Any]) -> np.ndarray:
+  """[len(ids), dim]: signature(input_name=ids, **columns)["embedding"], in
+  order, at most `chunk` ids per call; columns: other inputs, one value per
+  id (e.g. embed_user_at's timestamp)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not ids:
     raise ValueError(f"embed_all: no {input_name} to embed")
-  return np.concatenate([
-      signature(**{input_name: tf.constant(list(ids[i:i + chunk]))})[
-          "embedding"].numpy()
-      for i in range(0, len(ids), chunk)])
+  for name, values in columns.items():
+    if len(values) != len(ids):
+      raise ValueError(f"embed_all: {len(values)} {name} for {len(ids)} "
+                       f"{input_name}")
+
+  def call(i: int) -> np.ndarray:
+    inputs = {name: tf.constant(np.asarray(values[i:i + chunk]))
+              for name, values in columns.items()}
+    inputs[input_name] = tf.constant(list(ids[i:i + chunk]))
+    return signature(**inputs)["embedding"].numpy()
+
+  return np.concatenate([call(i) for i in range(0, len(ids), chunk)])

@@ -63,6 +63,7 @@ def _judge(scores_by_user):
   judge.fans = [("a3", "u1"), ("a3", "u2")]
   judge.added_at = np.zeros(4, np.int64)  # no request times: all offered
   judge.request_at = {}
+  judge.embedded_at = np.array([100, 500], np.int64)  # u1, u2
   return judge, np.array([scores_by_user[u] for u in judge.users])
 
 
@@ -179,13 +180,17 @@ def test_the_section_summarizes_seeds_and_renders():
   assert "0.71/2/5: 10" in text
 
 
-def _fake_signature(table, input_name, calls):
-  """An embed_user / embed_item signature over a {id: vector} table."""
+def _fake_signature(table, input_name, calls, timestamps=None):
+  """An embed_user(_at) / embed_item signature over a {id: vector} table;
+  timestamps: a list that records each call's timestamp input."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   def signature(**inputs):
     ids = [x.decode() for x in inputs[input_name].numpy()]
     calls.append(len(ids))
+    if timestamps is not None:
+      assert inputs["timestamp"].dtype == tf.int64
+      timestamps.extend(inputs["timestamp"].numpy().tolist())
     return {"embedding": tf.constant([table[i] for i in ids])}
   return signature
 
@@ -201,6 +206,14 @@ def test_embed_all_calls_a_chunk_at_a_time_and_keeps_the_order():
   with pytest.raises(ValueError, match="no item_id"):
     signature_batches.embed_all(_fake_signature(table, "item_id", calls),
                                 "item_id", [])
+  stamps = []
+  signature_batches.embed_all(
+      _fake_signature(table, "item_id", calls, stamps), "item_id",
+      ["d", "b", "a"], chunk=2, timestamp=[7, 8, 9])
+  assert stamps == [7, 8, 9]
+  with pytest.raises(ValueError, match="2 timestamp for 3 item_id"):
+    signature_batches.embed_all(_fake_signature(table, "item_id", calls),
+                                "item_id", ["d", "b", "a"], timestamp=[1, 2])
 
 
 def test_model_metrics_scores_users_against_items_through_the_export(
@@ -209,10 +222,11 @@ def test_model_metrics_scores_users_against_items_through_the_export(
   franchise ranks as the hand-made scores of the tests above."""
   import types  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  calls = []
+  calls, timestamps = [], []
   export = types.SimpleNamespace(signatures={
-      "embed_user": _fake_signature({"u1": [1.0, 0.0], "u2": [0.0, 1.0]},
-                                    "user_id", calls),
+      "embed_user_at": _fake_signature(
+          {"u1": [1.0, 0.0], "u2": [0.0, 1.0]}, "user_id", calls,
+          timestamps),
       "embed_item": _fake_signature(
           {"a1": [9.0, 0.0], "a2": [8.0, 5.0], "a3": [1.0, 4.0],
            "w": [2.0, 3.0]}, "item_id", calls)})
@@ -223,3 +237,6 @@ def test_model_metrics_scores_users_against_items_through_the_export(
   assert (got["franchise_pairs"], got["franchise_median_rank"],
           got["franchise_top_50"]) == (2, 2.0, 1.0)
   assert calls == [2, 4]
+  # Each user is embedded as of their own time (_judge: u1 asked at 100,
+  # u2 without a request at the data's last event), not the clock's.
+  assert timestamps == [100, 500]

@@ -71,3 +71,33 @@ def test_as_of_now_it_is_what_a_request_gets(model):
                                 at["item_ids"].numpy())
   np.testing.assert_allclose(served["scores"].numpy(), at["scores"].numpy(),
                              rtol=1e-5, atol=1e-6)
+
+
+def test_embed_user_at_is_the_query_recommend_at_ranks_with(model):
+  """embed_user_at: the user embedding as of a time, what the benchmarks
+  that rank the catalog themselves read (benchmarks/cold_start.py); its
+  dot products with embed_item are recommend_at's retrieval scores."""
+  users = _users(model, 6)
+  n = int(users.shape[0])
+  morning = 1_700_000_000 - 1_700_000_000 % 86400 + 8 * 3600
+  evening = morning + 12 * 3600
+  at = model.signatures["embed_user_at"]
+  first = at(user_id=users, timestamp=tf.constant([morning] * n, tf.int64))
+  later = at(user_id=users, timestamp=tf.constant([evening] * n, tf.int64))
+  assert not np.array_equal(first["embedding"].numpy(),
+                            later["embedding"].numpy())
+  ranked = _at(model, users, [morning] * n)
+  items = model.signatures["embed_item"](
+      item_id=tf.reshape(ranked["item_ids"], [-1]))["embedding"].numpy()
+  dots = np.sum(np.repeat(first["embedding"].numpy(), 10, axis=0) * items,
+                axis=1).reshape(n, 10)
+  np.testing.assert_allclose(dots, ranked["retrieval_scores"].numpy(),
+                             rtol=1e-4, atol=1e-4)
+  # As of now, it is embed_user.
+  before = int(time.time())
+  now = model.signatures["embed_user"](user_id=users)["embedding"].numpy()
+  if before // 3600 != int(time.time()) // 3600:
+    pytest.skip("the clock crossed an hour between the two calls")
+  np.testing.assert_allclose(
+      at(user_id=users, timestamp=tf.constant([before] * n, tf.int64))[
+          "embedding"].numpy(), now, rtol=1e-5, atol=1e-6)

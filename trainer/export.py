@@ -59,6 +59,8 @@ Signatures (their names and outputs are the project's API):
       otherwise) and history_item_ids (the user's history at that event;
       the latest known one otherwise).
   embed_user(user_id) -> embedding;  embed_item(item_id) -> embedding
+  embed_user_at(user_id, timestamp) -> embed_user with the context (hour,
+      weekday) of each row's timestamp instead of the request's.
 Ranking heads and the query tower see the time of the request as the event
 time. Unknown users get an empty history and OOV ids; unknown items OOV ids
 and no content features.
@@ -630,8 +632,20 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name="user_id")])
   def embed_user(self, user_id):
+    return self._embed_user(user_id, self._now(tf.shape(user_id)[0]))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None], tf.int64, name="timestamp")])
+  def embed_user_at(self, user_id, timestamp):
+    """embed_user as of each row's timestamp: the query's context (hour,
+    weekday) read from it instead of the request's clock, as recommend_at
+    does, so what is computed from it does not depend on the hour it runs."""
+    return self._embed_user(user_id, timestamp)
+
+  def _embed_user(self, user_id, timestamp):
     n = tf.shape(user_id)[0]
-    feats = self.transform(user_id, tf.fill([n], ""), self._now(n))
+    feats = self.transform(user_id, tf.fill([n], ""), timestamp)
     return {"embedding": self.query_tower(feats)}
 
   @tf.function(input_signature=[
@@ -684,7 +698,7 @@ def align_item_text(item_ids: Sequence[str],
 SIGNATURES = ("serving_default", "recommend", "recommend_excluding",
               "recommend_weighted", "recommend_at", "fusion", "explain",
               "predict_examples",
-              "embed_user", "embed_item")
+              "embed_user", "embed_user_at", "embed_item")
 
 
 def model_card(module: ServingModule) -> dict[str, Any]:
