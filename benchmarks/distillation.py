@@ -98,26 +98,28 @@ def recommend_latency_ms(model_dirs: Mapping[str, str], users: list[str],
 
 
 class EnsembleRetrieval:
-  """`recommend_excluding` of a teacher of several members: the mean of
-  the members' retrieval scores (query · item over the whole catalog, the
-  logits the distilled student learned), as trainer/distillation.Ensemble
-  computes them; no fused stage (a teacher serves nobody)."""
+  """`recommend_at` of a teacher of several members: the mean of the
+  members' retrieval scores (query as of the request's time · item, over
+  the whole catalog: the logits the distilled student learned), as
+  trainer/distillation.Ensemble computes them; no fused stage (a teacher
+  serves nobody)."""
 
   def __init__(self, model_dirs: list[str], item_ids: list[str]):
     self._users = []
     index = []
     for d in model_dirs:
       model = tf.saved_model.load(d)
-      self._users.append(model.signatures["embed_user"])
+      self._users.append(model.signatures["embed_user_at"])
       index.append(signature_batches.embed_all(
           model.signatures["embed_item"], "item_id", item_ids, 4096))
     self._index = index
     self._ids = np.array(item_ids, dtype=object)
     self._row = {i: n for n, i in enumerate(item_ids)}
 
-  def __call__(self, user_id, exclude_item_ids, k):
-    scores = sum(fn(user_id=user_id)["embedding"].numpy() @ index.T
-                 for fn, index in zip(self._users, self._index))
+  def __call__(self, user_id, exclude_item_ids, k, timestamp):
+    scores = sum(
+        fn(user_id=user_id, timestamp=timestamp)["embedding"].numpy()
+        @ index.T for fn, index in zip(self._users, self._index))
     scores = scores / len(self._index)
     top = metrics_lib.top_k_excluding(scores, [
         [self._row[x.decode()] for x in excluded
@@ -223,7 +225,8 @@ def run(config_path: str, work_dir: str, seeds: list[int],
           "weights": dict(weights),
           "retrieval_candidates": retrieval_candidates,
           "catalog_items_per_row": catalog_items_per_row,
-          "student_epochs": epochs, "results": results}
+          "student_epochs": epochs, "results": results,
+          "ranked_as_of": signature_batches.RANKED_AS_OF}
 
 
 def summarize(results: Mapping[str, list]) -> dict[str, dict]:

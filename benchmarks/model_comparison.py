@@ -6,8 +6,10 @@ variant with the pipeline's own trainer and measures the exported SavedModel
 as the evaluator does, only in-process (no TFMA, no Beam) so the table takes
 minutes:
 
-- Recall@20, NDCG@20: full catalog, ranked by `recommend_excluding` with
-  the user's training items excluded; relevant = the user's eval positives
+- Recall@20, NDCG@20: full catalog, ranked by `recommend_at` as of the
+  user's first eval event (as the Evaluator asks; `recommend_excluding`
+  reads the machine's clock) with the user's training items excluded;
+  relevant = the user's eval positives
   in the catalog not seen in training; averaged over users with one
   (components.metrics.per_user_retrieval, as components.retrieval_eval).
 - RMSE: `predict_examples` on the eval split, rows with a rating.
@@ -61,6 +63,7 @@ from trainer.config import RankingConfig  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from components import artifact_readers  # noqa: E402
 from contracts import artifacts  # noqa: E402
+from benchmarks import signature_batches  # noqa: E402
 from contracts import model_layout  # noqa: E402
 
 K = 20
@@ -104,6 +107,24 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str) -> dict:
   return uris
 
 
+def _event_times(examples_uri: str, split: str
+                 ) -> tuple[list[str], list[int]]:
+  """(users, timestamps) of a split's consumed events, in order (the
+  events the Evaluator takes a user's request time from)."""
+  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
+  users: list[str] = []
+  times: list[int] = []
+  files = artifacts.split_files(examples_uri, split)
+  for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
+      8192).map(lambda x: tf.io.parse_example(x, spec)):
+    keep = b[r.CLICK].numpy() > 0
+    users += [u.decode() for u in b[r.USER_ID].numpy()[keep]]
+    times += b[r.TIMESTAMP].numpy()[keep].tolist()
+  return users, times
+
+
 def _positives(examples_uri: str, split: str) -> dict[str, set]:
   spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
@@ -130,6 +151,8 @@ class Evaluation:
     catalog = set(items[r.ITEM_ID])
     seen = _positives(uris["examples"], "train")
     evals = _positives(uris["examples"], "eval")
+    # Each user is ranked as of their first eval event, as the Evaluator.
+    users_at, times_at = _event_times(uris["examples"], "eval")
     self._labeled = os.path.join(
         uris["work_dir"], "eval_labeled-" + "-".join(
             t.name for t in tasks) + ".tfrecord")
@@ -164,15 +187,20 @@ class Evaluation:
         self.users.append((user, sorted(seen.get(user, ())), relevant))
         self.gains[user] = {i: 2.0 if (user, i) in liked else 1.0
                             for i in relevant}
+    self.request_at = dict(zip(
+        [u for u, _, _ in self.users],
+        signature_batches.first_times([u for u, _, _ in self.users],
+                                      users_at, times_at, 0).tolist()))
 
   @property
   def labeled_path(self) -> str:
     """The eval split's examples labeled by the transform graph."""
     return self._labeled
 
-  def retrieval(self, recommend, weights=None, batch: int = 128) -> dict:
-    """Retrieval metrics of `recommend_excluding`, or of
-    `recommend_weighted` with `weights` (one row, used for every user)."""
+  def retrieval(self, recommend, batch: int = 128) -> dict:
+    """Retrieval metrics of `recommend`(user_id, exclude_item_ids, k,
+    timestamp): signature_batches.recommend_at over an export, or any
+    ranker with that call, asked as of each user's first eval event."""
     per_user = collections.defaultdict(list)
     metric_of = {m: fusion_search.objective_fn(m) for m in RETRIEVAL_METRICS}
     for start in range(0, len(self.users), batch):
@@ -182,10 +210,9 @@ class Evaluation:
                           for _, s, _ in chunk], dtype=object)
       inputs = dict(
           user_id=tf.constant([u for u, _, _ in chunk]),
-          exclude_item_ids=tf.constant(exclude), k=tf.constant(K, tf.int32))
-      if weights is not None:
-        inputs["fusion_weights"] = tf.constant([weights] * len(chunk),
-                                               tf.float32)
+          exclude_item_ids=tf.constant(exclude), k=tf.constant(K, tf.int32),
+          timestamp=tf.constant([self.request_at[u] for u, _, _ in chunk],
+                                tf.int64))
       out = recommend(**inputs)
       for (user, _, _), row in zip(chunk, out["item_ids"].numpy()):
         ranked = [x.decode() for x in row]
@@ -207,7 +234,7 @@ class Evaluation:
     model = tf.saved_model.load(model_dir)
     out = self.ranking(model_dir)
     if has_retrieval:
-      out.update(self.retrieval(model.signatures["recommend_excluding"]))
+      out.update(self.retrieval(signature_batches.recommend_at(model)))
       card_path = model_layout.model_card_path(model_dir)
       if os.path.exists(card_path):
         with open(card_path) as f:
@@ -218,8 +245,7 @@ class Evaluation:
           retrieval_only = [float(i == 0) for i in range(
               len(ranking["fusion_tasks"]))]
           out.update({RETRIEVAL_ORDER + k: v for k, v in self.retrieval(
-              model.signatures["recommend_weighted"],
-              retrieval_only).items()})
+              signature_batches.recommend_at(model, retrieval_only)).items()})
     return out
 
 

@@ -216,3 +216,21 @@ def test_a_win_counts_only_beyond_both_spreads():
   b_noisy = dict(b, sd={"recall": 0.015, "rmse": 0.02})
   assert not common.beyond_spread(a, b_noisy, "recall")  # 0.02 < 0.025
   assert not common.beyond_spread(a, b_noisy, "rmse", lower_is_better=True)
+
+
+def test_the_report_says_when_mtrec_was_ranked():
+  """Results record the time mtrec's rankings were asked as of; older
+  results, ranked at the machine's clock, say so on the page."""
+  from benchmarks import signature_batches
+  from benchmarks.suite import report
+  timed = report._ranked_as_of(
+      {"ranked_as_of": signature_batches.RANKED_AS_OF})
+  assert "as of their first eval event" in timed
+  assert "machine's clock" in report._ranked_as_of({})
+
+
+def test_first_times_is_each_users_earliest_event_or_the_default():
+  from benchmarks import signature_batches
+  got = signature_batches.first_times(
+      ["u1", "u2", "u3"], ["u2", "u1", "u2", "u1"], [50, 30, 20, 40], 99)
+  assert got.tolist() == [30, 20, 99] and got.dtype == np.int64

@@ -338,13 +338,18 @@ def test_the_benchmarks_ensemble_teacher_ranks_by_the_members_mean(
   import types  # pylint: disable=g-import-not-at-top
   from benchmarks import distillation as bench  # pylint: disable=g-import-not-at-top
 
+  asked_at = []
+
   def member(user, items):
     def table(rows, name):
       return lambda **k: {"embedding": tf.constant(
           [rows[x.decode()] for x in k[name].numpy()])}
+
+    def user_at(user_id, timestamp):
+      asked_at.extend(timestamp.numpy().tolist())
+      return table({"u": user}, "user_id")(user_id=user_id)
     return types.SimpleNamespace(signatures={
-        "embed_user": table({"u": user}, "user_id"),
-        "embed_item": table(items, "item_id")})
+        "embed_user_at": user_at, "embed_item": table(items, "item_id")})
 
   # Member 1 alone ranks a first, member 2 b; their mean: b 2.5, c 2, a 1.5.
   exports = {"m1": member([1.0, 0.0], {"a": [3.0, 0.0], "b": [1.0, 0.0],
@@ -353,7 +358,10 @@ def test_the_benchmarks_ensemble_teacher_ranks_by_the_members_mean(
                                        "c": [0.0, 2.0]})}
   monkeypatch.setattr(tf.saved_model, "load", lambda d: exports[d])
   retrieve = bench.EnsembleRetrieval(["m1", "m2"], ["a", "b", "c"])
-  top = retrieve(tf.constant(["u"]), tf.constant([[b""]]), 3)["item_ids"]
+  at = tf.constant([1_500_000_000], tf.int64)
+  top = retrieve(tf.constant(["u"]), tf.constant([[b""]]), 3, at)["item_ids"]
   assert top.numpy().tolist() == [[b"b", b"c", b"a"]]
-  top = retrieve(tf.constant(["u"]), tf.constant([[b"b"]]), 2)["item_ids"]
+  top = retrieve(tf.constant(["u"]), tf.constant([[b"b"]]), 2, at)["item_ids"]
   assert top.numpy().tolist() == [[b"c", b"a"]]
+  # Each member's user embedding is asked as of the request's time.
+  assert asked_at == [1_500_000_000] * 4

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, Sequence
 
+from benchmarks import signature_batches
 from benchmarks.suite import common
 
 DATASETS = (
@@ -44,4 +45,5 @@ def run(work_dir: str, seeds: Sequence[int], epochs: Optional[int] = None,
                 "seeds": list(seeds), "ranking": result["ranking"],
                 "summary": model_comparison.summarize(result["results"]),
                 "runs": result["results"]})
-  return {"datasets": out}
+  return {"datasets": out,
+          "ranked_as_of": signature_batches.RANKED_AS_OF}

@@ -8,8 +8,8 @@ figures. Then, on that split:
 
 - mtrec: its exported model, measured with the evaluator's protocol
   in-process (benchmarks/model_comparison.Evaluation: full-catalog
-  Recall@20 / NDCG@20 through `recommend_excluding` with the user's training
-  items excluded, components/metrics.py; RMSE and AUC through
+  Recall@20 / NDCG@20 through `recommend_at` as of the user's first eval
+  event, with the user's training items excluded, components/metrics.py; RMSE and AUC through
   `predict_examples` on the eval split labeled by the transform graph);
 - popularity: training counts, ranked with the same exclusions; its AUC
   scores an eval row by its item's training count (no RMSE: it predicts no
@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from benchmarks import signature_batches
 from benchmarks.suite import common
 from benchmarks.suite import tuned_baselines
 
@@ -235,6 +236,7 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
                                                          common.ROOT),
          "split": config.example_gen.split, "seeds": list(seeds),
          "eval_users": len(evaluation.users), "models": models,
+         "ranked_as_of": signature_batches.RANKED_AS_OF,
          "checks": checks(models),
          "baseline_tuning": tuned_baselines.summary(tuned),
          "evaluator_step": evaluator_figures, "throughput": throughput}
