@@ -84,12 +84,17 @@ def test_the_catalog_at_request_leaves_out_cold_items_not_yet_added():
   assert got["warm_at_request_recall_at_1"] == 1.0
 
 
+# LM text of _judge's items: a3 is close to a1, w to a2.
+_ITEM_TEXT = {"item_ids": ["a1", "a2", "a3", "w"],
+              "vectors": np.array([[1, 0], [0, 1], [1, 0.1], [0, 1]],
+                                  np.float32),
+              "has_text": np.ones(4, np.int64)}
+
+
 def test_the_new_item_match_lifts_matched_cold_items_by_the_user_spread():
   judge, scores = _judge({"u1": [9.0, 8.0, 1.0, 2.0],
                           "u2": [0.0, 5.0, 4.0, 3.0]})
-  text = {"item_ids": ["a1", "a2", "a3", "w"],
-          "vectors": np.array([[1, 0], [0, 1], [1, 0.1], [0, 1]], np.float32),
-          "has_text": np.ones(4, np.int64)}
+  text = _ITEM_TEXT
   got = judge.new_item_match_metrics(
       scores, {"u1": ["a1"], "u2": ["a2"]}, text,
       [{"threshold": 0.9, "bonus": 1.0, "neighbors": 3}])["0.9/1/none"]
@@ -103,9 +108,7 @@ def test_the_new_item_match_lifts_matched_cold_items_by_the_user_spread():
 def test_the_match_cap_counts_ranks_among_the_items_not_seen():
   judge, scores = _judge({"u1": [9.0, 8.0, 1.0, 2.0],
                           "u2": [0.0, 5.0, 4.0, 3.0]})
-  text = {"item_ids": ["a1", "a2", "a3", "w"],
-          "vectors": np.array([[1, 0], [0, 1], [1, 0.1], [0, 1]], np.float32),
-          "has_text": np.ones(4, np.int64)}
+  text = _ITEM_TEXT
   both_like_a1 = {"u1": ["a1"], "u2": ["a1"]}
   setting = {"threshold": 0.9, "bonus": 1.0, "neighbors": 3}
   got = judge.new_item_match_metrics(
