@@ -107,36 +107,26 @@ def prepare(config: config_lib.PipelineConfig, work_dir: str) -> dict:
   return uris
 
 
-def _event_times(examples_uri: str, split: str
-                 ) -> tuple[list[str], list[int]]:
-  """(users, timestamps) of a split's consumed events, in order (the
-  events the Evaluator takes a user's request time from)."""
-  spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
-          r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-          r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
-  users: list[str] = []
-  times: list[int] = []
-  files = artifacts.split_files(examples_uri, split)
-  for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
-      8192).map(lambda x: tf.io.parse_example(x, spec)):
-    keep = b[r.CLICK].numpy() > 0
-    users += [u.decode() for u in b[r.USER_ID].numpy()[keep]]
-    times += b[r.TIMESTAMP].numpy()[keep].tolist()
-  return users, times
-
-
-def _positives(examples_uri: str, split: str) -> dict[str, set]:
+def _positives(examples_uri: str, split: str
+               ) -> tuple[dict[str, set], dict[str, int]]:
+  """Each user's consumed items in a split, and the time of their first
+  consumed event there (the time the Evaluator ranks them at)."""
   spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+          r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
           r.CLICK: tf.io.FixedLenFeature([], tf.int64, default_value=1)}
   out = collections.defaultdict(set)
+  first: dict[str, int] = {}
   files = artifacts.split_files(examples_uri, split)
   for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
       8192).map(lambda x: tf.io.parse_example(x, spec)):
     keep = b[r.CLICK].numpy() > 0
-    for u, i in zip(b[r.USER_ID].numpy()[keep], b[r.ITEM_ID].numpy()[keep]):
-      out[u.decode()].add(i.decode())
-  return out
+    for u, i, t in zip(b[r.USER_ID].numpy()[keep], b[r.ITEM_ID].numpy()[keep],
+                       b[r.TIMESTAMP].numpy()[keep]):
+      user = u.decode()
+      out[user].add(i.decode())
+      first[user] = min(int(t), first.get(user, int(t)))
+  return out, first
 
 
 class Evaluation:
@@ -149,10 +139,9 @@ class Evaluation:
     written into the labeled eval examples)."""
     items, _ = artifact_readers.read_catalog(uris["catalog"])
     catalog = set(items[r.ITEM_ID])
-    seen = _positives(uris["examples"], "train")
-    evals = _positives(uris["examples"], "eval")
+    seen, _ = _positives(uris["examples"], "train")
     # Each user is ranked as of their first eval event, as the Evaluator.
-    users_at, times_at = _event_times(uris["examples"], "eval")
+    evals, first_eval_at = _positives(uris["examples"], "eval")
     self._labeled = os.path.join(
         uris["work_dir"], "eval_labeled-" + "-".join(
             t.name for t in tasks) + ".tfrecord")
@@ -187,10 +176,7 @@ class Evaluation:
         self.users.append((user, sorted(seen.get(user, ())), relevant))
         self.gains[user] = {i: 2.0 if (user, i) in liked else 1.0
                             for i in relevant}
-    self.request_at = dict(zip(
-        [u for u, _, _ in self.users],
-        signature_batches.first_times([u for u, _, _ in self.users],
-                                      users_at, times_at, 0).tolist()))
+    self.request_at = {u: first_eval_at[u] for u, _, _ in self.users}
 
   @property
   def labeled_path(self) -> str:

@@ -15,8 +15,8 @@ mtrec's shipped model trained by the pipeline's own ExampleGen → TextEmbedder
 → Transform → Trainer steps and asked through its exported `recommend_at`
 (nothing excluded, k=100, as of the user's first eval event) and
 `predict_examples` signatures, popularity, EASE and item-kNN for top-100,
-biased MF and the global mean for RMSE. EASE, item-kNN and biased MF are tuned on a
-validation split of the training events (benchmarks/suite/
+biased MF and the global mean for RMSE. EASE, item-kNN and biased MF are
+tuned on a validation split of the training events (benchmarks/suite/
 tuned_baselines.py), as mtrec's defaults were.
 
 Every model with randomness (mtrec, the tutorial's model, biased MF) is
@@ -155,7 +155,8 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   item_of, user_of = _index(catalog), _index(user_vocab)
   # Retrieval positives are consumed events (MovieLens: every rating).
   in_catalog = np.array([i in item_of for i in test["item"]], bool)
-  positive = in_catalog & (test["click"] > 0)
+  consumed_test = test["click"] > 0
+  positive = in_catalog & consumed_test
   test_u = np.array([user_of[u] for u in test["user"]], np.int64)[positive]
   test_i = np.array([item_of.get(i, 0) for i in test["item"]],
                     np.int64)[positive]
@@ -168,8 +169,8 @@ def run(data: Mapping[str, Any], work_dir: str, epochs: Optional[int] = None,
   # request time; the data's last event for a user without one), not the
   # machine's clock, whose hour and weekday reach its query tower.
   user_times = signature_batches.first_times(
-      user_vocab, test["user"][test["click"] > 0],
-      test["timestamp"][test["click"] > 0],
+      user_vocab, test["user"][consumed_test],
+      test["timestamp"][consumed_test],
       int(max(train["timestamp"].max(), test["timestamp"].max())))
   models: dict[str, dict[str, Any]] = {}
 

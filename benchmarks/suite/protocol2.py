@@ -9,8 +9,9 @@ figures. Then, on that split:
 - mtrec: its exported model, measured with the evaluator's protocol
   in-process (benchmarks/model_comparison.Evaluation: full-catalog
   Recall@20 / NDCG@20 through `recommend_at` as of the user's first eval
-  event, with the user's training items excluded, components/metrics.py; RMSE and AUC through
-  `predict_examples` on the eval split labeled by the transform graph);
+  event, with the user's training items excluded, components/metrics.py;
+  RMSE and AUC through `predict_examples` on the eval split labeled by the
+  transform graph);
 - popularity: training counts, ranked with the same exclusions; its AUC
   scores an eval row by its item's training count (no RMSE: it predicts no
   rating);

@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any, Mapping, Optional
 
+from benchmarks import signature_batches
 from benchmarks.suite import common
 
 NAN = float("nan")
@@ -71,7 +72,7 @@ def _ranked_as_of(section: Mapping[str, Any]) -> str:
   """How mtrec's rankings in a section were asked for: as of each user's
   first eval event (recommend_at), or, in results from before that, at the
   machine's clock, whose hour and weekday reach the query tower."""
-  if section.get("ranked_as_of") == "first_eval_event":
+  if section.get("ranked_as_of") == signature_batches.RANKED_AS_OF:
     return ("mtrec ranks each user as of their first eval event "
             "(`recommend_at`, as the Evaluator asks).")
   return ("mtrec was ranked at the machine's clock (`recommend_excluding`: "
@@ -538,7 +539,8 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
   lm = summary.get("lm", {})
   policy_columns = {k: _COLD_COLUMNS[k] for k in (
       "cold_at_request_recall_at_20", "warm_at_request_recall_at_20",
-      "warm_at_request_ndcg_at_20", "cold_in_all_recall_at_20", "warm_in_all_recall_at_20",
+      "warm_at_request_ndcg_at_20", "cold_in_all_recall_at_20",
+      "warm_in_all_recall_at_20",
       "franchise_top_50")}
 
   def policy_rows(rows):
@@ -554,8 +556,7 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
               "(training split) gets the bonus, in standard deviations of "
               "the user's scores, but stays below the user's keep_top best "
               "unseen items (none: no cap). Matched pairs (user, item), "
-              "mean over "
-              "seeds: " + ", ".join(
+              "mean over seeds: " + ", ".join(
                   f"{setting}: {m['matched_pairs'][0]:,.0f}"
                   for setting, m in lm["new_item_match"].items()) + ".", ""]
     lines += _table(["threshold / bonus / keep_top"]
