@@ -454,9 +454,12 @@ def _multitask(section: Mapping[str, Any]) -> list[str]:
       "have one; graded NDCG@20 with gain 2 liked, 1 consumed), the ranking "
       "heads through `predict_examples` on the eval split labeled by the "
       "transform graph. " + _ranked_as_of(section) + " Mean ± standard "
-      "deviation over the seeds. A specialist is the shipped model with one "
-      "task; the others are the shipped tasks with the shared layers and "
-      "loss weighting named. Retrieval columns are the fused order served.",
+      "deviation over the seeds. The benchmark prepares ExampleGen and "
+      "Transform only, so every row is trained without the TextEmbedder's "
+      "item text: \"default\" is the shipped trainer section on ids, "
+      "history and metadata. A specialist is that model with one task; the "
+      "others are the shipped tasks with the shared layers and loss "
+      "weighting named. Retrieval columns are the fused order served.",
       ""]
   if section.get("note"):
     lines += [section["note"], ""]
