@@ -39,6 +39,13 @@ ITEM_DENSE_PREFIX = "item_dense_"
 ITEM_TEXT_EMBEDDING = "item_text_embedding"
 ITEM_HAS_TEXT = "item_has_text"
 
+# 1.0 where a row's history runs past the row's own time: a training row
+# given its user's served history (trainer/served_history.py), or a request
+# the export answers from a served history whose last event comes after the
+# request's timestamp; 0 (or absent) where the history is what came before.
+# Not made by the transform: the trainer and the export set it.
+HISTORY_AHEAD = "history_ahead"
+
 
 def user_attribute(name: str) -> str:
   return f"user_{name}_index"

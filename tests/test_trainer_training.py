@@ -36,6 +36,9 @@ def test_an_epoch_mirrored_over_two_cpus_matches_one_device(small_run,
   every replica's candidates for the in-batch softmax and sums the replicas'
   gradients, so it computes what one device computes on the same batches;
   only the order of float32 additions differs (relative error ~1e-7 per op).
+  A share of the rows get served histories (and the query's history modes,
+  trainer/served_history.py): drawn per global batch, before the split, so
+  both runs see the same rows.
   After an epoch of Adam steps the logged losses (per-epoch means) drift by
   about 1e-6 relative; 1e-4 leaves room for that while staying far below
   what a real difference does: the control run, whose replicas see only
@@ -49,7 +52,8 @@ import tensorflow as tf
 from trainer.config import TrainerConfig
 from trainer import distribution, run, tasks
 mirrored = distribution.choose_strategy(2)  # before TF starts its devices
-config = TrainerConfig(epochs=1, batch_size=512, embedding_dim=8)
+config = TrainerConfig(epochs=1, batch_size=512, embedding_dim=8,
+                       served_history_fraction=0.3)
 out = {{}}
 def fit(name, strategy):
   tf.keras.utils.set_random_seed(config.seed)

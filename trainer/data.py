@@ -128,6 +128,16 @@ def latest_histories(examples_uri: str, length: int,
   Ordered as ExampleGen orders a user's events (timestamp, then item id), so
   a user's served history is the history their next event would have had.
   """
+  return latest_histories_with_ends(examples_uri, length, splits)[0]
+
+
+def latest_histories_with_ends(
+    examples_uri: str, length: int,
+    splits: Sequence[str] = (artifacts.TRAIN, artifacts.VALIDATION)
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+  """(latest_histories, each of those users' last history event's
+  timestamp): the export tells a request that comes before that time from
+  one after it (F.HISTORY_AHEAD)."""
   spec = {r.USER_ID: tf.io.FixedLenFeature([], tf.string),
           r.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
           r.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
@@ -143,10 +153,11 @@ def latest_histories(examples_uri: str, length: int,
                        b[r.TIMESTAMP].numpy()[keep]):
       events[u.decode()].append((int(t), i.decode()))
   if length <= 0:
-    return {}
+    return {}, {}
   # By user, so the export does not depend on the order Beam wrote rows in.
-  return {u: [i for _, i in sorted(e)[-length:]]
-          for u, e in sorted(events.items())}
+  latest = {u: sorted(e)[-length:] for u, e in sorted(events.items())}
+  return ({u: [i for _, i in e] for u, e in latest.items()},
+          {u: e[-1][0] for u, e in latest.items()})
 
 
 def scalar_labels(task_configs: Sequence[Any]) -> dict[str, tuple[str, Any]]:

@@ -77,7 +77,7 @@ def explain(module: Any, user_id: tf.Tensor, item_id: tf.Tensor
   now = module._now(1)  # pylint: disable=protected-access
   hour, weekday = time_features.hour_and_weekday(now)
   hours, weekdays = tf.fill([n], hour[0]), tf.fill([n], weekday[0])
-  query = module._query(user_id, hour, weekday)  # pylint: disable=protected-access
+  query = module._query(user_id, now, hour, weekday)  # pylint: disable=protected-access
 
   # The item's embedding: its index row (what `recommend` scores) when the
   # catalog has it, else the candidate tower on what the model knows of it.

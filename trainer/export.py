@@ -132,7 +132,8 @@ class ServingModule(tf.Module):
                fusion: Optional[fusion_lib.FusionSpec] = None,
                freshness: Optional[Mapping[str, float]] = None,
                new_item_match: Optional[Mapping[str, float]] = None,
-               liked: Optional[Mapping[str, Sequence[str]]] = None):
+               liked: Optional[Mapping[str, Sequence[str]]] = None,
+               history_ends: Optional[Mapping[str, int]] = None):
     """See the module docstring.
 
     Args:
@@ -146,6 +147,10 @@ class ServingModule(tf.Module):
       new_item_match: serving.new_item_match's settings, with `liked`
         (user -> liked item ids) what new items are matched against
         (trainer/new_item_match.py); None or bonus 0: off.
+      history_ends: each user's last history event's timestamp
+        (data.latest_histories_with_ends). A request before it is answered
+        with the query's "history runs past the request" mode
+        (F.HISTORY_AHEAD); a user without one never is.
     """
     super().__init__()
     self.query_tower = model.query_tower
@@ -205,7 +210,7 @@ class ServingModule(tf.Module):
       vectors, has_text = align_item_text(items[r.ITEM_ID], item_text)
       self.item_text_vectors = tf.Variable(vectors, trainable=False)
       self.item_has_text = tf.Variable(has_text, trainable=False)
-    self._init_users(users, histories or {}, [
+    self._init_users(users, histories or {}, history_ends or {}, [
         u.decode() for u in tft_output.vocabulary_by_name(F.USER_ID_VOCAB)])
     self.new_item_match = (dict(new_item_match) if new_item_match_lib
                            .settings_enabled(new_item_match) else None)
@@ -240,15 +245,23 @@ class ServingModule(tf.Module):
                                   trainable=False)
     # recommend's query, less the time of the request, for every row of
     # the user table (the last one: users the model does not know).
-    # QueryTower.split_projection says why the two terms add up.
-    self.user_query_terms = tf.Variable(self._build_user_query_terms(),
+    # QueryTower.split_projection says why the two terms add up. A query
+    # tower with history modes has a second table: the same users, their
+    # history read as one that runs past the request.
+    self._history_modes = bool(getattr(self.query_tower, "history_modes",
+                                       False))
+    self.user_query_terms = tf.Variable(self._build_user_query_terms(0.0),
                                         trainable=False)
+    if self._history_modes:
+      self.user_query_terms_ahead = tf.Variable(
+          self._build_user_query_terms(1.0), trainable=False)
 
   def _init_users(self, users: Mapping[str, Sequence[Any]],
                   histories: Mapping[str, Sequence[str]],
+                  history_ends: Mapping[str, int],
                   vocabulary: Sequence[str] = ()) -> None:
-    """User table: profiles and latest histories; a last, empty row for
-    users the model does not know.
+    """User table: profiles, latest histories and when each ends; a last,
+    empty row for users the model does not know.
 
     Every user of the id vocabulary has a row (an empty one without profile
     or history), so users that share a row share every query input, which
@@ -279,6 +292,11 @@ class ServingModule(tf.Module):
     self.history_splits = tf.Variable(
         np.cumsum([0] + [len(h) for h in lists]).astype(np.int64),
         trainable=False)
+    never = np.iinfo(np.int64).min  # no timestamp comes before it
+    self.history_ends = tf.Variable(np.array(
+        [history_ends.get(u, never) if lists[n] else never
+         for n, u in enumerate(user_ids)] + [never], np.int64),
+                                    trainable=False)
 
   def _match_new_items(self, item_ids: Sequence[str],
                        item_text: Optional[Mapping[str, Any]],
@@ -321,7 +339,9 @@ class ServingModule(tf.Module):
 
     With user_side False the user's profile and history are left empty:
     for callers that take the query from user_query_terms and need only
-    the item's features and the time.
+    the item's features and the time. With it, F.HISTORY_AHEAD says which
+    rows read a served history that runs past their timestamp (a row
+    given its own `history` never does: that is what came before it).
     """
     n = tf.shape(user_id)[0]
     item_row = self.item_rows.lookup(item_id)
@@ -352,14 +372,22 @@ class ServingModule(tf.Module):
       raw[schema.user_feature_key(name)] = tf.gather(
           self.user_attributes[name], user_row)
     if self._has_history:
+      ahead = tf.zeros([n], tf.float32)
       if user_side:
         known = self._histories(user_row)
+        served = tf.ones([n], tf.bool)
         if history is not None:
+          served = history.row_lengths() == 0
           known = _choose_rows(history, known)
         raw[schema.HISTORY] = known.to_sparse()
+        ahead = tf.cast(tf.logical_and(
+            served, timestamp < tf.gather(self.history_ends, user_row)),
+                        tf.float32)
       else:
         raw[schema.HISTORY] = _empty_sparse(n)
     feats = dict(self.tft_layer(raw))
+    if self._has_history:
+      feats[F.HISTORY_AHEAD] = ahead
     if self._text:
       feats[F.ITEM_TEXT_EMBEDDING] = tf.where(
           item_known[:, None], tf.gather(self.item_text_vectors, item_row),
@@ -387,9 +415,12 @@ class ServingModule(tf.Module):
           self.transform(empty, ids, tf.zeros(tf.shape(ids), tf.int64)))
     return self._in_chunks(item_ids, embed)
 
-  def _build_user_query_terms(self) -> np.ndarray:
+  def _build_user_query_terms(self, ahead: float) -> np.ndarray:
+    """The user term of every user table row, F.HISTORY_AHEAD = ahead."""
     def user_term(ids, empty):
       feats = self.transform(ids, empty, tf.zeros(tf.shape(ids), tf.int64))
+      if self._has_history:
+        feats[F.HISTORY_AHEAD] = tf.fill(tf.shape(ids), ahead)
       if not self.query_tower.built:  # A fresh model (catalog refresh).
         self.query_tower(feats)
       user_kernel, _, bias = self.query_tower.split_projection()
@@ -418,23 +449,31 @@ class ServingModule(tf.Module):
     feats = self.transform(user_id, item_id,
                            tf.fill(tf.shape(user_id), now[0]),
                            user_side=False)
-    query = self._query(user_id, feats[F.HOUR][:1], feats[F.WEEKDAY][:1])
+    query = self._query(user_id, now, feats[F.HOUR][:1],
+                        feats[F.WEEKDAY][:1])
     return self._outputs(query, self.candidate_tower(feats), feats)
 
-  def _query(self, user_id: tf.Tensor, hour: tf.Tensor,
-             weekday: tf.Tensor) -> tf.Tensor:
-    """The query tower's output for known histories at one time ([1]).
+  def _query(self, user_id: tf.Tensor, timestamp: tf.Tensor,
+             hour: tf.Tensor, weekday: tf.Tensor) -> tf.Tensor:
+    """The query tower's output for known histories as of `timestamp`
+    ([n], or [1] for the batch), at the hour and weekday given ([n] or [1]).
 
     In two terms (QueryTower.split_projection): the user's, precomputed per
-    user table row, and the time's, one row for the whole batch. No
-    transform graph runs for the user, which was a large share of a
-    `recommend` call (docs/design_measurements.md).
+    user table row, and the time's. No transform graph runs for the user,
+    which was a large share of a `recommend` call
+    (docs/design_measurements.md). The user's term is the "history runs
+    past the request" one where the timestamp comes before the user's last
+    history event, as `transform` sets F.HISTORY_AHEAD.
     """
     _, context_kernel, _ = self.query_tower.split_projection()
-    return tf.gather(self.user_query_terms,
-                     self.user_rows.lookup(user_id)) + tf.matmul(
-                         self.query_tower.context_inputs(hour, weekday),
-                         context_kernel)
+    rows = self.user_rows.lookup(user_id)
+    terms = tf.gather(self.user_query_terms, rows)
+    if self._history_modes:
+      ahead = timestamp < tf.gather(self.history_ends, rows)
+      terms = tf.where(ahead[:, None],
+                       tf.gather(self.user_query_terms_ahead, rows), terms)
+    return terms + tf.matmul(self.query_tower.context_inputs(hour, weekday),
+                             context_kernel)
 
   def _because(self, user_id: tf.Tensor, top: tf.Tensor) -> tf.Tensor:
     """For each returned item, the closest item of the user's history."""
@@ -545,12 +584,13 @@ class ServingModule(tf.Module):
     (None: the request's time, one for the batch)."""
     n = tf.shape(user_id)[0]
     if timestamp is None:
-      hour, weekday = time_features.hour_and_weekday(self._now(1))
+      timestamp = self._now(1)
+      hour, weekday = time_features.hour_and_weekday(timestamp)
       hours, weekdays = tf.fill([n], hour[0]), tf.fill([n], weekday[0])
     else:
       hour, weekday = time_features.hour_and_weekday(timestamp)
       hours, weekdays = hour, weekday
-    query = self._query(user_id, hour, weekday)
+    query = self._query(user_id, timestamp, hour, weekday)
     scores = self.retrieval_scores(query, user_id, exclude_item_ids)
     stage = self.fused_stage(
         query, scores, hours, weekdays,

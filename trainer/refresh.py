@@ -162,12 +162,13 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
   model = run_lib.build_model(inputs, config, stats, text_table)
   users = state["users"]
   histories = state["histories"]
+  history_ends = state.get("history_ends", {})
   # Create every variable (one eager call on two catalog items), then load
   # the trained ones: same vocabularies, so each table is copied whole.
   probe_items = {k: v[:2] for k, v in items.items()}
   probe = export.ServingModule(model, tft_output, probe_items, users,
                                state["user_features"], 1, 1, histories,
-                               item_text)
+                               item_text, history_ends=history_ends)
   user_ids = tf.constant(["", ""][:len(probe_items[r.ITEM_ID])])
   model(probe.transform(user_ids, tf.constant(probe_items[r.ITEM_ID]),
                         tf.zeros_like(user_ids, tf.int64) + 0))
@@ -184,7 +185,8 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
                                 state["user_features"], state["top_k"],
                                 state["max_k"], histories, item_text, fusion,
                                 state.get("freshness"),
-                                state.get("new_item_match"), liked)
+                                state.get("new_item_match"), liked,
+                                history_ends)
   export.save(module, export_dir)
   warm_start_lib.save_state(model, vocab_files, export_dir)
   refresh_state.save_state(
@@ -193,7 +195,7 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
           freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
       users, histories, item_text, state["text"], state["top_k"],
       state["max_k"], module.fusion_spec, module.freshness,
-      module.new_item_match, liked)
+      module.new_item_match, liked, history_ends)
   top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   export.write_warmup_requests(
       export_dir, model_name, user_ids=[top_user, "__unknown_user__"],

@@ -43,13 +43,17 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
                max_k: int, fusion: Optional[Any] = None,
                freshness: Optional[Mapping[str, float]] = None,
                new_item_match: Optional[Mapping[str, float]] = None,
-               liked: Optional[Mapping[str, Sequence[str]]] = None) -> None:
+               liked: Optional[Mapping[str, Sequence[str]]] = None,
+               history_ends: Optional[Mapping[str, int]] = None) -> None:
   """Writes what `refresh` needs next to the SavedModel (see module doc).
 
   `items` may carry ADDED_AT (trainer/freshness.py), kept with the other
   catalog columns; `freshness` and `new_item_match` are the serving
   policies' settings, `liked` each user's liked items that the second one
-  matches new items against (trainer/new_item_match.py).
+  matches new items against (trainer/new_item_match.py); `history_ends`
+  when each user's history ends (trainer/export.ServingModule; absent in
+  states written before it, whose refresh reads every request as after
+  the history).
   """
   state = os.path.join(export_dir, STATE_DIR)
   os.makedirs(state, exist_ok=True)
@@ -74,6 +78,8 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
   with open(os.path.join(state, _USERS_FILE), "w") as f:
     json.dump({"users": {k: list(v) for k, v in users.items()},
                "histories": {u: list(h) for u, h in histories.items()},
+               "history_ends": {u: int(t)
+                                for u, t in (history_ends or {}).items()},
                "liked": {u: list(i) for u, i in (liked or {}).items()}}, f)
   arrays = {"item_probabilities": np.asarray(stats["item_probabilities"])}
   if item_text:

@@ -95,7 +95,8 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
       inputs, dim, item_embedding, config.history_length,
       config.history_encoder,
       text_table=text_table if adapter.user_history else None,
-      text_rank=adapter.rank)
+      text_rank=adapter.rank,
+      history_modes=config.served_history_fraction > 0)
   candidate = towers.CandidateTower(
       inputs, dim, item_embedding,
       content_features=config.item_content_features,
@@ -501,13 +502,13 @@ def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
                     freshness: Optional[FreshnessConfig] = None,
                     new_item_match: Optional[NewItemMatchConfig] = None,
                     liked: Optional[Mapping[str, Sequence[str]]] = None
-                    ) -> tuple[export.ServingModule, dict, dict, dict]:
-  """(module, items, users, histories): the export's module for a trained
-  model, fused as the config says, and the tables it holds. liked: what
-  new_item_match matches new items against (`_liked_items`)."""
+                    ) -> tuple[export.ServingModule, dict, dict, dict, dict]:
+  """(module, items, users, histories, history_ends): the export's module
+  for a trained model, fused as the config says, and the tables it holds.
+  liked: what new_item_match matches new items against (`_liked_items`)."""
   items, users = artifact_readers.read_catalog(catalog_uri,
                                                trained["user_features"])
-  histories = data.latest_histories(
+  histories, history_ends = data.latest_histories_with_ends(
       examples_uri, config.history_length if trained["inputs"].has_history
       else 0)
   spec = fusion_lib.build_spec(config.tasks, ranking.fusion,
@@ -518,7 +519,7 @@ def _serving_module(trained: Mapping[str, Any], catalog_uri: str,
       trained["item_text"], spec,
       freshness.model_dump() if freshness else None,
       new_item_match.model_dump() if new_item_match else None,
-      liked), items, users, histories
+      liked, history_ends), items, users, histories, history_ends
 
 
 def _liked_items(new_item_match: Optional[NewItemMatchConfig],
@@ -594,7 +595,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
     def export_model(fit_result, directory, member=0, with_state=True):
       """The SavedModel, with the fusion weights chosen; with_state: also
       the state refresh and warm start read (a comparison model has none)."""
-      module, items, users, histories = _serving_module(
+      module, items, users, histories, history_ends = _serving_module(
           fit_result, catalog_uri, examples_uri, config, top_k, max_k,
           ranking, freshness, new_item_match, liked)
       if fusion_choice is not None:
@@ -609,7 +610,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
               freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
           users, histories, fit_result["item_text"], text_settings, top_k,
           max_k, module.fusion_spec, module.freshness, module.new_item_match,
-          liked)
+          liked, history_ends)
       warm_start_lib.save_state(
           fit_result["model"],
           _vocabulary_files(tft_output, fit_result["inputs"]), directory)

@@ -101,12 +101,22 @@ class TextTable(tf.keras.layers.Layer):
 
 
 class QueryTower(tf.keras.layers.Layer):
-  """User id, user attributes, recent history and the time of the event."""
+  """User id, user attributes, recent history and the time of the event.
+
+  With `history_modes`, the history's parts (its items and their text) are
+  projected twice: once for a history of what came before the event, once
+  for one that runs past it (F.HISTORY_AHEAD, absent: before). The first
+  predicts what comes next from what came last; the second, what else the
+  user likes from items that may postdate the question, which wants other
+  weights (trainer/served_history.py gives the figures). Each part enters
+  as h * (1 - ahead) and h * ahead, so the query stays linear in the user's
+  inputs and the export can still precompute a user term per mode.
+  """
 
   def __init__(self, inputs: inputs_lib.ModelInputs, dim: int,
                item_embedding: IdEmbedding, history_length: int = 0,
                history_encoder: str = "mean", text_table=None,
-               text_rank: int = 32, **kwargs):
+               text_rank: int = 32, history_modes: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.user_embedding = IdEmbedding(inputs.user_id, dim)
     self.attribute_features = [v.feature for v in inputs.user_attributes]
@@ -127,6 +137,7 @@ class QueryTower(tf.keras.layers.Layer):
                        history_length > 0 else None)
     self.history_text_adapter = (LowRankAdapter(text_rank, dim)
                                  if self.text_table is not None else None)
+    self.history_modes = history_modes and self.history is not None
 
   def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
     return self.projection(tf.concat(
@@ -144,8 +155,9 @@ class QueryTower(tf.keras.layers.Layer):
     parts = [self.user_embedding(features[F.USER_ID])]
     for name, emb in zip(self.attribute_features, self.attribute_embeddings):
       parts.append(emb(features[name]))
+    history = []
     if self.history is not None:
-      parts.append(self.history(features[F.HISTORY]))
+      history.append(self.history(features[F.HISTORY]))
     if self.text_table is not None:
       ids, mask, _ = history_lib.last_items(features[F.HISTORY],
                                             self.history_length)
@@ -153,9 +165,16 @@ class QueryTower(tf.keras.layers.Layer):
       weights = tf.cast(mask, tf.float32)[..., None]
       mean = tf.reduce_sum(vectors * weights, axis=1) / tf.maximum(
           tf.reduce_sum(weights, axis=1), 1.0)
-      parts.append(tf.cast(self.history_text_adapter(mean),
-                           parts[0].dtype))
-    return tf.cast(tf.concat(parts, axis=-1), tf.float32)
+      history.append(tf.cast(self.history_text_adapter(mean),
+                             parts[0].dtype))
+    if self.history_modes:
+      ahead = features.get(F.HISTORY_AHEAD)
+      if ahead is None:
+        ahead = tf.zeros([tf.shape(history[0])[0]])
+      ahead = tf.reshape(tf.cast(ahead, history[0].dtype), [-1, 1])
+      history = ([h * (1.0 - ahead) for h in history] +
+                 [h * ahead for h in history])
+    return tf.cast(tf.concat(parts + history, axis=-1), tf.float32)
 
   def context_inputs(self, hour: tf.Tensor, weekday: tf.Tensor) -> tf.Tensor:
     """The time of the event, before the projection."""

@@ -332,8 +332,13 @@ READING = """\
   the rest: that is the ablation "no served histories in training", which
   was the shipped model before `trainer.served_history_fraction`
   (trainer/served_history.py: a share of the training rows get their
-  user's served history instead of their own). "no history" is the
-  earlier per-protocol workaround (`history_length: 0`).
+  user's served history instead of their own). Those rows are marked, and
+  the query reads a history that runs past the request with weights of
+  its own: mtrec is ranked as of each user's first eval event, which on
+  this split usually comes before the user's last training event, so the
+  served model answers in that mode here and in the other on protocol 2.
+  "no history" is the earlier per-protocol workaround
+  (`history_length: 0`).
 - Popularity is strong on protocol 1. The accuracy is a mean over eval
   interactions, so the heavy users who hold most of them dominate it, and
   their eval items are spread over years of mostly well-known films; and a
