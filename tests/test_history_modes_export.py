@@ -8,6 +8,9 @@ signature must pick the same way, and the precomputed terms must be what
 the whole query tower computes.
 """
 
+import json
+import os
+import shutil
 import time
 
 import numpy as np
@@ -147,6 +150,8 @@ def test_a_catalog_refresh_keeps_both_modes(trained, tmp_path):
   refreshed_dir = str(tmp_path / "refreshed")
   refresh.rebuild(trained["dir"], [{"item_id": "new-item", "title": "New"}],
                   None, refreshed_dir, "mtrec", log=lambda m: None)
+  assert refresh_state.history_modes(trained["dir"])
+  assert refresh_state.history_modes(refreshed_dir)
   refreshed = tf.saved_model.load(refreshed_dir)
   users, ends = trained["users"], trained["ends"]
   for timestamps in ([ends[u] - WEEK for u in users],
@@ -154,3 +159,30 @@ def test_a_catalog_refresh_keeps_both_modes(trained, tmp_path):
     np.testing.assert_allclose(_embed_at(refreshed, users, timestamps),
                                _embed_at(trained["model"], users, timestamps),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_model_exported_before_history_modes_refreshes_as_it_was(
+    small_run, tmp_path):
+  """An export written before history modes has none in its state; its
+  trainer section may still set served_history_fraction (the shipped
+  config did). The refresh rebuilds it without modes, so its weights fit."""
+  source = str(tmp_path / "before")
+  shutil.copytree(model_layout.saved_model_dir(small_run.artifacts.model),
+                  source)
+  state_file = os.path.join(source, refresh_state.STATE_DIR, "state.json")
+  with open(state_file) as f:
+    state = json.load(f)
+  assert state.pop("history_modes") is False
+  state["trainer"]["served_history_fraction"] = 0.1
+  with open(state_file, "w") as f:
+    json.dump(state, f)
+  assert not refresh_state.history_modes(source)
+  refreshed_dir = str(tmp_path / "refreshed")
+  refresh.rebuild(source, [{"item_id": "new-item", "title": "New"}], None,
+                  refreshed_dir, "mtrec", log=lambda m: None)
+  users = ["u1", "u2"]
+  np.testing.assert_allclose(
+      _embed_at(tf.saved_model.load(refreshed_dir), users, [WEEK] * 2),
+      _embed_at(tf.saved_model.load(source), users, [WEEK] * 2),
+      rtol=1e-5, atol=1e-6)

@@ -96,7 +96,8 @@ def test_state_lives_under_the_layout_directory(tmp_path, graph):
   with open(state_dir / "state.json") as f:
     assert set(json.load(f)) == {"format", "trainer", "user_features",
                                  "label_means", "top_k", "max_k", "text",
-                                 "fusion", "freshness", "new_item_match"}
+                                 "fusion", "freshness", "new_item_match",
+                                 "history_modes"}
 
 
 def test_item_text_and_its_settings_round_trip(tmp_path, graph):

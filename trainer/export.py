@@ -248,11 +248,11 @@ class ServingModule(tf.Module):
     # QueryTower.split_projection says why the two terms add up. A query
     # tower with history modes has a second table: the same users, their
     # history read as one that runs past the request.
-    self._history_modes = bool(getattr(self.query_tower, "history_modes",
-                                       False))
+    self.history_modes = bool(getattr(self.query_tower, "history_modes",
+                                      False))
     self.user_query_terms = tf.Variable(self._build_user_query_terms(0.0),
                                         trainable=False)
-    if self._history_modes:
+    if self.history_modes:
       self.user_query_terms_ahead = tf.Variable(
           self._build_user_query_terms(1.0), trainable=False)
 
@@ -468,7 +468,7 @@ class ServingModule(tf.Module):
     _, context_kernel, _ = self.query_tower.split_projection()
     rows = self.user_rows.lookup(user_id)
     terms = tf.gather(self.user_query_terms, rows)
-    if self._history_modes:
+    if self.history_modes:
       ahead = timestamp < tf.gather(self.history_ends, rows)
       terms = tf.where(ahead[:, None],
                        tf.gather(self.user_query_terms_ahead, rows), terms)

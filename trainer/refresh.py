@@ -159,7 +159,11 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
     inputs = dataclasses.replace(inputs, item_text_dim=text_table.shape[1])
   stats = {"item_probabilities": arrays["item_probabilities"],
            "label_means": state["label_means"]}
-  model = run_lib.build_model(inputs, config, stats, text_table)
+  # As it was trained: a model exported before history modes has none,
+  # whatever its served_history_fraction.
+  model = run_lib.build_model(
+      inputs, config, stats, text_table,
+      history_modes=refresh_state.history_modes(source_dir))
   users = state["users"]
   histories = state["histories"]
   history_ends = state.get("history_ends", {})
@@ -195,7 +199,7 @@ def rebuild(source_dir: str, new_items: Sequence[Mapping[str, Any]],
           freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
       users, histories, item_text, state["text"], state["top_k"],
       state["max_k"], module.fusion_spec, module.freshness,
-      module.new_item_match, liked, history_ends)
+      module.new_item_match, liked, history_ends, module.history_modes)
   top_user = tft_output.vocabulary_by_name(F.USER_ID_VOCAB)[0].decode()
   export.write_warmup_requests(
       export_dir, model_name, user_ids=[top_user, "__unknown_user__"],

@@ -44,7 +44,8 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
                freshness: Optional[Mapping[str, float]] = None,
                new_item_match: Optional[Mapping[str, float]] = None,
                liked: Optional[Mapping[str, Sequence[str]]] = None,
-               history_ends: Optional[Mapping[str, int]] = None) -> None:
+               history_ends: Optional[Mapping[str, int]] = None,
+               history_modes: bool = False) -> None:
   """Writes what `refresh` needs next to the SavedModel (see module doc).
 
   `items` may carry ADDED_AT (trainer/freshness.py), kept with the other
@@ -53,7 +54,9 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
   matches new items against (trainer/new_item_match.py); `history_ends`
   when each user's history ends (trainer/export.ServingModule; absent in
   states written before it, whose refresh reads every request as after
-  the history).
+  the history); `history_modes` whether the model's query has them
+  (towers.QueryTower), which its trainer section alone does not say for a
+  model trained before they existed.
   """
   state = os.path.join(export_dir, STATE_DIR)
   os.makedirs(state, exist_ok=True)
@@ -71,6 +74,7 @@ def save_state(export_dir: str, transform_graph_uri: str, config: Any,
         "text": dict(text_settings) if text_settings else None,
         "freshness": dict(freshness) if freshness else None,
         "new_item_match": dict(new_item_match) if new_item_match else None,
+        "history_modes": bool(history_modes),
     }, f, indent=1, sort_keys=True)
   with open(os.path.join(state, _CATALOG_FILE), "w") as f:
     json.dump({k: list(items[k]) for k in ITEM_COLUMNS + (ADDED_AT,)
@@ -115,6 +119,13 @@ def text_settings(export_dir: str) -> Optional[dict[str, Any]]:
   max_tags) to land where the trained adapter expects them.
   """
   return _saved(export_dir, "text")
+
+
+def history_modes(export_dir: str) -> bool:
+  """Whether the model's query has history modes; False for a state written
+  before they existed, whose model was built without them."""
+  with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
+    return bool(json.load(f).get("history_modes", False))
 
 
 def trainer_section(export_dir: str) -> dict[str, Any]:

@@ -74,7 +74,8 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
                 stats: Mapping[str, Any],
                 text_table: Optional[np.ndarray] = None,
                 teacher: Optional[tf.keras.Model] = None,
-                catalog: Optional[Mapping[str, tf.Tensor]] = None
+                catalog: Optional[Mapping[str, tf.Tensor]] = None,
+                history_modes: Optional[bool] = None
                 ) -> model_lib.MultiTaskModel:
   """The model the config describes, over the features the transform made.
 
@@ -86,6 +87,9 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
     catalog: the candidate features of every trained item
       (trainer/catalog.py), for a retrieval task with catalog negatives or
       a catalog-wide retrieval soft target.
+    history_modes: whether the query has history modes
+      (towers.QueryTower); None: when served histories train it. An export
+      rebuilt from its state says (refresh_state.history_modes).
   """
   dim = config.embedding_dim
   adapter = config.text_adapter
@@ -96,7 +100,8 @@ def build_model(inputs: inputs_lib.ModelInputs, config: TrainerConfig,
       config.history_encoder,
       text_table=text_table if adapter.user_history else None,
       text_rank=adapter.rank,
-      history_modes=config.served_history_fraction > 0)
+      history_modes=(config.served_history_fraction > 0
+                     if history_modes is None else history_modes))
   candidate = towers.CandidateTower(
       inputs, dim, item_embedding,
       content_features=config.item_content_features,
@@ -157,7 +162,8 @@ def _load_member(export_dir: str, inputs: inputs_lib.ModelInputs,
                  ) -> model_lib.MultiTaskModel:
   config = TrainerConfig.model_validate(
       refresh_state.trainer_section(export_dir))
-  teacher = build_model(inputs, config, stats, text_table)
+  teacher = build_model(inputs, config, stats, text_table,
+                        history_modes=refresh_state.history_modes(export_dir))
   teacher(sample)
   restored = warm_start_lib.restore(teacher, export_dir, vocabulary_files)
   if restored["fresh"]:
@@ -610,7 +616,7 @@ def _publish(trained, transform_graph_uri, transformed_examples_uri,
               freshness_lib.ADDED_AT: module.items_added_at.tolist()}),
           users, histories, fit_result["item_text"], text_settings, top_k,
           max_k, module.fusion_spec, module.freshness, module.new_item_match,
-          liked, history_ends)
+          liked, history_ends, module.history_modes)
       warm_start_lib.save_state(
           fit_result["model"],
           _vocabulary_files(tft_output, fit_result["inputs"]), directory)
