@@ -325,6 +325,12 @@ class ServingModule(tf.Module):
     return dict(self.new_item_match, matched_pairs=int(lengths.sum()),
                 users_matched=int((lengths > 0).sum()))
 
+  def _history_runs_past(self, user_row: tf.Tensor,
+                         timestamp: tf.Tensor) -> tf.Tensor:
+    """Whether each user row's served history has an event after the
+    timestamp: the one rule F.HISTORY_AHEAD follows at serving time."""
+    return timestamp < tf.gather(self.history_ends, user_row)
+
   def _histories(self, user_row: tf.Tensor) -> tf.RaggedTensor:
     table = tf.RaggedTensor.from_row_splits(
         self.history_values, self.history_splits, validate=False)
@@ -381,7 +387,7 @@ class ServingModule(tf.Module):
           known = _choose_rows(history, known)
         raw[schema.HISTORY] = known.to_sparse()
         ahead = tf.cast(tf.logical_and(
-            served, timestamp < tf.gather(self.history_ends, user_row)),
+            served, self._history_runs_past(user_row, timestamp)),
                         tf.float32)
       else:
         raw[schema.HISTORY] = _empty_sparse(n)
@@ -469,7 +475,7 @@ class ServingModule(tf.Module):
     rows = self.user_rows.lookup(user_id)
     terms = tf.gather(self.user_query_terms, rows)
     if self.history_modes:
-      ahead = timestamp < tf.gather(self.history_ends, rows)
+      ahead = self._history_runs_past(rows, timestamp)
       terms = tf.where(ahead[:, None],
                        tf.gather(self.user_query_terms_ahead, rows), terms)
     return terms + tf.matmul(self.query_tower.context_inputs(hour, weekday),

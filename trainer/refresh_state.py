@@ -124,8 +124,7 @@ def text_settings(export_dir: str) -> Optional[dict[str, Any]]:
 def history_modes(export_dir: str) -> bool:
   """Whether the model's query has history modes; False for a state written
   before they existed, whose model was built without them."""
-  with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
-    return bool(json.load(f).get("history_modes", False))
+  return bool(_saved(export_dir, "history_modes", default=False))
 
 
 def trainer_section(export_dir: str) -> dict[str, Any]:
@@ -133,7 +132,12 @@ def trainer_section(export_dir: str) -> dict[str, Any]:
   return _saved(export_dir, "trainer")
 
 
-def _saved(export_dir: str, key: str) -> Any:
-  """One entry of the state file, without loading the rest of the state."""
+_REQUIRED = object()
+
+
+def _saved(export_dir: str, key: str, default: Any = _REQUIRED) -> Any:
+  """One entry of the state file, without loading the rest of the state;
+  `default` for an entry older states lack (without one, a KeyError)."""
   with open(os.path.join(export_dir, STATE_DIR, _STATE_FILE)) as f:
-    return json.load(f)[key]
+    saved = json.load(f)
+  return saved[key] if default is _REQUIRED else saved.get(key, default)
