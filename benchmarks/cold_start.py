@@ -448,17 +448,20 @@ def variants(base: TrainerConfig,
 
 
 FRESHNESS_BONUSES = (0.5, 1.0, 2.0)
-# The new-item match (trainer/new_item_match.py, off by default) at the
-# config's default threshold and either side of it, and at the default
-# without its cap (threshold, bonus in the user's score sds, keep_top).
-NEW_ITEM_MATCH = ((0.71, 2.0, None), (0.70, 2.0, 5), (0.71, 2.0, 5),
-                  (0.72, 2.0, 5))
+# The new-item match (trainer/new_item_match.py, off by default) as
+# (threshold, bonus in the user's score sds, keep_top, neighbors): the
+# config's suggested setting (0.755/3/5/2) and either side of its
+# threshold, that setting without its cap, and the earlier suggestion
+# (0.71/2/5 over 3 neighbours), for comparison.
+NEW_ITEM_MATCH = ((0.755, 3.0, None, 2), (0.75, 3.0, 5, 2),
+                  (0.755, 3.0, 5, 2), (0.76, 3.0, 5, 2), (0.71, 2.0, 5, 3))
 
 
 def policy_setting_name(setting: Mapping[str, Any]) -> str:
-  """A new-item match row's name: threshold/bonus/keep_top."""
-  return "{:g}/{:g}/{}".format(setting["threshold"], setting["bonus"],
-                               setting.get("keep_top") or "none")
+  """A new-item match row's name: threshold/bonus/keep_top/neighbors."""
+  return "{:g}/{:g}/{}/{}".format(setting["threshold"], setting["bonus"],
+                                  setting.get("keep_top") or "none",
+                                  setting["neighbors"])
 
 
 def run(config_path: str, work_dir: str, share: float,
@@ -483,15 +486,14 @@ def run(config_path: str, work_dir: str, share: float,
     from trainer import new_item_match  # pylint: disable=g-import-not-at-top
     ids, vectors, has_text = artifact_readers.read_item_features(
         u.item_features)
-    neighbors = config.serving.new_item_match.neighbors
     match = {"liked": new_item_match.liked_items(
                  u.transformed_examples,
                  tft.TFTransformOutput(u.transform_graph)),
              "item_text": {"item_ids": ids, "vectors": vectors,
                            "has_text": has_text},
-             "settings": [{"threshold": t, "bonus": b, "neighbors": neighbors,
+             "settings": [{"threshold": t, "bonus": b, "neighbors": n,
                            "keep_top": keep}
-                          for t, b, keep in NEW_ITEM_MATCH]}
+                          for t, b, keep, n in NEW_ITEM_MATCH]}
   seconds = {}
   for name, (trainer_config, text) in variants(config.trainer,
                                                adapter).items():

@@ -97,7 +97,7 @@ def test_the_new_item_match_lifts_matched_cold_items_by_the_user_spread():
   text = _ITEM_TEXT
   got = judge.new_item_match_metrics(
       scores, {"u1": ["a1"], "u2": ["a2"]}, text,
-      [{"threshold": 0.9, "bonus": 1.0, "neighbors": 3}])["0.9/1/none"]
+      [{"threshold": 0.9, "bonus": 1.0, "neighbors": 3}])["0.9/1/none/3"]
   # a3's text matches u1's liked a1 (cosine 0.995), not u2's a2 (0.0995):
   # u1's a3 gains 1 sd of [9, 8, 1, 2] = sqrt(12.5) = 3.54 and overtakes w
   # (rank 2 -> 1); u2's stays behind a2 (rank 2).
@@ -116,13 +116,25 @@ def test_the_match_cap_counts_ranks_among_the_items_not_seen():
       [setting, dict(setting, keep_top=1)])
   # a3 matches both. Uncapped, its bonus (u1: sqrt(12.5) = 3.54, u2:
   # sqrt(3.5) = 1.87) puts it first for both.
-  assert got["0.9/1/none"]["franchise_median_rank"] == 1.0
+  assert got["0.9/1/none/3"]["franchise_median_rank"] == 1.0
   # keep_top 1: each user's best unseen item stays above a3. u1 has seen
   # a1 and a2, so that is w (2.0) and a3 stops just below it: 2nd (had the
   # seen items counted, the ceiling would be a1's 9.0 and a3 first). u2's
   # is a2 (5.0): a3 rises to just below it, 2nd.
-  assert got["0.9/1/1"]["franchise_median_rank"] == 2.0
-  assert got["0.9/1/1"]["keep_top"] == 1
+  assert got["0.9/1/1/3"]["franchise_median_rank"] == 2.0
+  assert got["0.9/1/1/3"]["keep_top"] == 1
+
+
+def test_the_benchmark_measures_the_match_at_the_config_defaults():
+  """The setting the README and the config comment quote (bonus 3 on the
+  NewItemMatchConfig defaults) is one the cold-item section measures."""
+  from trainer.config import NewItemMatchConfig  # pylint: disable=g-import-not-at-top
+  defaults = NewItemMatchConfig(bonus=3.0).model_dump()
+  measured = {cold_start.policy_setting_name(dict(
+      threshold=t, bonus=b, keep_top=k, neighbors=n))
+              for t, b, k, n in cold_start.NEW_ITEM_MATCH}
+  assert cold_start.policy_setting_name(defaults) == "0.755/3/5/2"
+  assert "0.755/3/5/2" in measured
 
 
 def test_the_franchise_rank_excludes_seen_items_and_counts_from_one():

@@ -560,14 +560,15 @@ def _cold_start(section: Mapping[str, Any]) -> list[str]:
     lines += ["", "The new-item match (`serving.new_item_match`, "
               "trainer/new_item_match.py, off by default) on the lm model's "
               "scores: a cold item whose LM text has a mean cosine of at "
-              "least the threshold to its 3 closest items the user liked "
-              "(training split) gets the bonus, in standard deviations of "
-              "the user's scores, but stays below the user's keep_top best "
-              "unseen items (none: no cap). Matched pairs (user, item), "
+              "least the threshold to its `neighbors` closest items the "
+              "user liked (training split) gets the bonus, in standard "
+              "deviations of the user's scores, but stays below the user's "
+              "keep_top best unseen items (none: no cap). Matched pairs "
+              "(user, item), "
               "mean over seeds: " + ", ".join(
                   f"{setting}: {m['matched_pairs'][0]:,.0f}"
                   for setting, m in lm["new_item_match"].items()) + ".", ""]
-    lines += _table(["threshold / bonus / keep_top"]
+    lines += _table(["threshold / bonus / keep_top / neighbors"]
                     + list(policy_columns.values()),
                     policy_rows(lm["new_item_match"]))
   if lm.get("freshness"):
