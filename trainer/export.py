@@ -248,8 +248,7 @@ class ServingModule(tf.Module):
     # QueryTower.split_projection says why the two terms add up. A query
     # tower with history modes has a second table: the same users, their
     # history read as one that runs past the request.
-    self.history_modes = bool(getattr(self.query_tower, "history_modes",
-                                      False))
+    self.history_modes = self.query_tower.history_modes
     self.user_query_terms = tf.Variable(self._build_user_query_terms(0.0),
                                         trainable=False)
     if self.history_modes:
