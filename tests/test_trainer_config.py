@@ -79,9 +79,33 @@ def test_config_round_trips_through_json():
      "trainer: early_stopping.monitor: 'val_rating_auc' is not logged"),
     ({"history_length": 51},
      "trainer.history_length: Input should be less than or equal to 50"),
+    ({"ema_horizon": 0},
+     "trainer.ema_horizon: Input should be greater than 0"),
+    ({"ema_horizon": 1.5},
+     "trainer.ema_horizon: Input should be less than or equal to 1"),
+    ({"ema_horizon": 0.25, "early_stopping": {"monitor": "val_loss"}},
+     "trainer: ema_horizon: early_stopping.restore_best_weights would "
+     "replace the averaged weights"),
 ])
 def test_bad_trainer_values_name_the_key(trainer, message):
   with pytest.raises(C.ConfigError) as e:
     _parse(trainer)
   assert str(e.value).startswith("x.yaml: ")
   assert message in str(e.value), str(e.value)
+
+
+def test_ema_horizon_keeps_early_stopping_that_only_ends_the_run():
+  trainer = _parse({"ema_horizon": 0.25, "early_stopping": {
+      "monitor": "val_loss", "restore_best_weights": False}}).trainer
+  assert trainer.ema_horizon == 0.25
+  assert trainer.early_stopping.restore_best_weights is False
+
+
+@pytest.mark.parametrize("horizon,steps,momentum", [
+    (0.25, 400, 0.99),   # an average over about the last 100 steps
+    (0.5, 40, 0.95),     # the last 20
+    (0.25, 2, 0.0),      # under one step: the last step's weights
+])
+def test_ema_momentum_follows_the_runs_steps(horizon, steps, momentum):
+  from trainer import run  # pylint: disable=g-import-not-at-top
+  assert run.ema_momentum(horizon, steps) == pytest.approx(momentum)

@@ -82,6 +82,76 @@ print(json.dumps(out))
 
 
 @pytest.mark.slow
+def test_ema_horizon_exports_the_moving_average_of_the_steps(small_run,
+                                                            tmp_path):
+  """trainer.ema_horizon: the model fit() returns holds the moving average
+  of the weights after every step, at the momentum the horizon gives for
+  the run's steps, not the last step's weights; and the two-device
+  (mirrored) path averages the same way.
+
+  The weights after each step are recorded by a callback and averaged here
+  in numpy, from the weights training starts with. Half the run's steps as
+  the horizon keeps a fifth of those initial weights in the average (e^-2),
+  so the last step's weights are far from it: a run that exported them
+  fails the first check by orders of magnitude more than float32 rounding.
+  """
+  graph, transformed, examples = _uris(small_run)
+  code = f"""
+import json
+import numpy as np
+import trainer
+import tensorflow as tf
+from trainer.config import TrainerConfig
+from trainer import callbacks, distribution, run
+mirrored = distribution.choose_strategy(2)  # before TF starts its devices
+config = TrainerConfig(epochs=2, batch_size=512, embedding_dim=8,
+                       ema_horizon=0.5)
+trajectory = []
+class Recording(callbacks.Throughput):
+  def on_train_begin(self, logs=None):
+    trajectory.append([v.numpy() for v in self.model.trainable_variables])
+  def on_train_batch_end(self, batch, logs=None):
+    trajectory.append([v.numpy() for v in self.model.trainable_variables])
+run.callbacks_lib.Throughput = Recording
+out = {{}}
+final = {{}}
+for name, strategy in (("single", tf.distribute.get_strategy()),
+                       ("mirrored", mirrored)):
+  trajectory.clear()
+  tf.keras.utils.set_random_seed(config.seed)
+  r = run.fit({graph!r}, {transformed!r}, {examples!r}, config,
+              {str(tmp_path)!r} + "/" + name, strategy, log=lambda m: None)
+  final[name] = [v.numpy() for v in r["model"].trainable_variables]
+  steps = len(trajectory) - 1
+  momentum = run.ema_momentum(config.ema_horizon, steps)
+  average = [w.astype(np.float64) for w in trajectory[0]]
+  for weights in trajectory[1:]:
+    average = [momentum * a + (1 - momentum) * w
+               for a, w in zip(average, weights)]
+  out[name] = {{
+      "steps": steps, "momentum": momentum,
+      "to_average": max(float(np.max(np.abs(f - a)))
+                        for f, a in zip(final[name], average)),
+      "to_last_step": max(float(np.max(np.abs(f - w)))
+                          for f, w in zip(final[name], trajectory[-1])),
+  }}
+out["mirrored_to_single"] = max(
+    float(np.max(np.abs(m - s)))
+    for m, s in zip(final["mirrored"], final["single"]))
+print(json.dumps(out))
+"""
+  out = _run_python(code)
+  single = out["single"]
+  assert single["steps"] >= 4
+  assert single["momentum"] == pytest.approx(1 - 2 / single["steps"])
+  assert single["to_average"] < 1e-5
+  assert single["to_last_step"] > 1e-2
+  assert out["mirrored"]["steps"] == single["steps"]
+  assert out["mirrored"]["to_average"] < 1e-5
+  assert out["mirrored_to_single"] < 1e-3
+
+
+@pytest.mark.slow
 def test_mixed_precision_ple_uncertainty_and_warm_start(small_run, tmp_path):
   """A non-default model end to end: every task kind, PLE, learned weights,
   float16 compute, half the rows with their served history, and a warm

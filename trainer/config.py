@@ -246,6 +246,15 @@ class TrainerConfig(_Strict):
   batch_size: int = pydantic.Field(1024, gt=0)
   learning_rate: float = pydantic.Field(0.01, gt=0.0)
   optimizer: Literal["adagrad", "adam"] = "adam"
+  # The model keeps a moving average of its weights (Keras's optimizer
+  # EMA) over about the last `ema_horizon` share of the run's steps, and
+  # that average is what is exported: it sits nearer the middle of the
+  # region the last steps wander in than any one step does. The momentum
+  # follows from the run's steps (trainer/run.py: ema_momentum), so a
+  # value means the same on a CI run of 20 steps as on 400; what is left
+  # of the initial weights is about e^(-1/horizon), 2% at 0.25.
+  # None: the last step's weights.
+  ema_horizon: Optional[float] = pydantic.Field(None, gt=0.0, le=1.0)
   # The tasks; when absent: retrieval, rating and like, weighted by
   # `task_weights` (older configs), which then reads back as None.
   tasks: Optional[list[TaskConfig]] = None
@@ -324,6 +333,13 @@ class TrainerConfig(_Strict):
           f"logged; one of {sorted(monitors)}")
     if self.distillation is not None:
       self._check_distillation(names)
+    if (self.ema_horizon and self.early_stopping and
+        self.early_stopping.restore_best_weights):
+      # Keras restores the best epoch after it writes the average in.
+      raise ValueError(
+          "ema_horizon: early_stopping.restore_best_weights would replace "
+          "the averaged weights with one epoch's; set restore_best_weights: "
+          "false to keep the average (early stopping then only ends the run)")
     return self
 
   def _check_distillation(self, names: list[str]) -> None:

@@ -174,10 +174,24 @@ def _load_member(export_dir: str, inputs: inputs_lib.ModelInputs,
   return teacher
 
 
-def _optimizer(config: TrainerConfig):
+def ema_momentum(horizon: float, steps: int) -> float:
+  """The momentum of a moving average over about the last `horizon` share
+  of `steps` optimizer steps: 1 - 1 / (horizon * steps), so what is left
+  of the weights the average starts from is about e^(-1 / horizon) on a
+  run of any length (0 when the horizon is under one step)."""
+  return max(0.0, 1.0 - 1.0 / (horizon * steps))
+
+
+def _optimizer(config: TrainerConfig, steps: int):
+  """config's optimizer; with config.ema_horizon, Keras's moving average of
+  the weights, which fit() writes into the model when it ends."""
+  ema = {}
+  if config.ema_horizon:
+    ema = {"use_ema": True,
+           "ema_momentum": ema_momentum(config.ema_horizon, steps)}
   if config.optimizer == "adam":
-    return tf.keras.optimizers.Adam(config.learning_rate)
-  return tf.keras.optimizers.Adagrad(config.learning_rate)
+    return tf.keras.optimizers.Adam(config.learning_rate, **ema)
+  return tf.keras.optimizers.Adagrad(config.learning_rate, **ema)
 
 
 def _vocabulary_files(tft_output: tft.TFTransformOutput,
@@ -326,6 +340,11 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
     log(f"catalog table: {int(catalog[F.ITEM_ID].shape[0])} items, embedded "
         "at every step")
 
+  batches = config.steps_per_epoch or (
+      stats["rows"] // config.batch_size if drop_remainder else
+      math.ceil(stats["rows"] / config.batch_size))
+  epochs = config.fit_epochs() if teacher_dir else config.epochs
+
   with strategy.scope():
     sample = next(iter(dataset(
         transformed_examples_uri, "train", feature_spec, 8, shuffle=False)))
@@ -350,13 +369,9 @@ def fit(transform_graph_uri: str, transformed_examples_uri: str,
     elif warm_start_from:
       log(f"warm start: {warm_start_from} has no warm-start state; "
           "training from scratch")
-    model.compile(optimizer=_optimizer(config))
+    model.compile(optimizer=_optimizer(config, batches * epochs))
 
-  batches = config.steps_per_epoch or (
-      stats["rows"] // config.batch_size if drop_remainder else
-      math.ceil(stats["rows"] / config.batch_size))
   throughput = callbacks_lib.Throughput(batches * config.batch_size)
-  epochs = config.fit_epochs() if teacher_dir else config.epochs
   callbacks = [callbacks_lib.Progress(log, epochs, batches),
                callbacks_lib.EpochLog(log),
                callbacks_lib.TaskSummaries(log_dir), throughput]
