@@ -92,9 +92,9 @@ def test_ema_horizon_exports_the_moving_average_of_the_steps(small_run,
   The weights after each step are recorded by a callback and averaged here
   in numpy, from the weights training starts with. Half the run's steps as
   the horizon keeps about an eighth of those initial weights in the average
-  (e^-2),
-  so the last step's weights are far from it: a run that exported them
-  fails the first check by orders of magnitude more than float32 rounding.
+  (e^-2), so the last step's weights are far from it: a run that exported
+  them fails the first check by orders of magnitude more than float32
+  rounding.
   """
   graph, transformed, examples = _uris(small_run)
   code = f"""
